@@ -1,0 +1,1 @@
+"""Darknet cfg parser, .weights reader/writer, PyTorch code generator and OpenVINO IR build."""

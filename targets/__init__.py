@@ -1,0 +1,1 @@
+"""Deployment targets (OpenVINO, ONNX Runtime, Vitis AI), one module per backend behind one interface."""

@@ -1,0 +1,1 @@
+"""The ``edgeprune`` command line: one Click group, one module per command family."""

@@ -1,0 +1,89 @@
+"""``edgeprune prune``: structured (default) or unstructured pruning of one model."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.opts import existing_file, imgsz_option, json_option, open_ratio
+from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
+
+METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
+
+
+def _input_shape(ctx, param, value):
+    if value is None:
+        return None
+    from toolchain.loading import parse_input_shape
+
+    try:
+        return parse_input_shape(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.argument("model", type=existing_file)
+@click.option("--ratio", required=True, type=float, callback=open_ratio,
+              help="Fraction of channels (or weights, with --unstructured) to remove, 0 < R < 1.")
+@click.option("--method", type=click.Choice(METHODS), default="l1", show_default=True, help="Channel importance.")
+@click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
+@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Keep channel counts multiples of this (1 = no rounding).")
+@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Prune iteratively in this many steps.")
+@imgsz_option(256)
+@click.option("--data", type=existing_file, default=None,
+              help="YOLO data.yaml: checked against the model's classes; needed by --method taylor.")
+@click.option("--input-shape", callback=_input_shape, default=None,
+              help="Input shape for plain nn.Module files, e.g. 1,3,224,224.")
+@click.option("--unstructured", is_flag=True, help="L1 unstructured pruning (zeros weights; does not speed up).")
+@click.option("--latency-iters", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Timed runs per model for the latency column (0 = skip).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the pruned .pt.")
+@json_option
+def prune(model, ratio, method, global_pruning, round_to, steps, imgsz, data, input_shape, unstructured,
+          latency_iters, out, as_json) -> None:
+    """Prune MODEL (an Ultralytics checkpoint or a pickled nn.Module) and save it to OUT.
+
+    Structured pruning removes whole channels, so the model gets smaller and faster on every
+    runtime; the output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`.
+    """
+    from toolchain.pruning import PruneConfig
+    from toolchain.prune_run import prune_file
+
+    cfg = PruneConfig(ratio=ratio, method=method, global_pruning=global_pruning,
+                      round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
+    with stdout_to_stderr(as_json), console(stderr=True).status("pruning") as status:
+        report = prune_file(
+            model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
+            progress=lambda i, n: status.update(f"pruning step {i}/{n}"),
+        )
+    if as_json:
+        print_json(report)
+        return
+    _render(report)
+
+
+def _render(report) -> None:
+    b, a, r = report.before, report.after, report.ratios()
+
+    def row(name, before, after, ratio, show=str):
+        return [name, show(before), show(after), "-" if ratio is None else f"{ratio:.3f}"]
+
+    rows = [
+        row("params", b.params, a.params, r["params"], lambda v: f"{v:,}"),
+        row("MACs", b.macs, a.macs, r["macs"], lambda v: f"{v / 1e6:,.1f} M"),
+        row("file size", b.file_bytes, a.file_bytes, r["file_bytes"], human_bytes),
+        row("zip-compressed size", b.zip_bytes, a.zip_bytes, r["zip_bytes"], human_bytes),
+        row("zero weights", b.zero_fraction, a.zero_fraction, None, lambda v: f"{v:.1%}"),
+    ]
+    if b.latency and a.latency:
+        rows.append(row("latency (median)", b.latency.median_ms, a.latency.median_ms, r["latency"],
+                        lambda v: f"{v:.2f} ms"))
+    caption = [f"{report.mode} pruning, method {report.method}, ratio {report.ratio}, input {report.input_shape}"]
+    if b.latency:
+        caption.append(f"latency: {b.latency.label()}")
+    caption.append(f"saved to {report.out}")
+    console().print(table("Pruning result", ["", "before", "after", "after/before"], rows, caption="\n".join(caption)))
+    for note in report.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")

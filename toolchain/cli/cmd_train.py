@@ -1,0 +1,69 @@
+"""``edgeprune train`` and ``edgeprune finetune``: thin wrappers over the Ultralytics trainer."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+
+
+def _train_options(func):
+    for option in reversed([
+        click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True),
+        imgsz_option(256),
+        click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True),
+        click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Initial learning rate (SGD); default: Ultralytics' automatic choice."),
+        json_option,
+    ]):
+        func = option(func)
+    return func
+
+
+def _render(result, title: str, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    console().print(table(
+        title, ["weights", "epochs", "params", "mAP50", "mAP50-95"],
+        [[result.weights, result.epochs, result.params, result.map50, result.map50_95]],
+        caption=f"run folder: {result.run_dir}",
+    ))
+
+
+@click.command()
+@click.argument("data", type=existing_file)
+@click.option("--model", default="yolov8n.yaml", show_default=True,
+              help="Ultralytics model yaml (built from scratch, offline) or a checkpoint to start from.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
+@_train_options
+def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, as_json) -> None:
+    """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer, on the CPU."""
+    from toolchain.training import TrainConfig, train as run_train
+
+    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0)
+    with stdout_to_stderr(as_json):
+        result = run_train(data, model, out, cfg)
+    _render(result, "Training finished", as_json)
+
+
+@click.command()
+@click.argument("checkpoint", type=existing_file)
+@click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to fine-tune on.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
+@_train_options
+def finetune(checkpoint, data, out, epochs, imgsz, batch, workers, seed, lr0, as_json) -> None:
+    """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
+
+    Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
+    original yaml, so the pruned widths survive.
+    """
+    from toolchain.training import TrainConfig, finetune as run_finetune
+
+    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0)
+    with stdout_to_stderr(as_json):
+        result = run_finetune(checkpoint, data, out, cfg)
+    _render(result, "Fine-tuning finished", as_json)

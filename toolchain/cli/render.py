@@ -1,0 +1,102 @@
+"""Output for every command: a readable table, or JSON with ``--json``; errors as one line.
+
+Why here: commands differ in what they compute, not in how they talk to the user. With
+``--json`` stdout carries only the JSON document (library chatter, e.g. Ultralytics' logs,
+is moved to stderr at the file-descriptor level), so ``edgeprune ... --json | jq`` works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from typing import Iterator, Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+EXIT_USER_ERROR = 2
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def to_jsonable(obj):
+    """Dataclasses (via ``to_json`` when they have one), tuples and paths to plain JSON types."""
+    if hasattr(obj, "to_json"):
+        return to_jsonable(obj.to_json())
+    if is_dataclass(obj):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def print_json(result) -> None:
+    click.echo(json.dumps(to_jsonable(result), indent=2))
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active, send everything written to fd 1 (Python or C code) to fd 2."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence], caption: str | None = None) -> Table:
+    t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*[fmt(v) for v in row])
+    return t
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def fail(message: str, as_json: bool) -> None:
+    """Report a user error in one sentence and exit with code 2."""
+    if as_json:
+        click.echo(json.dumps({"error": message}))
+    click.echo(f"edgeprune: error: {message}", err=True)
+    sys.exit(EXIT_USER_ERROR)

@@ -1,0 +1,198 @@
+"""Load the models edgeprune works on, and check they fit the data they are used with.
+
+Why: the failures users meet first (seed 004) are loading failures: a state_dict without its
+code, a checkpoint whose class count does not match the data set, a corrupt file. Each gets
+one sentence naming the file and the expected and actual value, instead of a wall of
+size-mismatch errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from toolchain.errors import InputFileError, ModelMismatchError, UnsupportedModelError
+
+
+@dataclass
+class LoadedModel:
+    """A model plus what edgeprune needs to know about it.
+
+    Attributes:
+        path: file it came from.
+        kind: ``"ultralytics"`` (a YOLO checkpoint) or ``"torch"`` (a pickled ``nn.Module``).
+        model: the float32 module, in eval mode; a private copy, safe to modify.
+        ckpt: the checkpoint dict for Ultralytics files (train args etc.), else empty.
+        task: Ultralytics task (``detect``, ``pose``...), or ``"module"``.
+        nc: class count for detectors, else None.
+        names: class names for detectors.
+    """
+
+    path: str
+    kind: str
+    model: nn.Module
+    ckpt: dict = field(default_factory=dict)
+    task: str = "module"
+    nc: int | None = None
+    names: dict = field(default_factory=dict)
+
+    @property
+    def is_yolo(self) -> bool:
+        return self.kind == "ultralytics"
+
+
+def _read_pickle(path: Path):
+    if not path.exists():
+        raise InputFileError(f"model file {path} does not exist")
+    if path.is_dir():
+        raise InputFileError(f"model path {path} is a folder; expected a .pt file")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"model file {path} is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as exc:
+        raise InputFileError(f"model file {path} needs the Python module {exc.name!r}, which is not installed") from None
+    except Exception as exc:  # torch raises many types for damaged files
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise InputFileError(f"model file {path} is not a readable PyTorch checkpoint ({reason})") from None
+
+
+def _yolo_head(model: nn.Module):
+    from ultralytics.nn.modules.head import Detect
+
+    heads = [m for m in model.modules() if isinstance(m, Detect)]
+    return heads[-1] if heads else None
+
+
+def _check_yolo_consistency(path: Path, model: nn.Module) -> int:
+    """Return nc after checking the head, the names and the yaml agree."""
+    head = _yolo_head(model)
+    if head is None:
+        raise UnsupportedModelError(
+            f"{path} is an Ultralytics {type(model).__name__} without a detection head; "
+            "edgeprune supports detect and pose checkpoints"
+        )
+    nc = int(head.nc)
+    names = getattr(model, "names", None) or {}
+    if names and len(names) != nc:
+        raise ModelMismatchError(f"{path} is inconsistent: its head predicts nc={nc} classes but it names {len(names)}")
+    yaml_nc = (getattr(model, "yaml", None) or {}).get("nc")
+    if yaml_nc is not None and int(yaml_nc) != nc:
+        raise ModelMismatchError(
+            f"{path} is inconsistent: its architecture yaml says nc={yaml_nc} but its head has nc={nc}"
+        )
+    return nc
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Load an Ultralytics checkpoint or a pickled ``nn.Module`` from ``path``.
+
+    The file is only read; the returned model is a float32 copy in eval mode.
+
+    Raises:
+        InputFileError: missing, empty or unreadable file.
+        UnsupportedModelError: the file holds something edgeprune cannot prune (a state_dict,
+            a non-detection Ultralytics model, an arbitrary object).
+        ModelMismatchError: an Ultralytics checkpoint whose parts disagree on the class count.
+    """
+    from ultralytics.nn.tasks import BaseModel, guess_model_task
+
+    path = Path(path)
+    obj = _read_pickle(path)
+    if isinstance(obj, dict) and isinstance(obj.get("ema") or obj.get("model"), nn.Module):
+        ckpt, module = obj, (obj.get("ema") or obj.get("model"))
+    elif isinstance(obj, nn.Module):
+        ckpt, module = {}, obj
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UnsupportedModelError(
+            f"{path} holds a state_dict ({len(obj)} tensors) without the model's code; "
+            "save the whole module with torch.save(model, path) or pass an Ultralytics checkpoint"
+        )
+    else:
+        raise UnsupportedModelError(
+            f"{path} holds a {type(obj).__name__}, not an nn.Module or an Ultralytics checkpoint"
+        )
+    module = copy.deepcopy(module).float().eval()
+    if isinstance(module, BaseModel):
+        nc = _check_yolo_consistency(path, module)
+        task = guess_model_task(module)
+        if task not in ("detect", "pose"):
+            raise UnsupportedModelError(f"{path} is an Ultralytics {task} model; edgeprune supports detect and pose")
+        names = dict(getattr(module, "names", {}) or {i: str(i) for i in range(nc)})
+        return LoadedModel(str(path), "ultralytics", module, ckpt, task, nc, names)
+    return LoadedModel(str(path), "torch", module)
+
+
+def read_data_yaml(path: str | os.PathLike) -> dict:
+    """Read a YOLO ``data.yaml`` and return it with ``nc`` and ``names`` (as a dict) filled in."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"data file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputFileError(f"data file {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or "val" not in data:
+        raise InputFileError(f"data file {path} is not a YOLO data.yaml (expected keys 'train', 'val', 'names')")
+    names = data.get("names")
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if names is None and "nc" in data:
+        names = {i: str(i) for i in range(int(data["nc"]))}
+    if not names:
+        raise InputFileError(f"data file {path} defines no class names ('names' or 'nc')")
+    data["names"] = names
+    data["nc"] = int(data.get("nc", len(names)))
+    if data["nc"] != len(names):
+        raise InputFileError(f"data file {path} says nc={data['nc']} but lists {len(names)} names")
+    return data
+
+
+def check_model_fits_data(loaded: LoadedModel, data_path: str | os.PathLike) -> dict:
+    """Raise unless a detector's class count equals the data set's; return the data dict."""
+    data = read_data_yaml(data_path)
+    if loaded.is_yolo and loaded.nc != data["nc"]:
+        raise ModelMismatchError(
+            f"{loaded.path} predicts nc={loaded.nc} classes but {data_path} has nc={data['nc']}; "
+            "use the data set the model was trained on, or retrain with this one"
+        )
+    return data
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` → ``(1, 3, 224, 224)``; raises ValueError with a readable message."""
+    try:
+        dims = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"input shape {text!r} is not a comma-separated list of integers, e.g. 1,3,224,224") from None
+    if len(dims) < 2 or any(d < 1 for d in dims):
+        raise ValueError(f"input shape {text!r} needs at least two positive dimensions, e.g. 1,3,224,224")
+    return dims
+
+
+def example_input(loaded: LoadedModel, imgsz: int, input_shape: tuple[int, ...] | None) -> torch.Tensor:
+    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules."""
+    if loaded.is_yolo:
+        if imgsz % 32:
+            raise ModelMismatchError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {imgsz}")
+        return torch.randn(1, 3, imgsz, imgsz)
+    if input_shape is None:
+        raise ModelMismatchError(
+            f"{loaded.path} is a plain nn.Module ({type(loaded.model).__name__}); pass --input-shape, e.g. 1,3,224,224"
+        )
+    x = torch.randn(*input_shape)
+    try:
+        with torch.no_grad():
+            loaded.model(x)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise ModelMismatchError(
+            f"{loaded.path} does not accept an input of shape {tuple(input_shape)} ({reason})"
+        ) from None
+    return x

@@ -1,0 +1,133 @@
+"""The ``prune`` job: load → prune (structured or unstructured) → save → measure both sides.
+
+Why one function: the CLI, the sweep and the demo all prune the same way and need the same
+before/after numbers; keeping the sequence here means the CLI only parses and renders.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from toolchain.checkpoint import save_model
+from toolchain.fileio import ensure_not_input, zip_compressed_size
+from toolchain.loading import check_model_fits_data, example_input, load_model
+from toolchain.metrics import LatencyStats, measure_latency, model_stats, zero_fraction
+from toolchain.pruning import PruneConfig, prune_structured, yolo_protected_layers
+from toolchain.unstructured import DENSE_RUNTIME_NOTE, prune_unstructured
+
+
+@dataclass
+class Side:
+    """One model's numbers: before or after pruning."""
+
+    params: int
+    macs: int
+    file_bytes: int
+    zip_bytes: int
+    zero_fraction: float
+    latency: LatencyStats | None = None
+
+
+@dataclass
+class PruneReport:
+    """Everything ``edgeprune prune`` prints and returns with ``--json``."""
+
+    model: str
+    out: str
+    mode: str  # "structured" or "unstructured"
+    method: str
+    ratio: float
+    global_pruning: bool
+    steps: int
+    round_to: int | None
+    input_shape: tuple[int, ...]
+    before: Side
+    after: Side
+    stock_blocks: bool = True
+    split_blocks: int = 0
+    protected_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def ratios(self) -> dict:
+        """after / before for each number (lower is smaller)."""
+        out = {}
+        for key in ("params", "macs", "file_bytes", "zip_bytes"):
+            b = getattr(self.before, key)
+            out[key] = getattr(self.after, key) / b if b else None
+        if self.before.latency and self.after.latency:
+            out["latency"] = self.after.latency.median_ms / self.before.latency.median_ms
+        return out
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["ratios"] = self.ratios()
+        return data
+
+
+def _side(model, example, saved_path: Path, latency_iters: int) -> Side:
+    stats = model_stats(model, example)
+    latency = measure_latency(model, example, iterations=latency_iters) if latency_iters > 0 else None
+    return Side(
+        params=stats.params,
+        macs=stats.macs,
+        file_bytes=saved_path.stat().st_size,
+        zip_bytes=zip_compressed_size(saved_path),
+        zero_fraction=zero_fraction(model),
+        latency=latency,
+    )
+
+
+def prune_file(
+    model_path: str,
+    out: str,
+    cfg: PruneConfig,
+    unstructured: bool = False,
+    input_shape: tuple[int, ...] | None = None,
+    latency_iters: int = 30,
+    progress=None,
+) -> PruneReport:
+    """Prune the model in ``model_path`` and write it to ``out`` (never over the input).
+
+    Sizes are compared on both models saved the same way (an fp16 Ultralytics checkpoint
+    without optimizer state, or a pickled module), so a training checkpoint's optimizer state
+    does not inflate the "before" size.
+    """
+    ensure_not_input(out, model_path)
+    loaded = load_model(model_path)
+    if cfg.data and loaded.is_yolo:
+        check_model_fits_data(loaded, cfg.data)
+    example = example_input(loaded, cfg.imgsz, input_shape)
+    notes: list[str] = []
+    if unstructured:
+        protected = yolo_protected_layers(loaded.model) if loaded.is_yolo else []
+        pruned = prune_unstructured(loaded.model, cfg.ratio, protected)
+        notes.append(DENSE_RUNTIME_NOTE)
+        split = 0
+        stock = True
+        protected_names = []
+    else:
+        outcome = prune_structured(loaded, cfg, example, progress=progress)
+        pruned = outcome.model
+        split = outcome.split_blocks
+        stock = outcome.nonstock_blocks == 0
+        protected_names = outcome.protected_layers
+        if not stock:
+            notes.append(
+                f"{outcome.nonstock_blocks} C2f blocks kept unequal halves and stay edgeprune SplitC2f blocks; "
+                "loading the checkpoint needs edgeprune installed (use local pruning, without --global, for stock blocks)"
+            )
+    note = {"mode": "unstructured" if unstructured else "structured", "method": cfg.method, "ratio": cfg.ratio,
+            "global": cfg.global_pruning, "steps": cfg.steps, "source": str(model_path)}
+    save_model(loaded, pruned, out, note=note)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-") as tmp:
+        baseline_file = save_model(loaded, loaded.model, Path(tmp) / "baseline.pt")
+        before = _side(loaded.model, example, baseline_file, latency_iters)
+    after = _side(pruned, example, Path(out), latency_iters)
+    return PruneReport(
+        model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,
+        global_pruning=cfg.global_pruning, steps=cfg.steps, round_to=cfg.round_to,
+        input_shape=tuple(example.shape), before=before, after=after, stock_blocks=stock,
+        split_blocks=split, protected_layers=protected_names, notes=notes,
+    )

@@ -1,0 +1,140 @@
+"""Training and fine-tuning through the Ultralytics trainer, offline, on the CPU.
+
+Why fine-tuning needs care: ``YOLO("pruned.pt").train()`` rebuilds the network from the
+checkpoint's yaml (the unpruned widths) and copies over only the weights whose shapes still
+match, so a pruned model silently trains as the original one (seed 004). Our trainers
+override ``get_model`` to train the loaded module object itself, keeping its architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from torch import nn
+
+from toolchain.errors import EdgepruneError, ModelMismatchError
+from toolchain.loading import check_model_fits_data, load_model, read_data_yaml
+
+
+class _KeepArchitecture:
+    """Mixin for Ultralytics trainers: train the given module, never a model rebuilt from yaml."""
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        if not isinstance(weights, nn.Module):
+            raise ModelMismatchError("fine-tuning needs a loaded model to keep its pruned architecture")
+        model = copy.deepcopy(weights).float()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+
+def _keep_architecture_trainer(task: str):
+    """The trainer class for ``task`` with :class:`_KeepArchitecture` mixed in."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.models.yolo.pose import PoseTrainer
+
+    base = {"detect": DetectionTrainer, "pose": PoseTrainer}[task]
+    return type(f"KeepArchitecture{base.__name__}", (_KeepArchitecture, base), {})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by ``train`` and ``finetune`` (Ultralytics argument names)."""
+
+    epochs: int = 15
+    imgsz: int = 256
+    batch: int = 16
+    workers: int = 2
+    seed: int = 0
+    lr0: float | None = None
+    patience: int = 100
+
+    def overrides(self) -> dict:
+        args = {
+            "epochs": self.epochs,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "workers": self.workers,
+            "seed": self.seed,
+            "deterministic": True,
+            "device": "cpu",
+            "amp": False,
+            "plots": False,
+            "patience": self.patience,
+            "exist_ok": True,
+            "verbose": False,
+        }
+        if self.lr0 is not None:
+            args.update(lr0=self.lr0, optimizer="SGD")
+        return args
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the weights went and the final validation numbers of the trainer."""
+
+    weights: str
+    run_dir: str
+    epochs: int
+    map50: float
+    map50_95: float
+    params: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _result(model, run_dir: Path, epochs: int) -> TrainResult:
+    trainer = model.trainer
+    best = trainer.best if trainer.best.exists() else trainer.last
+    metrics = trainer.metrics or {}
+    return TrainResult(
+        weights=str(best),
+        run_dir=str(run_dir),
+        epochs=epochs,
+        map50=float(metrics.get("metrics/mAP50(B)", 0.0)),
+        map50_95=float(metrics.get("metrics/mAP50-95(B)", 0.0)),
+        params=sum(p.numel() for p in model.model.parameters()),
+    )
+
+
+def _check_epochs(cfg: TrainConfig) -> None:
+    if cfg.epochs < 1:
+        raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
+    if cfg.imgsz % 32:
+        raise EdgepruneError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {cfg.imgsz}")
+
+
+def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
+    """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``."""
+    from ultralytics import YOLO
+
+    _check_epochs(cfg)
+    read_data_yaml(data)  # fail early, with our message, on a bad data file
+    if str(model).endswith(".pt"):
+        check_model_fits_data(load_model(model), data)
+    out = Path(out).resolve()
+    try:
+        yolo = YOLO(model)
+    except FileNotFoundError:
+        raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
+    yolo.train(data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
+    return _result(yolo, out, cfg.epochs)
+
+
+def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
+    """Fine-tune a (pruned) checkpoint on ``data`` keeping its architecture."""
+    from ultralytics import YOLO
+
+    _check_epochs(cfg)
+    loaded = load_model(checkpoint)
+    if not loaded.is_yolo:
+        raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; finetune works on Ultralytics checkpoints")
+    check_model_fits_data(loaded, data)
+    out = Path(out).resolve()
+    yolo = YOLO(checkpoint)
+    trainer_cls = _keep_architecture_trainer(loaded.task)
+    yolo.train(trainer=trainer_cls, data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
+    return _result(yolo, out, cfg.epochs)
