@@ -62,7 +62,7 @@ def run_demo(out: str | Path, fast: bool = False, log=print) -> DemoResult:
         if not REPO_BASELINE.exists():
             raise EdgepruneError(f"the committed baseline {REPO_BASELINE} is missing; run `make baseline`")
         shutil.copyfile(REPO_BASELINE, baseline)
-    epochs = "3" if fast else "10"
+    epochs = "3" if fast else "20"
     steps = [
         Step("data", ["data", "synth", str(data)], data_yaml, results / "data.json"),
         Step("prune", ["prune", str(baseline), "--ratio", "0.5", "--data", str(data_yaml),

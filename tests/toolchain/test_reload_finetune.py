@@ -14,7 +14,7 @@ from toolchain.evaluation import evaluate
 from toolchain.loading import load_model
 from toolchain.training import TrainConfig, finetune
 
-FINETUNE_EPOCHS = 10
+FINETUNE_EPOCHS = 20
 MAX_MAP50_DROP = 0.03
 
 

@@ -58,6 +58,8 @@ def prune(model, ratio, method, global_pruning, round_to, steps, imgsz, data, in
             model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
             progress=lambda i, n: status.update(f"pruning step {i}/{n}"),
         )
+    for note in report.notes:  # on stderr, so --json output stays parseable
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     if as_json:
         print_json(report)
         return
@@ -85,5 +87,3 @@ def _render(report) -> None:
         caption.append(f"latency: {b.latency.label()}")
     caption.append(f"saved to {report.out}")
     console().print(table("Pruning result", ["", "before", "after", "after/before"], rows, caption="\n".join(caption)))
-    for note in report.notes:
-        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
