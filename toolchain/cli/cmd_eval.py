@@ -1,6 +1,8 @@
-"""``edgeprune eval``: accuracy of a model on a YOLO data set."""
+"""``edgeprune eval``: accuracy of a checkpoint or of a deployed artifact on a YOLO data set."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -9,24 +11,51 @@ from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
 @click.command("eval")
-@click.argument("model", type=existing_file)
+@click.argument("model", type=click.Path(exists=True))
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml.")
 @imgsz_option(256)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Batch size of the Ultralytics validator (checkpoints only).")
 @click.option("--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "ultralytics", "torch", "openvino", "onnx"]), default="auto",
+              show_default=True,
+              help="auto: the Ultralytics validator for .pt checkpoints, the artifact's runtime otherwise; "
+                   "torch: a .pt through edgeprune's pipeline, comparable with artifacts.")
+@click.option("--device", default="cpu", show_default=True, help="Device for artifacts (e.g. CPU, GPU, cuda).")
+@click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto", show_default=True,
+              help="Compute precision for OpenVINO artifacts (auto = the runtime's choice, reported).")
 @json_option
-def eval_cmd(model, data, imgsz, batch, split, as_json) -> None:
-    """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class."""
-    from toolchain.evaluation import evaluate
+def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_json) -> None:
+    """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class.
 
-    with stdout_to_stderr(as_json):
-        result = evaluate(model, data, imgsz=imgsz, batch=batch, split=split)
+    MODEL is a .pt checkpoint or a deployed artifact (OpenVINO IR folder, .onnx, or a deploy
+    folder). Artifacts are run by their runtime with letterbox and NMS at their input size.
+    The Ultralytics validator pads square images to a larger "rect" size (256 → 288), so its
+    numbers are a little higher than the pipeline's; compare like with like (--backend torch).
+    """
+    use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
+    if use_validator:
+        from toolchain.evaluation import evaluate
+
+        with stdout_to_stderr(as_json):
+            result = evaluate(model, data, imgsz=imgsz, batch=batch, split=split)
+        per_class = [[c.name, c.precision, c.recall, c.map50, c.map50_95] for c in result.per_class]
+        caption = f"{result.model} on {result.data} ({split}), imgsz {result.imgsz}, Ultralytics validator"
+        if result.pose_map50 is not None:
+            caption += f"; pose mAP50 {result.pose_map50:.4f}, mAP50-95 {result.pose_map50_95:.4f}"
+    else:
+        from toolchain.artifact_eval import evaluate_artifact
+
+        with stdout_to_stderr(as_json), console(stderr=True).status("evaluating") as status:
+            result = evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
+                                       progress=lambda i, n: status.update(f"evaluating image {i}/{n}"))
+        per_class = [[name, v["precision"], v["recall"], v["map50"], v["map50_95"]]
+                     for name, v in result.per_class.items()]
+        run = result.runner
+        caption = (f"{result.artifact} on {result.data} ({split}), input {result.imgsz}, {run['backend']} "
+                   f"{run['backend_version']} on {run['device']}, executed precision {run['executed_precision']}")
     if as_json:
         print_json(result)
         return
-    rows = [["all", result.precision, result.recall, result.map50, result.map50_95]]
-    rows += [[c.name, c.precision, c.recall, c.map50, c.map50_95] for c in result.per_class]
-    caption = f"{result.model} on {result.data} ({split}), imgsz {result.imgsz}"
-    if result.pose_map50 is not None:
-        caption += f"; pose mAP50 {result.pose_map50:.4f}, mAP50-95 {result.pose_map50_95:.4f}"
+    rows = [["all", result.precision, result.recall, result.map50, result.map50_95]] + per_class
     console().print(table("Accuracy", ["class", "P", "R", "mAP50", "mAP50-95"], rows, caption=caption))

@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from toolchain.cli import cmd_data, cmd_demo, cmd_eval, cmd_prune, cmd_train
+from toolchain.cli import cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_train
+from toolchain.cli import cmd_cfg
 from toolchain.cli.render import fail
 from toolchain.errors import EdgepruneError
 
@@ -44,6 +45,10 @@ cli.add_command(cmd_train.finetune)
 cli.add_command(cmd_prune.prune)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_demo.demo)
+cli.add_command(cmd_cfg.cfg2py)
+cli.add_command(cmd_cfg.cfg2ir)
+cli.add_command(cmd_cfg.cfg_prune)
+cli.add_command(cmd_deploy.deploy)
 
 
 def main() -> None:  # console-script entry point

@@ -1,0 +1,112 @@
+"""The one interface every deployment backend implements.
+
+Why: the deploy command, ``edgeprune eval`` on artifacts and the bench harness must treat
+OpenVINO, ONNX Runtime and the rest alike, so a new target is one new file: a
+:class:`Target` (export a model, open an artifact as a :class:`Runner`, list devices) that
+registers itself with :func:`targets.registry.register_target`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to build.
+
+    Args:
+        precision: weights/compute precision of the artifact: fp32, fp16 or int8.
+        imgsz: square input size the artifact is built for.
+        data: YOLO data.yaml; INT8 calibrates on its training images.
+        calib_images: number of calibration images for INT8.
+        max_drop: with INT8, largest accepted mAP50-95 drop (absolute, e.g. 0.01); triggers
+            accuracy-aware quantisation where the backend supports it.
+        device: device the artifact is checked on after export.
+    """
+
+    precision: str = "fp32"
+    imgsz: int = 640
+    data: str | None = None
+    calib_images: int = 300
+    max_drop: float | None = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """What a runner actually runs: reported beside every number it produces."""
+
+    backend: str
+    backend_version: str
+    device: str
+    artifact_precision: str  # precision of the stored weights: fp32, fp16, int8
+    executed_precision: str  # what the runtime computes in (e.g. OpenVINO "bf16" for an fp32 IR)
+    threads: int | None
+    input_name: str
+    input_shape: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Runner(abc.ABC):
+    """A compiled artifact on one device, ready to infer.
+
+    Input is a float32 NCHW array in [0, 1]; output is the model's first output (for YOLO
+    detectors ``(batch, 4 + nc, anchors)`` with xywh boxes in input pixels).
+    """
+
+    info: RunnerInfo
+
+    @abc.abstractmethod
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run one synchronous inference."""
+
+
+@dataclass
+class ExportResult:
+    """Where the artifact is and what ``deploy.json`` records about it."""
+
+    artifact: str
+    deploy_json: str
+    record: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"artifact": self.artifact, "deploy_json": self.deploy_json, **self.record}
+
+
+class Target(abc.ABC):
+    """A deployment backend."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def devices(self) -> list[str]:
+        """Device names present on this machine, as the user would pass them to ``--device``."""
+
+    @abc.abstractmethod
+    def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
+        """Write the artifact for ``source`` (a :class:`targets.source.ExportSource`) under ``out_dir``.
+
+        Returns the artifact's path (file or folder).
+        """
+
+    @abc.abstractmethod
+    def owns(self, artifact: Path) -> bool:
+        """True when ``artifact`` is something this target can open."""
+
+    @abc.abstractmethod
+    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None) -> Runner:
+        """Compile/load ``artifact`` for ``device``.
+
+        Args:
+            precision: ``auto`` lets the runtime choose (reported in ``info.executed_precision``);
+                ``f32``/``bf16``/``f16`` force the compute precision where the runtime allows.
+        """

@@ -1,0 +1,115 @@
+"""Images and labels of a YOLO data set, and the letterbox every runner's input goes through.
+
+Why one module: calibration (OpenVINO, ONNX Runtime), artifact evaluation and the bench
+harness must feed identical pixels, or INT8 and FP32 numbers are not comparable. The
+letterbox matches Ultralytics' (resize keeping aspect, centre, pad with 114).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from toolchain.errors import InputFileError
+from toolchain.loading import read_data_yaml
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input: scale, then (left, top) padding."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def to_original(self, boxes_xyxy: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+        """Map boxes from network-input pixels back to the original image, clipped to it."""
+        out = boxes_xyxy.copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, shape_hw[1])
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, shape_hw[0])
+        return out
+
+
+def letterbox(image_bgr: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to ``size`` (int = square, or (h, w))."""
+    h_out, w_out = (size, size) if isinstance(size, int) else size
+    h, w = image_bgr.shape[:2]
+    scale = min(h_out / h, w_out / w)
+    new_w, new_h = int(round(w * scale)), int(round(h * scale))
+    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) \
+        else image_bgr
+    pad_x, pad_y = (w_out - new_w) / 2, (h_out - new_h) / 2
+    left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
+    canvas = np.full((h_out, w_out, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[top:top + new_h, left:left + new_w] = resized
+    return canvas, Letterbox(scale, left, top)
+
+
+def to_input(images_bgr: list[np.ndarray]) -> np.ndarray:
+    """BGR uint8 HWC images → float32 NCHW RGB in [0, 1]."""
+    batch = np.stack([img[..., ::-1].transpose(2, 0, 1) for img in images_bgr])
+    return np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+
+
+def image_files(data_yaml: str | Path, split: str) -> list[Path]:
+    """Sorted image files of ``split`` (a folder, a list file or a list of either) in a data.yaml."""
+    data = read_data_yaml(data_yaml)
+    if split not in data:
+        raise InputFileError(f"data file {data_yaml} has no {split!r} split")
+    root = Path(data.get("path") or Path(data_yaml).parent)
+    if not root.is_absolute():
+        root = (Path(data_yaml).parent / root).resolve()
+    entries = data[split] if isinstance(data[split], list) else [data[split]]
+    files: list[Path] = []
+    for entry in entries:
+        p = Path(entry) if Path(entry).is_absolute() else root / entry
+        if p.is_dir():
+            files += [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES]
+        elif p.is_file() and p.suffix == ".txt":
+            files += [Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
+                      for line in p.read_text().splitlines() if line.strip()]
+    if not files:
+        raise InputFileError(f"data file {data_yaml}: no images found for split {split!r}")
+    return sorted(files)
+
+
+def label_file(image: Path) -> Path:
+    """YOLO convention: .../images/x.jpg → .../labels/x.txt."""
+    parts = list(image.parts)
+    idx = len(parts) - 1 - parts[::-1].index("images") if "images" in parts else None
+    if idx is not None:
+        parts[idx] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth of one image: (classes (N,), boxes xyxy in pixels (N, 4))."""
+    path = label_file(image)
+    if not path.exists() or not path.read_text().strip():
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.float32)
+    rows = np.array([list(map(float, line.split()[:5])) for line in path.read_text().splitlines() if line.strip()])
+    h, w = shape_hw
+    cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
+    return rows[:, 0].astype(np.int64), boxes
+
+
+def calibration_batches(data_yaml: str | Path, imgsz: int, count: int, split: str = "train") -> list[np.ndarray]:
+    """``count`` images spread evenly over ``split``, letterboxed, each as a 1x3xSxS array."""
+    files = image_files(data_yaml, split)
+    picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
+    batches = []
+    for i in picks:
+        image = cv2.imread(str(files[i]))
+        if image is None:
+            raise InputFileError(f"calibration image {files[i]} cannot be read")
+        batches.append(to_input([letterbox(image, imgsz)[0]]))
+    return batches

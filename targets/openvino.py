@@ -1,0 +1,166 @@
+"""OpenVINO IR target: FP32/FP16 IR via ``openvino.convert_model``, INT8 via NNCF.
+
+Layout follows Ultralytics' OpenVINO export (``<stem>_openvino_model/<stem>.xml/.bin`` plus
+``metadata.yaml``), so ``YOLO(folder)`` runs our IR too. INT8 uses ``nncf.quantize`` with the
+MIXED preset on calibration images; the YOLO head's decode (DFL, box arithmetic, Sigmoid)
+stays in float, which is what keeps INT8 YOLO scores from collapsing to zero. The runner
+reports the precision the CPU plugin actually executes: on CPUs with bf16 support an "FP32"
+IR runs in bf16 unless ``precision="f32"`` is forced.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from targets.artifacts import atomic_folder, read_deploy_record, read_metadata
+from targets.base import ExportConfig, Runner, RunnerInfo, Target
+from targets.registry import register_target
+from toolchain.errors import EdgepruneError, InputFileError
+
+FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
+def _core():
+    import openvino as ov
+
+    return ov.Core()
+
+
+def head_ignored_scope(model, head_scope: str | None):
+    """NNCF IgnoredScope keeping the YOLO head's decode in float (names from convert_model)."""
+    import nncf
+
+    if not head_scope:
+        return nncf.IgnoredScope(types=["Sigmoid"], validate=False)
+    head = re.escape(f"__module.{head_scope}")
+    return nncf.IgnoredScope(
+        patterns=[f"{head}/.*", f"{head}\\.dfl.*"],  # ops of the head's own forward (decode), and the DFL
+        types=["Sigmoid"],
+        validate=False,
+    )
+
+
+def _artifact_precision(model) -> str:
+    """int8 if the IR holds FakeQuantize ops, fp16 if it stores f16 constants, else fp32."""
+    types = {op.get_type_name() for op in model.get_ops()}
+    if "FakeQuantize" in types or "FakeConvert" in types:
+        return "int8"
+    for op in model.get_ops():
+        if op.get_type_name() == "Constant" and op.get_output_element_type(0).get_type_name() == "f16":
+            return "fp16"
+    return "fp32"
+
+
+class OpenVINORunner(Runner):
+    """A compiled IR. ``compiled`` and ``model`` are public so the bench harness can use
+    ``AsyncInferQueue`` on the very same compiled model."""
+
+    def __init__(self, xml: Path, device: str, precision: str, threads: int | None, hint: str = "LATENCY",
+                 requests: int | None = None):
+        import openvino as ov
+
+        core = _core()
+        self.model = core.read_model(str(xml))
+        config: dict = {"PERFORMANCE_HINT": hint}
+        if precision != "auto":
+            if precision not in FORCEABLE:
+                raise EdgepruneError(f"--precision must be auto, f32, bf16 or f16 for OpenVINO, got {precision!r}")
+            config["INFERENCE_PRECISION_HINT"] = FORCEABLE[precision]
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        if requests:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = int(requests)
+        self.compiled = core.compile_model(self.model, device, config)
+        executed = _executed_precision(self.compiled)
+        stored = read_metadata(xml).get("edgeprune", {}).get("precision") or _artifact_precision(self.model)
+        if stored == "int8":
+            executed = f"int8 + {executed}"
+        port = self.compiled.inputs[0]
+        self.info = RunnerInfo(
+            backend="openvino", backend_version=ov.__version__, device=device, artifact_precision=stored,
+            executed_precision=executed, threads=_threads(self.compiled, threads),
+            input_name=port.get_any_name(), input_shape=tuple(port.get_partial_shape().to_shape()),
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.compiled(x)[0]
+
+
+def _executed_precision(compiled) -> str:
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())  # e.g. f32, bf16
+    except Exception:  # some plugins do not report it
+        return "unknown"
+
+
+def _threads(compiled, requested):
+    try:
+        return int(compiled.get_property("INFERENCE_NUM_THREADS"))
+    except Exception:
+        return requested
+
+
+@register_target
+class OpenVINOTarget(Target):
+    """OpenVINO IR on CPU, GPU, NPU or AUTO."""
+
+    name = "openvino"
+
+    def devices(self) -> list[str]:
+        return list(_core().available_devices)
+
+    def check_device(self, device: str) -> str:
+        device = device.upper()
+        base = device.split(":")[0].split(".")[0]
+        if base in ("AUTO", "MULTI", "HETERO"):
+            return device
+        available = self.devices()
+        if device not in available and base not in {d.split(".")[0] for d in available}:
+            raise EdgepruneError(f"OpenVINO device {device!r} is not present; available devices: {', '.join(available)}")
+        return device
+
+    def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
+        import openvino as ov
+
+        model = ov.convert_model(source.module, example_input=source.example, input=[tuple(source.example.shape)])
+        model.inputs[0].get_tensor().set_names({"images"})
+        model.outputs[0].get_tensor().set_names({"output0"})
+        if cfg.precision == "int8":
+            from targets.quantize_openvino import quantize_ir
+
+            model = quantize_ir(model, source, cfg)
+        folder = Path(out_dir) / f"{source.stem}_openvino_model"
+        with atomic_folder(folder) as tmp:
+            ov.save_model(model, str(tmp / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
+            source.write_metadata(tmp, cfg.precision)
+        return str(folder)
+
+    def owns(self, artifact: Path) -> bool:
+        artifact = Path(artifact)
+        if artifact.suffix == ".xml":
+            return True
+        if artifact.is_dir() and any(artifact.glob("*.xml")):
+            return True
+        record = read_deploy_record(artifact) if artifact.is_dir() else None
+        return bool(record and record.get("target") == self.name)
+
+    def xml_of(self, artifact: Path) -> Path:
+        artifact = Path(artifact)
+        if artifact.is_dir():
+            record = read_deploy_record(artifact)
+            if record and (artifact / record["artifact"]).exists() and not any(artifact.glob("*.xml")):
+                artifact = artifact / record["artifact"]
+            xmls = sorted(artifact.glob("*.xml"))
+            if not xmls:
+                raise InputFileError(f"{artifact} holds no OpenVINO .xml file")
+            return xmls[0]
+        if not artifact.exists():
+            raise InputFileError(f"OpenVINO IR {artifact} does not exist")
+        return artifact
+
+    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
+             hint: str = "LATENCY", requests: int | None = None) -> OpenVINORunner:
+        return OpenVINORunner(self.xml_of(artifact), self.check_device(device), precision, threads, hint, requests)

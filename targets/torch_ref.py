@@ -1,0 +1,57 @@
+"""PyTorch as a target: the reference every exported artifact is compared against.
+
+It "exports" nothing; it opens a ``.pt`` checkpoint as a :class:`Runner` with the same graph
+preparation (BN fused, YOLO head in export mode) that the real targets export from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from targets.base import ExportConfig, Runner, RunnerInfo, Target
+from targets.registry import register_target
+from toolchain.errors import EdgepruneError
+
+
+class TorchRunner(Runner):
+    def __init__(self, module: torch.nn.Module, imgsz: int, threads: int | None):
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.module = module.eval()
+        self.info = RunnerInfo(
+            backend="torch", backend_version=torch.__version__, device="cpu", artifact_precision="fp32",
+            executed_precision="f32", threads=torch.get_num_threads(), input_name="images",
+            input_shape=(1, 3, imgsz, imgsz),
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+
+
+@register_target
+class TorchTarget(Target):
+    name = "torch"
+
+    def devices(self) -> list[str]:
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
+        raise EdgepruneError("the torch target is a reference runner; deploy to openvino or onnx instead")
+
+    def owns(self, artifact: Path) -> bool:
+        return Path(artifact).suffix in (".pt", ".pth")
+
+    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
+             imgsz: int = 640) -> TorchRunner:
+        from targets.source import prepare
+
+        if device.lower() != "cpu":
+            raise EdgepruneError(f"the torch reference runner uses the CPU only, got --device {device}")
+        if precision not in ("auto", "f32"):
+            raise EdgepruneError(f"the torch reference runner computes in f32 only, got --precision {precision}")
+        return TorchRunner(prepare(artifact, imgsz).module, imgsz, threads)

@@ -1,0 +1,132 @@
+"""Deploy targets: artifacts match PyTorch, keep accuracy, and fail clearly on bad requests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from targets.base import ExportConfig
+from targets.deploy import deploy
+from targets.registry import get_target, list_targets
+from targets.source import prepare
+from toolchain.errors import EdgepruneError
+from toolchain.fileio import sha256_of
+
+EXPORT_TARGETS = [name for name in list_targets() if name != "torch"]
+IMGSZ = 256
+
+
+@pytest.fixture(scope="session")
+def deployed(baseline_pt, synth_data, session_tmp):
+    """Deploy the baseline once per (target, precision); INT8 calibrates on 100 training images."""
+    cache = {}
+
+    def get(target: str, precision: str):
+        key = (target, precision)
+        if key not in cache:
+            cfg = ExportConfig(precision=precision, imgsz=IMGSZ, data=str(synth_data), calib_images=100)
+            cache[key] = deploy(target, str(baseline_pt), session_tmp / f"deploy-{target}-{precision}", cfg)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("target", EXPORT_TARGETS)
+def test_fp32_raw_head_maps_equal_torch(baseline_pt, tmp_path, target):
+    """Raw head conv outputs (box logits, class logits) of the FP32 artifact vs PyTorch: max abs <= 1e-4."""
+    source = prepare(baseline_pt, IMGSZ, raw_head=True)
+    artifact = get_target(target).export(source, tmp_path, ExportConfig(precision="fp32", imgsz=IMGSZ))
+    runner = get_target(target).open(artifact, "cpu", "f32")
+    x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    with torch.inference_mode():
+        ref = source.module(torch.from_numpy(x)).numpy()
+    out = runner(x)
+    assert out.shape == ref.shape == (1, 16 * 4 + 3, (IMGSZ // 8) ** 2 + (IMGSZ // 16) ** 2 + (IMGSZ // 32) ** 2)
+    assert np.abs(out - ref).max() <= 1e-4, np.abs(out - ref).max()
+
+
+@pytest.mark.parametrize("target", EXPORT_TARGETS)
+def test_fp32_artifact_keeps_torch_map_and_records_everything(deployed, baseline_pt, target):
+    result = deployed(target, "fp32")
+    record = json.loads(open(result.deploy_json).read())
+    assert record["source"]["sha256"] == sha256_of(baseline_pt)
+    assert record["precision"] == "fp32" and record["runner"]["executed_precision"] == "f32"
+    assert record["artifact_bytes"] > 1_000_000
+    assert record["fidelity"]["max_rel_diff"] < 1e-5
+    acc = record["accuracy"]
+    assert acc["torch_fp32"]["map50"] > 0.85  # the pipeline sees a real detector
+    assert abs(acc["map50_95_drop"]) <= 0.002 and abs(acc["map50_drop"]) <= 0.002
+
+
+@pytest.mark.parametrize("target", EXPORT_TARGETS)
+def test_int8_stays_within_two_map50_points(deployed, target):
+    fp32 = deployed(target, "fp32").record["accuracy"]["artifact"]
+    result = deployed(target, "int8")
+    record = result.record
+    assert record["precision"] == "int8" and record["runner"]["artifact_precision"] == "int8"
+    assert record["calibration"]["images"] == 100
+    assert record["artifact_bytes"] < 0.5 * deployed(target, "fp32").record["artifact_bytes"]
+    assert record["accuracy"]["artifact"]["map50"] >= fp32["map50"] - 0.02
+
+
+def test_fp16_onnx_and_ir_run_close_to_fp32(deployed):
+    for target in EXPORT_TARGETS:
+        record = deployed(target, "fp16").record
+        assert record["runner"]["artifact_precision"] == "fp16"
+        assert abs(record["accuracy"]["map50_drop"]) <= 0.01
+
+
+def test_ultralytics_runs_our_artifacts(deployed, synth_data):
+    from ultralytics import YOLO
+
+    image = str(synth_data.parent / "images" / "val" / "val_00003.jpg")
+    boxes = {}
+    for target in EXPORT_TARGETS:
+        model = YOLO(deployed(target, "fp32").artifact, task="detect")
+        result = model.predict(image, imgsz=IMGSZ, conf=0.25, verbose=False)[0]
+        boxes[target] = result.boxes.xyxy.numpy()
+    assert len(boxes["openvino"]) >= 1
+    assert np.allclose(boxes["openvino"], boxes["onnx"], atol=0.5)
+
+
+def test_eval_cli_runs_the_artifact(deployed, synth_data):
+    result = deployed("openvino", "int8")
+    proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", "eval", str(result.deploy_json).rsplit("/", 1)[0],
+                           "--data", str(synth_data), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["runner"]["backend"] == "openvino" and report["runner"]["artifact_precision"] == "int8"
+    assert report["map50"] == pytest.approx(result.record["accuracy"]["artifact"]["map50"], abs=1e-6)
+    assert set(report["per_class"]) == {"circle", "rectangle", "triangle"}
+
+
+def test_missing_devices_and_dynamic_int8_are_refused(baseline_pt, synth_data, tmp_path):
+    with pytest.raises(EdgepruneError, match=r"'GPU' is not present; available devices: CPU"):
+        deploy("openvino", str(baseline_pt), tmp_path / "x", ExportConfig(device="GPU", imgsz=IMGSZ))
+    with pytest.raises(EdgepruneError, match=r"'cuda' is not available; available: cpu"):
+        deploy("onnx", str(baseline_pt), tmp_path / "y", ExportConfig(device="cuda", imgsz=IMGSZ))
+    with pytest.raises(EdgepruneError, match="unknown target 'tensorflow'; known targets: "):
+        deploy("tensorflow", str(baseline_pt), tmp_path / "z", ExportConfig(imgsz=IMGSZ))
+    with pytest.raises(EdgepruneError, match="INT8 needs calibration images"):
+        deploy("onnx", str(baseline_pt), tmp_path / "w", ExportConfig(precision="int8", imgsz=IMGSZ))
+    proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", "deploy", "onnx", str(baseline_pt), "--out",
+                           str(tmp_path / "d"), "--precision", "int8", "--dynamic", "--data", str(synth_data)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "53.6 ms -> 78.7 ms" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_plain_module_deploys_with_input_shape(tmp_path):
+    import torchvision
+
+    path = tmp_path / "resnet.pt"
+    torch.save(torchvision.models.resnet18(num_classes=5).eval(), path)
+    for target in EXPORT_TARGETS:
+        result = deploy(target, str(path), tmp_path / target, ExportConfig(imgsz=64), input_shape=(1, 3, 64, 64))
+        assert result.record["fidelity"]["output_shape"] == [1, 5]
+        assert result.record["fidelity"]["max_rel_diff"] < 1e-4

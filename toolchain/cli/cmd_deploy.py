@@ -1,0 +1,96 @@
+"""``edgeprune deploy <target>``: build a runnable artifact and prove it by running it."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
+
+
+def _common(func):
+    """Options every deploy target takes."""
+    for option in reversed([
+        click.argument("model", type=existing_file),
+        click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder."),
+        click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True),
+        click.option("--data", type=existing_file, default=None,
+                     help="YOLO data.yaml: INT8 calibration images (train split) and the artifact's mAP (val split)."),
+        click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
+                     help="Calibration images for INT8."),
+        imgsz_option(256),
+        click.option("--input-shape", default=None, help="Input shape for plain nn.Module files, e.g. 1,3,224,224."),
+        click.option("--no-eval", is_flag=True, help="Skip the artifact's mAP evaluation on --data."),
+        json_option,
+    ]):
+        func = option(func)
+    return func
+
+
+def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
+         max_drop=None) -> None:
+    from targets.base import ExportConfig
+    from targets.deploy import deploy
+    from toolchain.loading import parse_input_shape
+
+    shape = None
+    if input_shape:
+        try:
+            shape = parse_input_shape(input_shape)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--input-shape") from None
+    cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
+                       device=device)
+    with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target} ({precision})"):
+        result = deploy(target, model, out, cfg, input_shape=shape, evaluate=not no_eval)
+    if as_json:
+        print_json(result)
+        return
+    rec = result.record
+    fid, run = rec["fidelity"], rec["runner"]
+    rows = [
+        ["artifact", result.artifact],
+        ["precision (stored / executed)", f"{rec['precision']} / {run['executed_precision']}"],
+        ["device", run["device"]],
+        ["size", f"{human_bytes(rec['artifact_bytes'])} (source {human_bytes(rec['source']['bytes'])})"],
+        ["max |output - torch|", f"{fid['max_abs_diff']:.3g} (relative {fid['max_rel_diff']:.3g})"],
+    ]
+    if "accuracy" in rec:
+        acc = rec["accuracy"]
+        rows.append(["mAP50-95 artifact / torch", f"{acc['artifact']['map50_95']:.4f} / {acc['torch_fp32']['map50_95']:.4f}"])
+        rows.append(["mAP50 artifact / torch", f"{acc['artifact']['map50']:.4f} / {acc['torch_fp32']['map50']:.4f}"])
+    console().print(table(f"Deployed to {target}", ["", "value"], rows, caption=f"record: {result.deploy_json}"))
+
+
+@click.group()
+def deploy() -> None:
+    """Export a model to a runtime (OpenVINO, ONNX Runtime) and check the artifact by running it."""
+
+
+@deploy.command("openvino")
+@_common
+@click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU, GPU, NPU, AUTO.")
+@click.option("--max-drop", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="INT8 with accuracy control: largest accepted mAP50-95 drop (e.g. 0.01).")
+def deploy_openvino(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
+                    max_drop) -> None:
+    """OpenVINO IR (Ultralytics layout, so YOLO(folder) runs it too); INT8 through NNCF."""
+    if max_drop is not None and precision != "int8":
+        raise click.BadParameter("--max-drop applies to --precision int8 only", param_hint="--max-drop")
+    _run("openvino", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device, max_drop)
+
+
+@deploy.command("onnx")
+@_common
+@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+              help="ONNX Runtime execution provider used to check the artifact.")
+@click.option("--dynamic", is_flag=True, help="Dynamic INT8 quantisation (refused for conv models, with the reason).")
+def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
+                dynamic) -> None:
+    """ONNX (simplified with onnxslim); INT8 is static QDQ per-channel with the head's decode in float."""
+    if dynamic:
+        from targets.onnxruntime import DYNAMIC_REFUSAL
+        from toolchain.errors import EdgepruneError
+
+        raise EdgepruneError(DYNAMIC_REFUSAL)
+    _run("onnx", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device)
