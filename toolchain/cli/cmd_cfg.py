@@ -13,8 +13,10 @@ from toolchain.cli.render import console, human_bytes, print_json, stdout_to_std
 
 
 def _notes(notes) -> None:
-    for note in notes:  # on stderr, so --json output stays parseable
-        console(stderr=True).print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    for note in notes:  # on stderr, so --json output stays parseable; notes quote "[section]" names
+        console(stderr=True).print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
 def _ratio(ctx, param, value):
@@ -58,7 +60,8 @@ def cfg2py(cfg, out, weights, bn_eps, as_json) -> None:
 @click.command("cfg2ir")
 @click.argument("cfg", type=existing_file)
 @click.argument("weights", type=existing_file, required=False)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for model.xml/.bin and metadata.yaml.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for model.xml/.bin and metadata.yaml.")
 @click.option("--imgsz", nargs=2, type=click.IntRange(min=1), default=None, metavar="W H",
               help="Input width and height (default: the cfg's [net] size).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
@@ -66,7 +69,8 @@ def cfg2py(cfg, out, weights, bn_eps, as_json) -> None:
               help="YOLO data.yaml: calibration images for int8, class names for metadata.yaml.")
 @click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
               help="At most this many images for int8 calibration.")
-@click.option("--decode", is_flag=True, help="Output OpenCV DNN yolo rows [cx, cy, w, h, obj, scores...] instead of head maps.")
+@click.option("--decode", is_flag=True,
+              help="Output OpenCV DNN yolo rows [cx, cy, w, h, obj, scores...] instead of head maps.")
 @bn_eps_option
 @json_option
 def cfg2ir(cfg, weights, out, imgsz, precision, data, calib_images, decode, bn_eps, as_json) -> None:
@@ -104,7 +108,8 @@ def cfg2ir(cfg, weights, out, imgsz, precision, data, calib_images, decode, bn_e
               help="Every pruned conv keeps at least this fraction of its channels (and at least one).")
 @click.option("--shortcuts", type=click.IntRange(min=0), default=0, show_default=True,
               help="Remove this many residual units (conv, conv, shortcut) with the smallest gamma.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for pruned.cfg and pruned.weights.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for pruned.cfg and pruned.weights.")
 @json_option
 def cfg_prune(cfg, weights, global_percent, keep, shortcuts, out, as_json) -> None:
     """Prune a Darknet CFG + WEIGHTS pair and write pruned.cfg + pruned.weights (Darknet and OpenCV load them)."""
@@ -120,7 +125,8 @@ def cfg_prune(cfg, weights, global_percent, keep, shortcuts, out, as_json) -> No
         return
     rows = [["conv channels", report.channels_before, report.channels_after,
              f"{report.channels_after / report.channels_before:.3f}"],
-            ["parameters", report.params_before, report.params_after, f"{report.params_after / report.params_before:.3f}"],
+            ["parameters", report.params_before, report.params_after,
+             f"{report.params_after / report.params_before:.3f}"],
             ["layers removed", None, len(report.removed_layers), None]]
     console().print(table("cfg-prune", ["", "before", "after", "after/before"], rows,
                           caption=f"wrote {report.cfg} and {report.weights}"))

@@ -1,0 +1,112 @@
+"""Helpers shared by the cfg_codegen tests: the shared cfg folder, resized cfg copies, OpenCV runs.
+
+The real cfgs live outside the repository (``../shared/darknet-cfg``); tests that need them skip
+with a message when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CFG_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "darknet-cfg"
+
+# Every cfg of shared/darknet-cfg and what edgeprune does with it: "converts" or the start of the
+# "unsupported: ..." message. test_parser checks this table against the folder's contents.
+EXPECTED = {
+    "efficientnet-lite3.cfg": "unsupported: [softmax]",
+    "enet-coco.cfg": "converts",
+    "yolov2-tiny.cfg": "unsupported: [region]",
+    "yolov3-spp.cfg": "converts",
+    "yolov3-tiny-prn.cfg": "converts",
+    "yolov3-tiny.cfg": "converts",
+    "yolov3-tiny_3l.cfg": "converts",
+    "yolov3.cfg": "converts",
+    "yolov3_pjreddie.cfg": "converts",
+    "yolov4-csp-swish.cfg": "converts",
+    "yolov4-csp.cfg": "converts",
+    "yolov4-p5.cfg": "converts",
+    "yolov4-sam-mish-csp-reorg-bfm.cfg": "converts",
+    "yolov4-tiny-3l.cfg": "converts",
+    "yolov4-tiny.cfg": "converts",
+    "yolov4.cfg": "converts",
+    "yolov4x-mish.cfg": "converts",
+    "yolov7-tiny.cfg": "converts",
+    "yolov7.cfg": "converts",
+    "yolov7x.cfg": "converts",
+    "pruned/normal_prune_0.5_yolov4-tiny-person.cfg": "converts",
+    "pruned/prune_0.8_keep_0.1_8_shortcut_yolov3.cfg": "converts",
+    "pruned/prune_0.8_keep_0.1_8_shortcut_yolov4_dpu.cfg": "converts",
+    "pruned/prune_0.8_yolov3-hand.cfg": "converts",
+    "pruned/prune_12_shortcut_prune_0.9_keep_0.01_yolov3-spp.cfg": "converts",
+    "pruned/regular_prune_0.7_yolov4-tiny-person.cfg": "converts",
+}
+CONVERTIBLE = sorted(name for name, outcome in EXPECTED.items() if outcome == "converts")
+OPENCV_CANNOT_LOAD = {"yolov4-sam-mish-csp-reorg-bfm.cfg": "OpenCV 4.x has no [reorg3d]"}
+# Input sizes that the network's routes accept (reorg3d + routes need multiples of 64 there).
+SMALL_SIZE = {"yolov4-sam-mish-csp-reorg-bfm.cfg": (192, 128)}
+DEFAULT_SMALL = (160, 128)  # W x H, non-square on purpose
+
+
+def cfg_path(name: str) -> Path:
+    if not CFG_DIR.is_dir():
+        pytest.skip(f"{CFG_DIR} is absent; the real Darknet cfgs are needed for this test")
+    return CFG_DIR / name
+
+
+def small_size(name: str) -> tuple[int, int]:
+    return SMALL_SIZE.get(Path(name).name, DEFAULT_SMALL)
+
+
+def resized_copy(src: Path | str, width: int, height: int, out_dir: Path, text: str | None = None) -> Path:
+    """A copy of a cfg (or of ``text``) whose [net] width/height are replaced."""
+    text = Path(src).read_text() if text is None else text
+    text = re.sub(r"(?m)^[ \t]*width[ \t]*=.*$", f"width={width}", text, count=1)
+    text = re.sub(r"(?m)^[ \t]*height[ \t]*=.*$", f"height={height}", text, count=1)
+    out = out_dir / f"{Path(src).stem}_{width}x{height}.cfg"
+    out.write_text(text)
+    return out
+
+
+def opencv_outputs(cfg: Path, weights: Path, image: np.ndarray, yolo_layers: list[int]):
+    """OpenCV DNN's head maps (inputs of each [yolo]) and decoded rows, by layer name."""
+    import cv2
+
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    names = list(net.getLayerNames())
+    # OpenCV numbers its layers its own way (a grouped route becomes several), so take the yolo
+    # layers in order; each is preceded by a "permute_" layer whose input is the head map.
+    heads = [i for i, name in enumerate(names) if name.startswith("yolo_")]
+    assert len(heads) == len(yolo_layers) and all(names[i - 1].startswith("permute_") for i in heads), names
+    net.setInput(image)
+    outs = net.forward([names[i - 2] for i in heads] + [names[i] for i in heads])
+    return outs[:len(yolo_layers)], outs[len(yolo_layers):]
+
+
+def rel_err(actual, expected) -> float:
+    """max |actual - expected| relative to the largest magnitude of ``expected`` (the output scale)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    return float(np.abs(actual - expected).max() / max(np.abs(expected).max(), 1e-12))
+
+
+def rows_err(actual, expected, thresh: float = 0.2) -> tuple[float, float, int]:
+    """Relative error of decoded rows: (box columns, score columns, class scores skipped).
+
+    Class scores within 1e-5 of the threshold are skipped: OpenCV zeroes scores <= thresh, so a
+    1e-7 difference there legitimately flips 0.2 to 0.
+    """
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    boxes = rel_err(actual[:, :5], expected[:, :5])
+    a, e = actual[:, 5:], expected[:, 5:]
+    near = (np.abs(a - thresh) < 1e-5) | (np.abs(e - thresh) < 1e-5)
+    diff = np.where(near, 0.0, np.abs(a - e))
+    return boxes, float(diff.max() / max(np.abs(e).max(), 1e-12)), int(near.sum())
+
+
+def random_image(channels: int, height: int, width: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (1, channels, height, width)).astype(np.float32)
