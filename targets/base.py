@@ -9,8 +9,11 @@ registers itself with :func:`targets.registry.register_target`.
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +32,7 @@ class ExportConfig:
         max_drop: with INT8, largest accepted mAP50-95 drop (absolute, e.g. 0.01); triggers
             accuracy-aware quantisation where the backend supports it.
         device: device the artifact is checked on after export.
+        dynamic: input height/width left dynamic, so the artifact runs at other sizes.
     """
 
     precision: str = "fp32"
@@ -37,6 +41,7 @@ class ExportConfig:
     calib_images: int = 300
     max_drop: float | None = None
     device: str = "cpu"
+    dynamic: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,42 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run one synchronous inference."""
+
+    def default_requests(self) -> int:
+        """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""
+        return 1
+
+    def run_loop(self, x: np.ndarray, requests: int, keep_going: Callable[[int, float], bool]) -> tuple[list, float]:
+        """Keep ``requests`` inferences in flight on ``x`` while ``keep_going(started, elapsed_s)``.
+
+        The input is filled once, before timing (as benchmark_app does). Returns the latency of
+        every finished inference (seconds) and the wall time from the first start to the last
+        finish. This default runs ``requests`` threads calling :meth:`__call__`; runtimes with
+        an async API (OpenVINO) override it.
+        """
+        latencies: list[float] = []
+        lock = threading.Lock()
+        started = [0]
+        t0 = time.perf_counter()
+
+        def worker():
+            while True:
+                with lock:
+                    if not keep_going(started[0], time.perf_counter() - t0):
+                        return
+                    started[0] += 1
+                begin = time.perf_counter()
+                self(x)
+                end = time.perf_counter()
+                with lock:
+                    latencies.append(end - begin)
+
+        threads = [threading.Thread(target=worker) for _ in range(max(1, requests))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return latencies, time.perf_counter() - t0
 
 
 @dataclass
@@ -102,11 +143,23 @@ class Target(abc.ABC):
     def owns(self, artifact: Path) -> bool:
         """True when ``artifact`` is something this target can open."""
 
+    def describe(self, artifact: Path) -> dict:
+        """Backend-specific facts about an artifact for deploy.json (opset, op counts...)."""
+        return {}
+
+    def check_device(self, device: str) -> str:
+        """Normalise ``device``; raise listing the present devices when it is not one of them."""
+        return device
+
     @abc.abstractmethod
-    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None) -> Runner:
+    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None) -> Runner:
         """Compile/load ``artifact`` for ``device``.
 
         Args:
             precision: ``auto`` lets the runtime choose (reported in ``info.executed_precision``);
                 ``f32``/``bf16``/``f16`` force the compute precision where the runtime allows.
+            hint: ``latency`` or ``throughput``, for runtimes that tune themselves to it.
+            requests: inferences the caller will keep in flight (a tuning hint).
+            input_hw: run at this input size (needs a dynamic artifact, or a torch model).
         """

@@ -64,11 +64,11 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     if cfg.precision not in PRECISIONS:
         raise EdgepruneError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     target = get_target(target_name)
-    device = target.check_device(cfg.device) if hasattr(target, "check_device") else cfg.device
+    device = target.check_device(cfg.device)
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(model_path).resolve():
         raise InputFileError(f"--out {out_dir} is the input model; choose a folder")
-    source = prepare(model_path, cfg.imgsz, input_shape)
+    source = prepare(model_path, cfg.imgsz, input_shape, dynamic=cfg.dynamic)
     if cfg.data and source.task != "module":
         nc = read_data_yaml(cfg.data)["nc"]
         if nc != len(source.names):
@@ -86,9 +86,11 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
                    "task": source.task},
         "precision": cfg.precision,
         "imgsz": source.imgsz,
+        "dynamic_shape": cfg.dynamic,
         "calibration": ({"data": str(cfg.data), "split": "train", "images": cfg.calib_images,
                          "max_drop": cfg.max_drop} if cfg.precision == "int8" else None),
         "artifact_bytes": folder_bytes(artifact),
+        "graph": target.describe(artifact),
         "runner": runner.info.to_json(),
         "fidelity": _fidelity(source, runner),
         "host": {"machine": platform.machine(), "python": platform.python_version()},

@@ -28,13 +28,14 @@ DYNAMIC_REFUSAL = (
 
 
 def export_onnx(source, path: Path, opset: int | None = None) -> int:
-    """torch → ONNX with a fixed input shape, simplified with onnxslim; returns the opset used."""
+    """torch → ONNX (fixed input shape unless ``source.dynamic``), simplified with onnxslim; returns the opset."""
     import onnx
     import onnxslim
     from ultralytics.utils.export.engine import best_onnx_opset, torch2onnx
 
     opset = opset or best_onnx_opset(onnx)
-    torch2onnx(source.module, source.example, str(path), opset=opset)
+    dynamic = {"images": {2: "height", 3: "width"}, "output0": {2: "anchors"}} if source.dynamic else None
+    torch2onnx(source.module, source.example, str(path), opset=opset, dynamic=dynamic)
     model = onnxslim.slim(onnx.load(str(path)))
     meta = source.metadata("fp32")
     for key in ("stride", "task", "batch", "imgsz", "names", "channels", "args"):
@@ -108,7 +109,7 @@ def to_fp16(fp32_path: Path, out_path: Path) -> None:
 
 
 class ONNXRuntimeRunner(Runner):
-    def __init__(self, path: Path, device: str, threads: int | None):
+    def __init__(self, path: Path, device: str, threads: int | None, input_hw: tuple[int, int] | None = None):
         import onnxruntime as ort
 
         provider = PROVIDERS[device]
@@ -118,13 +119,20 @@ class ONNXRuntimeRunner(Runner):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
         inp = self.session.get_inputs()[0]
+        shape = list(inp.shape)
+        dynamic = not all(isinstance(d, int) for d in shape[2:])
+        if input_hw is not None and not dynamic and tuple(shape[2:]) != tuple(input_hw):
+            raise EdgepruneError(f"{path} has a static {shape[2]}x{shape[3]} input; deploy with --dynamic-shape to "
+                                 f"run it at {input_hw[0]}x{input_hw[1]}")
+        if dynamic:
+            shape[2:] = input_hw or read_metadata(path).get("imgsz") or [640, 640]
         stored = read_metadata(path).get("edgeprune", {}).get("precision") or _onnx_precision(path)
         self.input_name = inp.name
         self.info = RunnerInfo(
             backend="onnxruntime", backend_version=ort.__version__, device=f"{device} ({provider})",
             artifact_precision=stored, executed_precision={"int8": "int8 + f32", "fp16": "f16"}.get(stored, "f32"),
             threads=threads or opts.intra_op_num_threads or None, input_name=inp.name,
-            input_shape=tuple(inp.shape),
+            input_shape=tuple(int(d) if isinstance(d, int) else 1 for d in shape),
         )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -180,6 +188,14 @@ class ONNXRuntimeTarget(Target):
             (tmp / "metadata.yaml").replace(out_dir / "metadata.yaml")
         return str(final)
 
+    def describe(self, artifact: Path) -> dict:
+        import onnx
+
+        model = onnx.load(str(artifact), load_external_data=False)
+        ops = [n.op_type for n in model.graph.node]
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        return {"onnx_opset": opset, "nodes": len(ops), "quantize_linear_nodes": ops.count("QuantizeLinear")}
+
     def owns(self, artifact: Path) -> bool:
         artifact = Path(artifact)
         if artifact.suffix == ".onnx":
@@ -187,7 +203,8 @@ class ONNXRuntimeTarget(Target):
         record = read_deploy_record(artifact) if artifact.is_dir() else None
         return bool(record and record.get("target") == self.name)
 
-    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None
+    def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
              ) -> ONNXRuntimeRunner:
         artifact = Path(artifact)
         if artifact.is_dir():
@@ -198,4 +215,4 @@ class ONNXRuntimeTarget(Target):
         if precision not in ("auto", "f32"):
             raise EdgepruneError(f"ONNX Runtime runs the precision stored in the model; --precision {precision} "
                                  "cannot be forced (deploy with --precision fp16 instead)")
-        return ONNXRuntimeRunner(artifact, self.check_device(device), threads)
+        return ONNXRuntimeRunner(artifact, self.check_device(device), threads, input_hw)

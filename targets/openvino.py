@@ -55,16 +55,26 @@ def _artifact_precision(model) -> str:
 
 
 class OpenVINORunner(Runner):
-    """A compiled IR. ``compiled`` and ``model`` are public so the bench harness can use
-    ``AsyncInferQueue`` on the very same compiled model."""
+    """A compiled IR. ``compiled`` is public so callers can use the very same compiled model."""
 
-    def __init__(self, xml: Path, device: str, precision: str, threads: int | None, hint: str = "LATENCY",
-                 requests: int | None = None):
+    def __init__(self, xml: Path, device: str, precision: str, threads: int | None, hint: str = "latency",
+                 requests: int | None = None, input_hw: tuple[int, int] | None = None):
         import openvino as ov
 
         core = _core()
         self.model = core.read_model(str(xml))
-        config: dict = {"PERFORMANCE_HINT": hint}
+        shape = self.model.inputs[0].get_partial_shape()
+        if input_hw is not None and (shape.is_dynamic or tuple(shape.to_shape())[-2:] != tuple(input_hw)):
+            if not shape.is_dynamic:
+                raise EdgepruneError(
+                    f"{xml} is a static {shape[2]}x{shape[3]} IR; deploy with --dynamic-shape to run it at "
+                    f"{input_hw[0]}x{input_hw[1]}"
+                )
+            self.model.reshape({self.model.inputs[0]: ov.PartialShape([shape[0], shape[1], *input_hw])})
+        elif shape.is_dynamic:
+            imgsz = read_metadata(xml).get("imgsz") or [640, 640]
+            self.model.reshape({self.model.inputs[0]: ov.PartialShape([1, 3, *imgsz])})
+        config: dict = {"PERFORMANCE_HINT": hint.upper()}
         if precision != "auto":
             if precision not in FORCEABLE:
                 raise EdgepruneError(f"--precision must be auto, f32, bf16 or f16 for OpenVINO, got {precision!r}")
@@ -80,13 +90,54 @@ class OpenVINORunner(Runner):
             executed = f"int8 + {executed}"
         port = self.compiled.inputs[0]
         self.info = RunnerInfo(
-            backend="openvino", backend_version=ov.__version__, device=device, artifact_precision=stored,
+            backend="openvino", backend_version=ov.__version__.split("-")[0], device=device, artifact_precision=stored,
             executed_precision=executed, threads=_threads(self.compiled, threads),
             input_name=port.get_any_name(), input_shape=tuple(port.get_partial_shape().to_shape()),
         )
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.compiled(x)[0]
+
+    def default_requests(self) -> int:
+        try:
+            return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        except Exception:
+            return 1
+
+    def run_loop(self, x, requests, keep_going):
+        """``requests`` OpenVINO infer requests kept busy, oldest waited for first.
+
+        No Python completion callbacks: a callback needs the GIL on an OpenVINO thread, which
+        can deadlock against the interpreter when the compiled model is torn down. Latency is
+        OpenVINO's own per-request measurement.
+        """
+        import time
+        from collections import deque
+
+        import openvino as ov
+
+        pool = [self.compiled.create_infer_request() for _ in range(max(1, requests))]
+        for request in pool:  # fill inputs once, outside the timed loop
+            request.set_input_tensor(ov.Tensor(x))
+        latencies: list[float] = []
+        in_flight: deque = deque()
+        started = 0
+        t0 = time.perf_counter()
+        for request in pool:
+            if not keep_going(started, time.perf_counter() - t0):
+                break
+            request.start_async()
+            in_flight.append(request)
+            started += 1
+        while in_flight:
+            request = in_flight.popleft()
+            request.wait()
+            latencies.append(request.latency / 1000.0)
+            if keep_going(started, time.perf_counter() - t0):
+                request.start_async()
+                in_flight.append(request)
+                started += 1
+        return latencies, time.perf_counter() - t0
 
 
 def _executed_precision(compiled) -> str:
@@ -125,7 +176,10 @@ class OpenVINOTarget(Target):
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
         import openvino as ov
 
-        model = ov.convert_model(source.module, example_input=source.example, input=[tuple(source.example.shape)])
+        shape = list(source.example.shape)
+        if source.dynamic:
+            shape[2:] = [-1, -1]
+        model = ov.convert_model(source.module, example_input=source.example, input=[ov.PartialShape(shape)])
         model.inputs[0].get_tensor().set_names({"images"})
         model.outputs[0].get_tensor().set_names({"output0"})
         if cfg.precision == "int8":
@@ -137,6 +191,11 @@ class OpenVINOTarget(Target):
             ov.save_model(model, str(tmp / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
             source.write_metadata(tmp, cfg.precision)
         return str(folder)
+
+    def describe(self, artifact: Path) -> dict:
+        model = _core().read_model(str(self.xml_of(artifact)))
+        types = [op.get_type_name() for op in model.get_ops()]
+        return {"ops": len(types), "fake_quantize_ops": types.count("FakeQuantize")}
 
     def owns(self, artifact: Path) -> bool:
         artifact = Path(artifact)
@@ -162,5 +221,7 @@ class OpenVINOTarget(Target):
         return artifact
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "LATENCY", requests: int | None = None) -> OpenVINORunner:
-        return OpenVINORunner(self.xml_of(artifact), self.check_device(device), precision, threads, hint, requests)
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
+             ) -> OpenVINORunner:
+        return OpenVINORunner(self.xml_of(artifact), self.check_device(device), precision, threads, hint, requests,
+                              input_hw)

@@ -35,9 +35,10 @@ def quantize_ir(model, source, cfg: ExportConfig):
     nc = read_data_yaml(cfg.data)["nc"]
     val_files = image_files(cfg.data, "val")
 
-    def validate(compiled_model, _items) -> float:
+    def validate(compiled_model, items) -> float:
+        # NNCF calls this on the whole set and on single images (to rank per-sample damage).
         return evaluate_callable(lambda x: compiled_model(x)[0], cfg.data, source.imgsz, nc,
-                                 files=val_files)["map50_95"]
+                                 files=list(items))["map50_95"]
 
     return nncf.quantize_with_accuracy_control(
         model, calib, nncf.Dataset(val_files), validation_fn=validate, max_drop=cfg.max_drop,

@@ -44,6 +44,7 @@ class ExportSource:
     stride: int = 32
     head_scope: str | None = None
     kpt_shape: list | None = None
+    dynamic: bool = False
 
     @property
     def imgsz(self) -> int:
@@ -71,7 +72,7 @@ class ExportSource:
             "names": self.names,
             "channels": int(self.example.shape[1]),
             "args": {"batch": int(self.example.shape[0]), "half": precision == "fp16", "int8": precision == "int8",
-                     "nms": False, "dynamic": False},
+                     "nms": False, "dynamic": self.dynamic},
             "edgeprune": {"precision": precision, "source_sha256": self.sha256},
         }
         if self.kpt_shape:
@@ -85,7 +86,7 @@ class ExportSource:
         return out
 
 
-def _yolo_for_export(model: nn.Module) -> tuple[nn.Module, str]:
+def _yolo_for_export(model: nn.Module, dynamic: bool) -> tuple[nn.Module, str]:
     from ultralytics.nn.modules.head import Detect
 
     module = copy.deepcopy(model).float().eval()
@@ -95,7 +96,7 @@ def _yolo_for_export(model: nn.Module) -> tuple[nn.Module, str]:
     head_scope = None
     for name, m in module.named_modules():
         if isinstance(m, Detect):
-            m.export, m.format, m.dynamic = True, "onnx", False
+            m.export, m.format, m.dynamic = True, "onnx", dynamic
             head_scope = name
     return module, head_scope
 
@@ -120,17 +121,19 @@ class RawHeadOutputs(nn.Module):
 
 
 def prepare(model_path: str | Path, imgsz: int, input_shape: tuple[int, ...] | None = None,
-            raw_head: bool = False) -> ExportSource:
+            raw_head: bool = False, dynamic: bool = False) -> ExportSource:
     """Load ``model_path`` and prepare it for export at ``imgsz``.
 
     Args:
         raw_head: export the head's raw maps instead of decoded boxes (numerical checks only).
+        dynamic: YOLO head computes its anchors from the input size at run time, so the artifact
+            can be run at other sizes (multi-stream splicing runs one artifact at 416 and 832).
     """
     loaded: LoadedModel = load_model(model_path)
     example = example_input(loaded, imgsz, input_shape)
     if loaded.is_yolo:
         example = torch.rand_like(example)  # images are in [0, 1]
-        module, head = _yolo_for_export(loaded.model)
+        module, head = _yolo_for_export(loaded.model, dynamic)
         kpt = getattr(module.model[-1], "kpt_shape", None)
         if raw_head:
             module = RawHeadOutputs(module, module.model[-1])
@@ -138,5 +141,5 @@ def prepare(model_path: str | Path, imgsz: int, input_shape: tuple[int, ...] | N
             module(example)
         stride = int(max(getattr(loaded.model, "stride", torch.tensor([32])).tolist()))
         return ExportSource(module, example, str(model_path), sha256_of(model_path), loaded.task, loaded.names,
-                            stride, head, list(kpt) if kpt else None)
+                            stride, head, list(kpt) if kpt else None, dynamic)
     return ExportSource(loaded.model.eval(), example, str(model_path), sha256_of(model_path))

@@ -47,11 +47,15 @@ class TorchTarget(Target):
         return Path(artifact).suffix in (".pt", ".pth")
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             imgsz: int = 640) -> TorchRunner:
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
+             ) -> TorchRunner:
         from targets.source import prepare
 
         if device.lower() != "cpu":
             raise EdgepruneError(f"the torch reference runner uses the CPU only, got --device {device}")
         if precision not in ("auto", "f32"):
             raise EdgepruneError(f"the torch reference runner computes in f32 only, got --precision {precision}")
+        imgsz = input_hw[0] if input_hw else 640
+        if input_hw and input_hw[0] != input_hw[1]:
+            raise EdgepruneError(f"the torch reference runner takes square inputs, got {input_hw[0]}x{input_hw[1]}")
         return TorchRunner(prepare(artifact, imgsz).module, imgsz, threads)

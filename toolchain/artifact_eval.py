@@ -71,10 +71,8 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu
     data_cfg = read_data_yaml(data)
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path)
-    if isinstance(target, TorchTarget):
-        runner = target.open(path, device, precision, imgsz=imgsz or 640)
-    else:
-        runner = target.open(path, device, precision)
+    size_hw = (imgsz, imgsz) if imgsz and isinstance(target, TorchTarget) else None
+    runner = target.open(path, device, precision, input_hw=size_hw)
     size = int(runner.info.input_shape[-1])
     meta_names = read_metadata(path).get("names") or {}
     if meta_names and len(meta_names) != data_cfg["nc"]:

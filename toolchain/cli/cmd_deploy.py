@@ -21,14 +21,17 @@ def _common(func):
         imgsz_option(256),
         click.option("--input-shape", default=None, help="Input shape for plain nn.Module files, e.g. 1,3,224,224."),
         click.option("--no-eval", is_flag=True, help="Skip the artifact's mAP evaluation on --data."),
+        click.option("--dynamic-shape", is_flag=True,
+                     help="Leave input height/width dynamic, so the artifact also runs at other sizes "
+                          "(e.g. bench --streams 4 --splice 832)."),
         json_option,
     ]):
         func = option(func)
     return func
 
 
-def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
-         max_drop=None) -> None:
+def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+         device, max_drop=None) -> None:
     from targets.base import ExportConfig
     from targets.deploy import deploy
     from toolchain.loading import parse_input_shape
@@ -40,7 +43,7 @@ def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, 
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--input-shape") from None
     cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
-                       device=device)
+                       device=device, dynamic=dynamic_shape)
     with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target} ({precision})"):
         result = deploy(target, model, out, cfg, input_shape=shape, evaluate=not no_eval)
     if as_json:
@@ -72,12 +75,13 @@ def deploy() -> None:
 @click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU, GPU, NPU, AUTO.")
 @click.option("--max-drop", type=click.FloatRange(min=0, min_open=True), default=None,
               help="INT8 with accuracy control: largest accepted mAP50-95 drop (e.g. 0.01).")
-def deploy_openvino(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
-                    max_drop) -> None:
+def deploy_openvino(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+                    device, max_drop) -> None:
     """OpenVINO IR (Ultralytics layout, so YOLO(folder) runs it too); INT8 through NNCF."""
     if max_drop is not None and precision != "int8":
         raise click.BadParameter("--max-drop applies to --precision int8 only", param_hint="--max-drop")
-    _run("openvino", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device, max_drop)
+    _run("openvino", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+         device, max_drop)
 
 
 @deploy.command("onnx")
@@ -85,12 +89,13 @@ def deploy_openvino(model, out, precision, data, calib_images, imgsz, input_shap
 @click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
               help="ONNX Runtime execution provider used to check the artifact.")
 @click.option("--dynamic", is_flag=True, help="Dynamic INT8 quantisation (refused for conv models, with the reason).")
-def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device,
-                dynamic) -> None:
+def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+                device, dynamic) -> None:
     """ONNX (simplified with onnxslim); INT8 is static QDQ per-channel with the head's decode in float."""
     if dynamic:
         from targets.onnxruntime import DYNAMIC_REFUSAL
         from toolchain.errors import EdgepruneError
 
         raise EdgepruneError(DYNAMIC_REFUSAL)
-    _run("onnx", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, as_json, device)
+    _run("onnx", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+         device)

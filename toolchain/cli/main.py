@@ -14,8 +14,7 @@ import sys
 
 import click
 
-from toolchain.cli import cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_train
-from toolchain.cli import cmd_cfg
+from toolchain.cli import cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_train
 from toolchain.cli.render import fail
 from toolchain.errors import EdgepruneError
 
@@ -49,6 +48,7 @@ cli.add_command(cmd_cfg.cfg2py)
 cli.add_command(cmd_cfg.cfg2ir)
 cli.add_command(cmd_cfg.cfg_prune)
 cli.add_command(cmd_deploy.deploy)
+cli.add_command(cmd_bench.bench)
 
 
 def main() -> None:  # console-script entry point

@@ -22,7 +22,9 @@ EXIT_USER_ERROR = 2
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """A rich console; 140 columns when not a terminal (rich would pick 80 and squeeze tables)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if stream.isatty() else 140)
 
 
 def to_jsonable(obj):

@@ -1,0 +1,145 @@
+"""The bench harness: inference-only, end-to-end and multi-stream FPS, the same way on every backend.
+
+Modelled on OpenVINO's benchmark_app so its numbers can be trusted as much: the input is
+filled once outside the timed loop; the first inference is timed and reported apart; after
+warm-up, requests run until a duration or an iteration count is reached; latency is the
+median (with p90/p99/min/max) of per-request latencies and throughput is finished
+inferences over wall time. Every result carries the configuration actually applied
+(device, precision executed, hint, requests, threads, batch) and says whether pre/post-
+processing is inside the timing. Results are JSON lines, one per run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from targets.base import Runner
+from toolchain.errors import EdgepruneError
+from toolchain.metrics import cpu_name
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What the user asked for (the applied values are in :class:`BenchResult`)."""
+
+    backend: str = "auto"
+    device: str = "cpu"
+    hint: str = "latency"
+    requests: int | None = None
+    threads: int | None = None
+    precision: str = "auto"
+    duration: float | None = 10.0
+    iterations: int | None = None
+    warmup: int = 5
+
+    def validate(self) -> None:
+        if self.hint not in ("latency", "throughput"):
+            raise EdgepruneError(f"--hint must be latency or throughput, got {self.hint!r}")
+        if self.iterations is None and (self.duration is None or self.duration <= 0):
+            raise EdgepruneError("give a positive --duration or --iterations")
+        if self.iterations is not None and self.iterations < 1:
+            raise EdgepruneError(f"--iterations must be at least 1, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    median_ms: float
+    avg_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> "LatencyStats":
+        ms = sorted(s * 1000 for s in seconds)
+        pick = lambda q: ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]  # noqa: E731
+        return cls(statistics.median(ms), statistics.fmean(ms), pick(0.9), pick(0.99), ms[0], ms[-1])
+
+
+@dataclass
+class BenchResult:
+    """One measurement, with the settings it was measured under."""
+
+    mode: str  # inference | e2e | streams
+    artifact: str
+    backend: str
+    backend_version: str
+    device: str
+    cpu: str
+    artifact_precision: str
+    executed_precision: str
+    hint: str
+    requests: int
+    threads: int | None
+    batch: int
+    input_shape: tuple
+    warmup: int
+    iterations: int
+    duration_s: float
+    first_inference_ms: float
+    latency: LatencyStats
+    throughput_fps: float
+    includes_pre_post: bool
+    requested: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def append_jsonl(path: str | Path, results: list) -> None:
+    """Append results to a JSON-lines file (the report reads these)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        for result in results:
+            fh.write(json.dumps(result.to_json() if hasattr(result, "to_json") else result, default=str) + "\n")
+
+
+def _stop_rule(cfg: BenchConfig):
+    if cfg.iterations is not None:
+        return lambda started, _elapsed: started < cfg.iterations
+    return lambda _started, elapsed: elapsed < cfg.duration
+
+
+def _base_fields(runner: Runner, artifact: str, cfg: BenchConfig, requests: int) -> dict:
+    info = runner.info
+    return dict(
+        artifact=str(artifact), backend=info.backend, backend_version=info.backend_version, device=info.device,
+        cpu=cpu_name(), artifact_precision=info.artifact_precision, executed_precision=info.executed_precision,
+        hint=cfg.hint, requests=requests, threads=info.threads, batch=int(info.input_shape[0]),
+        input_shape=tuple(info.input_shape), warmup=cfg.warmup, requested=asdict(cfg),
+    )
+
+
+def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
+    """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
+    cfg.validate()
+    x = np.random.default_rng(0).random(runner.info.input_shape, dtype=np.float32)
+    t0 = time.perf_counter()
+    runner(x)
+    first_ms = (time.perf_counter() - t0) * 1000
+    for _ in range(cfg.warmup):
+        runner(x)
+    requests = cfg.requests or (runner.default_requests() if cfg.hint == "throughput" else 1)
+    latencies, wall = runner.run_loop(x, requests, _stop_rule(cfg))
+    notes = []
+    if cfg.requests is None and cfg.hint == "throughput":
+        notes.append(f"--requests not given: using the runtime's optimum for the throughput hint ({requests})")
+    return BenchResult(
+        mode="inference", iterations=len(latencies), duration_s=wall, first_inference_ms=first_ms,
+        latency=LatencyStats.of(latencies), throughput_fps=len(latencies) * int(runner.info.input_shape[0]) / wall,
+        includes_pre_post=False, notes=notes, **_base_fields(runner, artifact, cfg, requests),
+    )

@@ -1,0 +1,76 @@
+"""Open an artifact for benchmarking and run the requested measurements.
+
+Why apart from the CLI: the sweep (issue 7) and the demo measure through the same calls, and
+``bench compare`` runs several artifacts in one process with identical settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from targets.artifacts import read_metadata, resolve_artifact
+from targets.bench import BenchConfig, BenchResult, measure_inference
+from targets.e2e import Detector, measure_e2e, measure_streams
+from targets.registry import get_target, target_for_artifact
+from targets.sources import open_source
+from toolchain.errors import EdgepruneError
+
+
+def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None):
+    """The runner for ``artifact`` with the bench settings applied."""
+    if cfg.backend == "vart":
+        raise EdgepruneError("the vart backend runs on the board: copy the board bundle and use run_kv260.py "
+                             "(or `edgeprune board bench --host ...`)")
+    path = resolve_artifact(Path(artifact))
+    target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
+    if not target.owns(path):
+        raise EdgepruneError(f"{artifact} is not a {cfg.backend} artifact")
+    return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
+                       input_hw=input_hw)
+
+
+def class_count(artifact: str | Path, runner) -> int:
+    """Classes predicted by a detector artifact (metadata names, else the output width minus 4)."""
+    path = resolve_artifact(Path(artifact))
+    if path.suffix in (".pt", ".pth"):
+        from toolchain.loading import load_model
+
+        loaded = load_model(path)
+        if loaded.nc:
+            return loaded.nc
+    names = read_metadata(path).get("names")
+    if names:
+        return len(names)
+    import numpy as np
+
+    out = runner(np.zeros(runner.info.input_shape, np.float32))
+    return int(out.shape[1]) - 4
+
+
+def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int = 0, splice: int | None = None,
+              source: str = "synthetic", frame_interval: int = 1, imgsz: int | None = None) -> list[BenchResult]:
+    """Inference-only, then (if asked) end-to-end or multi-stream, all with the same settings."""
+    size = (imgsz, imgsz) if imgsz else None
+    if streams or splice:
+        if streams != 4 or not splice:
+            raise EdgepruneError("multi-stream mode is --streams 4 --splice SIZE (four tiles in a 2x2 grid), "
+                                 f"got --streams {streams} --splice {splice}")
+        if splice % 64:
+            raise EdgepruneError(f"--splice must be a multiple of 64 (two tiles of a multiple of 32), got {splice}")
+        tile = splice // 2
+        single = open_runner(artifact, cfg, (tile, tile))
+        spliced = open_runner(artifact, cfg, (splice, splice))
+        nc = class_count(artifact, single)
+        sources = [open_source(source, tile, seed=i) for i in range(streams)]
+        return [
+            measure_inference(single, artifact, cfg),
+            measure_inference(spliced, artifact, cfg),
+            measure_streams(Detector(spliced, nc), Detector(single, nc), artifact, cfg, sources, tile),
+        ]
+    runner = open_runner(artifact, cfg, size)
+    results = [measure_inference(runner, artifact, cfg)]
+    if e2e:
+        side = int(runner.info.input_shape[-1])
+        results.append(measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg,
+                                   open_source(source, side), frame_interval))
+    return results

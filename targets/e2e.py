@@ -1,0 +1,160 @@
+"""End-to-end and multi-stream measurements: decode → letterbox → infer → NMS, timed per stage.
+
+Why apart from inference-only numbers: what a camera application gets is frames per second
+including decode and post-processing (seeds 000/001 report both). Both are always labelled.
+Multi-stream mode compares four 416x416 streams spliced into one 832x832 inference with the
+same four streams run as four separate inferences, in one run, with the same sources.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from targets.base import Runner
+from targets.bench import BenchConfig, BenchResult, LatencyStats, _base_fields, _stop_rule
+from targets.imagedata import letterbox, to_input
+from targets.splice import splice, unsplice
+from toolchain.detection_metrics import nms
+
+DETECT_CONF, DETECT_IOU = 0.25, 0.45  # deployment thresholds (Ultralytics predict defaults 0.25 / 0.7)
+
+
+@dataclass
+class Detector:
+    """A runner wrapped with the pre/post-processing a deployed detector needs."""
+
+    runner: Runner
+    nc: int
+    conf: float = DETECT_CONF
+    iou: float = DETECT_IOU
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.runner.info.input_shape[-2:])
+
+    def detect(self, frame: np.ndarray, timings: dict | None = None) -> np.ndarray:
+        """``(n, 6)`` xyxy, score, class in frame pixels; adds stage seconds to ``timings``."""
+        t0 = time.perf_counter()
+        padded, box = letterbox(frame, self.size)
+        x = to_input([padded])
+        t1 = time.perf_counter()
+        raw = self.runner(x)
+        t2 = time.perf_counter()
+        dets = nms(raw, self.nc, conf=self.conf, iou=self.iou)[0]
+        dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
+        t3 = time.perf_counter()
+        if timings is not None:
+            for key, value in (("preprocess", t1 - t0), ("inference", t2 - t1), ("postprocess", t3 - t2)):
+                timings.setdefault(key, []).append(value)
+        return dets
+
+
+def _median_ms(values: list[float]) -> float:
+    return float(np.median(values) * 1000) if values else 0.0
+
+
+def measure_e2e(detector: Detector, artifact: str, cfg: BenchConfig, source, frame_interval: int = 1) -> BenchResult:
+    """Frames per second through the whole pipeline; detection runs on every ``frame_interval``-th frame."""
+    cfg.validate()
+    frames = source.frames()
+    t0 = time.perf_counter()
+    detector.detect(next(frames))
+    first_ms = (time.perf_counter() - t0) * 1000
+    for _ in range(cfg.warmup):
+        detector.detect(next(frames))
+    timings: dict = {}
+    frame_latency: list[float] = []
+    keep_going = _stop_rule(cfg)
+    n_frames = n_detections = 0
+    start = time.perf_counter()
+    while keep_going(n_frames, time.perf_counter() - start):
+        t_frame = time.perf_counter()
+        frame = next(frames)
+        timings.setdefault("decode", []).append(time.perf_counter() - t_frame)
+        if n_frames % frame_interval == 0:
+            detector.detect(frame, timings)
+            n_detections += 1
+        frame_latency.append(time.perf_counter() - t_frame)
+        n_frames += 1
+    wall = time.perf_counter() - start
+    extra = {
+        "source": source.describe,
+        "frame_interval": frame_interval,
+        "frames": n_frames,
+        "detections_run": n_detections,
+        "effective_fps": n_frames / wall,
+        "detection_fps": n_detections / wall,
+        "stage_median_ms": {k: _median_ms(v) for k, v in timings.items()},
+        "conf": detector.conf,
+        "iou": detector.iou,
+    }
+    notes = [f"e2e: every frame is decoded; detection runs on every {frame_interval}-th frame"] \
+        if frame_interval > 1 else []
+    return BenchResult(
+        mode="e2e", iterations=n_frames, duration_s=wall, first_inference_ms=first_ms,
+        latency=LatencyStats.of(frame_latency), throughput_fps=n_frames / wall, includes_pre_post=True,
+        extra=extra, notes=notes, **_base_fields(detector.runner, artifact, cfg, 1),
+    )
+
+
+def _run_streams(step, cfg: BenchConfig) -> tuple[int, float, list[float]]:
+    keep_going = _stop_rule(cfg)
+    latencies: list[float] = []
+    n = 0
+    start = time.perf_counter()
+    while keep_going(n, time.perf_counter() - start):
+        t = time.perf_counter()
+        step()
+        latencies.append(time.perf_counter() - t)
+        n += 1
+    return n, time.perf_counter() - start, latencies
+
+
+def measure_streams(spliced: Detector, single: Detector, artifact: str, cfg: BenchConfig, sources: list,
+                    tile: int) -> BenchResult:
+    """Aggregate and per-stream FPS of N spliced streams vs the same N streams run separately.
+
+    Both modes include decode, splice/letterbox, inference and NMS (and the mapping back).
+    """
+    cfg.validate()
+    iters = [s.frames() for s in sources]
+    grid = int(round(len(sources) ** 0.5))
+
+    def spliced_step():
+        frames = [next(it) for it in iters]
+        return unsplice(spliced.detect(splice(frames, tile, grid)), tile, grid)
+
+    def separate_step():
+        return [single.detect(next(it)) for it in iters]
+
+    t0 = time.perf_counter()
+    spliced_step()
+    first_ms = (time.perf_counter() - t0) * 1000
+    for _ in range(cfg.warmup):
+        spliced_step()
+        separate_step()
+    n_sp, wall_sp, lat_sp = _run_streams(spliced_step, cfg)
+    n_se, wall_se, lat_se = _run_streams(separate_step, cfg)
+    streams = len(sources)
+    spliced_stream_fps, separate_stream_fps = n_sp / wall_sp, n_se / wall_se
+    extra = {
+        "streams": streams,
+        "tile": tile,
+        "spliced_input": list(spliced.size),
+        "separate_input": list(single.size),
+        "sources": [s.describe for s in sources],
+        "spliced": {"per_stream_fps": spliced_stream_fps, "aggregate_fps": spliced_stream_fps * streams,
+                    "rounds": n_sp, "round_latency_median_ms": LatencyStats.of(lat_sp).median_ms},
+        "separate": {"per_stream_fps": separate_stream_fps, "aggregate_fps": separate_stream_fps * streams,
+                     "rounds": n_se, "round_latency_median_ms": LatencyStats.of(lat_se).median_ms},
+        "spliced_vs_separate": spliced_stream_fps / separate_stream_fps,
+    }
+    return BenchResult(
+        mode="streams", iterations=n_sp, duration_s=wall_sp, first_inference_ms=first_ms,
+        latency=LatencyStats.of(lat_sp), throughput_fps=spliced_stream_fps * streams, includes_pre_post=True,
+        extra=extra, notes=["a round = one frame from every stream, decoded, detected and mapped back"],
+        **_base_fields(spliced.runner, artifact, cfg, 1),
+    )

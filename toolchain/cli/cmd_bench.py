@@ -1,0 +1,169 @@
+"""``edgeprune bench ARTIFACT`` and ``edgeprune bench compare A B ...``: on-device FPS."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+
+
+class _DefaultRunGroup(click.Group):
+    """``bench ARTIFACT ...`` means ``bench run ARTIFACT ...``; ``bench compare ...`` stays itself."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _bench_options(func):
+    for option in reversed([
+        click.option("--backend", type=click.Choice(["auto", "openvino", "onnx", "torch", "vart"]), default="auto",
+                     show_default=True),
+        click.option("--device", default="cpu", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); cpu, cuda."),
+        click.option("--hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True),
+        click.option("--requests", type=click.IntRange(min=1), default=None,
+                     help="Inferences in flight (default: 1 for latency, the runtime's optimum for throughput)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads."),
+        click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto",
+                     show_default=True, help="Compute precision (OpenVINO); auto = the runtime's choice, reported."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                     help="Seconds per measurement."),
+        click.option("--iterations", type=click.IntRange(min=1), default=None, help="Run this many instead."),
+        click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True),
+        click.option(
+            "--imgsz", type=click.IntRange(min=32), default=None,
+            help="Input size for torch models and dynamic-shape artifacts (default: the artifact's)."),
+        click.option("--json", "json_out", is_flag=False, flag_value="-", default=None, metavar="[OUT]",
+                     help="JSON on stdout; with a path, append JSON lines to it instead."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup):
+    from targets.bench import BenchConfig
+
+    cfg = BenchConfig(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
+                      precision=precision, duration=None if iterations else duration, iterations=iterations,
+                      warmup=warmup)
+    cfg.validate()
+    return cfg
+
+
+def _emit(results, json_out) -> bool:
+    """Write JSON as asked; True when the table should be skipped."""
+    if json_out is None:
+        return False
+    if json_out == "-":
+        print_json(results if len(results) > 1 else results[0])
+        return True
+    from targets.bench import append_jsonl
+
+    append_jsonl(json_out, results)
+    console(stderr=True).print(f"appended {len(results)} result(s) to {json_out}")
+    return False
+
+
+def _render(results) -> None:
+    first = results[0]
+    config = [
+        ["artifact", first.artifact],
+        ["backend", f"{first.backend} {first.backend_version}"],
+        ["device", f"{first.device} ({first.cpu})"],
+        ["precision stored / executed", f"{first.artifact_precision} / {first.executed_precision}"],
+        ["hint / requests / threads / batch", f"{first.hint} / {first.requests} / {first.threads} / {first.batch}"],
+    ]
+    console().print(table("Configuration applied", ["", "value"], config))
+    rows = []
+    for r in results:
+        label = {"inference": f"inference only, input {r.input_shape[-2]}x{r.input_shape[-1]}",
+                 "e2e": "end-to-end (decode+letterbox+infer+NMS)",
+                 "streams": "4 streams spliced, end-to-end"}[r.mode]
+        rows.append([label, f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{r.latency.p90_ms:.2f}",
+                     f"{r.latency.p99_ms:.2f}", f"{r.latency.min_ms:.2f}", f"{r.latency.max_ms:.2f}",
+                     r.iterations, f"{r.first_inference_ms:.1f}"])
+    console().print(table("Results", ["measurement", "FPS", "median ms", "p90", "p99", "min", "max", "iterations",
+                                      "first ms"], rows))
+    for r in results:
+        if r.mode == "e2e":
+            stages = ", ".join(f"{k} {v:.2f} ms" for k, v in r.extra["stage_median_ms"].items())
+            console().print(f"e2e stages (median): {stages}; effective FPS {r.extra['effective_fps']:.1f} "
+                            f"(frame interval {r.extra['frame_interval']}), source: {r.extra['source']}")
+        if r.mode == "streams":
+            sp, se = r.extra["spliced"], r.extra["separate"]
+            console().print(table(
+                "Multi-stream (decode, pre/post-processing included)",
+                ["mode", "input", "per-stream FPS", "aggregate FPS"],
+                [["4 streams spliced, 1 inference", "x".join(map(str, r.extra["spliced_input"])),
+                  f"{sp['per_stream_fps']:.1f}", f"{sp['aggregate_fps']:.1f}"],
+                 ["4 separate inferences", "x".join(map(str, r.extra["separate_input"])),
+                  f"{se['per_stream_fps']:.1f}", f"{se['aggregate_fps']:.1f}"]],
+                caption=f"spliced / separate = {r.extra['spliced_vs_separate']:.2f}x",
+            ))
+        for note in r.notes:
+            console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
+
+
+@click.group(cls=_DefaultRunGroup)
+def bench() -> None:
+    """Measure FPS on this device: `bench ARTIFACT [options]` or `bench compare A B ...`."""
+
+
+@bench.command("run")
+@click.argument("artifact", type=click.Path(exists=True))
+@_bench_options
+@click.option("--e2e", is_flag=True, help="Also measure end-to-end FPS (decode, letterbox, infer, NMS).")
+@click.option("--streams", type=click.IntRange(min=0), default=0, help="Number of streams (4, with --splice).")
+@click.option("--splice", type=click.IntRange(min=64), default=None,
+              help="Tile the streams 2x2 into one input of this side (e.g. 832 = 4 x 416).")
+@click.option("--source", default="synthetic", show_default=True,
+              help="synthetic, a video file, an image folder, or a camera index.")
+@click.option("--frame-interval", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run detection on every K-th frame (e2e).")
+def bench_run(artifact, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
+              json_out, e2e, streams, splice, source, frame_interval) -> None:
+    """Latency percentiles, throughput, first-inference time and the precision actually executed."""
+    from targets.bench_run import run_bench
+
+    cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
+        results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
+                            frame_interval=frame_interval, imgsz=imgsz)
+    if not _emit(results, json_out):
+        _render(results)
+
+
+@bench.command("compare")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
+@_bench_options
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
+def bench_compare(artifacts, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
+                  json_out, plot) -> None:
+    """Run several artifacts in one process with the same settings; ratios against the first."""
+    from targets.bench_run import open_runner
+    from targets.bench import measure_inference
+
+    cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    results = []
+    with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking") as status:
+        for i, artifact in enumerate(artifacts):
+            status.update(f"benchmarking {i + 1}/{len(artifacts)}: {artifact}")
+            runner = open_runner(artifact, cfg, (imgsz, imgsz) if imgsz else None)
+            results.append(measure_inference(runner, artifact, cfg))
+    if plot:
+        from toolchain.plots import bar_chart
+
+        bar_chart([r.artifact for r in results], [r.throughput_fps for r in results], "inference FPS", plot,
+                  title=f"{cfg.hint} hint, batch 1, inference only, {results[0].cpu}")
+    if _emit(results, json_out):
+        return
+    base = results[0].throughput_fps
+    rows = [[r.artifact, f"{r.backend} ({r.device})", f"{r.artifact_precision} / {r.executed_precision}",
+             f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{r.throughput_fps / base:.2f}x"]
+            for r in results]
+    caption = f"inference only, {cfg.hint} hint, batch 1; ratio = FPS / FPS of the first artifact"
+    if plot:
+        caption += f"; chart: {plot}"
+    console().print(table("Comparison", ["artifact", "backend", "precision stored / executed", "FPS", "median ms",
+                                         "ratio"], rows, caption=caption))
