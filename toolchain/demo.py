@@ -63,7 +63,7 @@ def _artifacts(out: Path, data_yaml: Path, baseline: Path, tuned: Path) -> list[
     ]
 
 
-def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.5, log=print) -> DemoResult:
+def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.3, log=print) -> DemoResult:
     """Synthetic data → baseline → prune → fine-tune → deploy → bench, each an edgeprune command."""
     out = Path(out).resolve()
     results = out / "results"

@@ -11,7 +11,7 @@ from toolchain.cli.render import console, human_bytes, print_json, stdout_to_std
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default="demo-run", show_default=True,
               help="Folder for every artifact; rerunning skips finished steps.")
-@click.option("--ratio", type=float, default=0.5, show_default=True, callback=open_ratio,
+@click.option("--ratio", type=float, default=0.3, show_default=True, callback=open_ratio,
               help="Structured pruning ratio.")
 @click.option("--fast", is_flag=True, help="3 fine-tuning epochs and short benches (a smoke run; accuracy is not "
                                            "recovered).")
