@@ -116,3 +116,17 @@ def test_bad_inputs_fail_in_one_sentence_and_keep_the_input(baseline_pt, synth_d
     assert proc.returncode == 2 and "state_dict" in json.loads(proc.stdout)["error"]
     assert not out.exists()
     assert sha256_of(baseline_pt) == digest
+
+
+def test_train_and_eval_commands_run_offline(tmp_path):
+    from toolchain.synth import SynthConfig, generate
+
+    data = generate(tmp_path / "tiny", SynthConfig(train=16, val=8, imgsz=96, seed=3)).data_yaml
+    proc = run("train", data, "--model", "yolov8n.yaml", "--epochs", 1, "--imgsz", 96, "--batch", 8, "--workers", 0,
+               "--out", tmp_path / "run", "--json", check_rc=0)
+    result = json.loads(proc.stdout)
+    weights = result["weights"]
+    assert weights.endswith("best.pt") and result["epochs"] == 1 and result["params"] > 1_000_000
+    proc = run("eval", weights, "--data", data, "--imgsz", 96, "--json", check_rc=0)
+    metrics = json.loads(proc.stdout)
+    assert 0.0 <= metrics["map50"] <= 1.0 and metrics["task"] == "detect"
