@@ -8,7 +8,7 @@ from targets.base import Target
 from toolchain.errors import EdgepruneError
 
 _TARGETS: dict[str, type[Target]] = {}
-_BUILTIN_MODULES = ("targets.openvino", "targets.onnxruntime", "targets.torch_ref")
+_BUILTIN_MODULES = ("targets.openvino", "targets.onnxruntime", "targets.torch_ref", "targets.vitis")
 
 
 def register_target(cls: type[Target]) -> type[Target]:

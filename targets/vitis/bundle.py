@@ -1,0 +1,36 @@
+"""The folder copied to the board: compiled xmodel, metadata.yaml and run_kv260.py.
+
+``metadata.yaml`` is Ultralytics' metadata (names, stride, imgsz...) plus what the board needs to
+decode the raw maps (``edgeprune.vitis``). It is written as JSON text: valid YAML for every
+YAML reader, and readable on the board with the standard library alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from targets.artifacts import atomic_folder
+from targets.vitis.workspace import TEMPLATES
+
+BOARD_SCRIPT = "run_kv260.py"
+LAYOUT = "one int8 NHWC map per stride: [4*reg_max box logits | nc class logits]; decode on the board CPU"
+
+
+def board_metadata(source, spec, dpu: str, board: str, xmodel_name: str) -> dict:
+    meta = source.metadata("int8")
+    meta["edgeprune"]["vitis"] = {"xmodel": xmodel_name, "board": board, "dpu": dpu, "layout": LAYOUT,
+                                  **spec.to_json()}
+    return meta
+
+
+def write_bundle(folder: Path, xmodel: Path, metadata: dict) -> Path:
+    """Write the bundle atomically; returns its folder."""
+    folder = Path(folder)
+    with atomic_folder(folder) as tmp:
+        shutil.copyfile(xmodel, tmp / metadata["edgeprune"]["vitis"]["xmodel"])
+        (tmp / "metadata.yaml").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        shutil.copyfile(TEMPLATES / BOARD_SCRIPT, tmp / BOARD_SCRIPT)
+        (tmp / BOARD_SCRIPT).chmod(0o755)
+    return folder

@@ -1,0 +1,1 @@
+"""Fake ``pytorch_nndct`` (tests only); see ../README.md."""

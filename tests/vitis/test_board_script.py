@@ -1,0 +1,218 @@
+"""run_kv260.py: the same pre/post-processing as edgeprune, DPU-style int8 I/O, and detections equal to float.
+
+run_kv260.py must be self-contained (it runs on the board), so it re-implements letterbox,
+decode, NMS and splicing in numpy; these tests hold each piece to edgeprune's own
+implementation, and run the whole script against the fake VART (int8 NHWC tensors with fix
+points, over an ONNX export of the float DPU graph).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from targets.bench import BenchResult, LatencyStats
+from targets.imagedata import letterbox
+from targets.splice import splice, unsplice
+from targets.vitis.workspace import TEMPLATES, load_template
+from toolchain.detection_metrics import box_iou, nms
+
+FAKE_VITIS = Path(__file__).resolve().parent / "fake_vitis"
+board = load_template("run_kv260")
+
+ALLOWED_IMPORTS = {
+    "run_kv260.py": {"argparse", "json", "os", "platform", "statistics", "sys", "threading", "time", "datetime", "cv2",
+                     "numpy", "vart", "xir"},
+    "quantize.py": {"argparse", "glob", "json", "os", "sys", "cv2", "numpy", "torch", "pytorch_nndct", "dpu_graph"},
+    "dpu_graph.py": {"json", "numpy", "torch"},
+}
+
+
+@pytest.mark.parametrize("script", sorted(ALLOWED_IMPORTS))
+def test_container_and_board_scripts_are_python38_and_import_only_what_is_there(script):
+    """quantize.py/dpu_graph.py run in the Vitis AI image (Python 3.8); run_kv260.py on the board."""
+    source = (TEMPLATES / script).read_text()
+    tree = ast.parse(source, feature_version=(3, 8))  # SyntaxError on 3.9+ syntax
+    compile(source, script, "exec")
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= ALLOWED_IMPORTS[script], imported - ALLOWED_IMPORTS[script]
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (480, 640), (640, 360), (100, 333), (257, 255)])
+def test_letterbox_and_box_mapping_equal_edgeprune(shape):
+    image = np.random.default_rng(sum(shape)).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    for size in (256, (256, 320)):
+        ours, ref = board.letterbox(image, size), letterbox(image, size)
+        assert np.array_equal(ours[0], ref[0])
+        assert ours[1] == (ref[1].scale, ref[1].pad_x, ref[1].pad_y)
+        boxes = np.array([[10.0, 20.0, 200.0, 150.0], [-5.0, 0.0, 300.0, 400.0]], dtype=np.float32)
+        assert np.allclose(board.to_original(boxes, ours[1], shape), ref[1].to_original(boxes, shape))
+
+
+def test_splice_and_unsplice_equal_edgeprune():
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((416, 416), (300, 500), (416, 416),
+                                                                                   (200, 100))]
+    assert np.array_equal(board.splice(frames, 416), splice(frames, 416))
+    xy = rng.uniform(-20, 850, size=(200, 2))
+    wh = rng.uniform(0.5, 120, size=(200, 2))
+    scores, classes = rng.uniform(0, 1, (200, 1)), rng.integers(0, 3, (200, 1))
+    dets = np.concatenate([xy, xy + wh, scores, classes], 1).astype(np.float32)
+    for ours, ref in zip(board.unsplice(dets, 416), unsplice(dets, 416)):
+        assert np.array_equal(ours, ref)
+
+
+@pytest.fixture(scope="module")
+def baseline_graph(baseline_pt):
+    from targets.source import prepare
+    from targets.vitis.graph import dpu_graph
+
+    source = prepare(baseline_pt, 256)
+    return source, dpu_graph(source)
+
+
+@pytest.fixture(scope="module")
+def decoded(baseline_graph, val_images):
+    """(board decode, Ultralytics' own decoded output) for real validation images."""
+    from targets.imagedata import to_input
+
+    source, graph = baseline_graph
+    pairs = []
+    for path in val_images[:3]:
+        x = torch.from_numpy(to_input([letterbox(cv2.imread(str(path)), 256)[0]]))
+        with torch.inference_mode():
+            maps, ref = graph(x), source.module(x)
+        ours = board.decode([m[0].numpy().transpose(1, 2, 0) for m in maps], graph.spec.strides, graph.spec.reg_max,
+                            graph.spec.nc)
+        pairs.append((ours, ref[0].numpy().T))
+    return pairs
+
+
+def test_numpy_decode_equals_the_ultralytics_head(decoded):
+    for ours, ref in decoded:
+        assert ours.shape == ref.shape == ((256 // 8) ** 2 + (256 // 16) ** 2 + (256 // 32) ** 2, 4 + 3)
+        assert np.abs(ours[:, :4] - ref[:, :4]).max() < 1e-3  # pixels
+        assert np.abs(ours[:, 4:] - ref[:, 4:]).max() < 1e-5  # probabilities
+
+
+def test_numpy_nms_equals_edgeprune_nms(decoded):
+    from ultralytics.utils.nms import non_max_suppression
+
+    kept = 0
+    for ours, _ in decoded:
+        # validation settings (multi-label, conf 0.001, IoU 0.7) against toolchain.detection_metrics.nms
+        a = board.nms(ours, conf=0.001, iou=0.7, multi_label=True)
+        b = nms(ours.T[None], 3)[0]
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-4)
+        # deployment settings (best class, conf 0.25, IoU 0.45) against Ultralytics
+        c = board.nms(ours)
+        d = non_max_suppression(torch.from_numpy(ours.T[None].copy()), 0.25, 0.45, nc=3)[0].numpy()
+        assert c.shape == d.shape and np.allclose(c, d, atol=1e-4)
+        kept += len(c)
+    assert kept >= 3  # the images really hold objects
+
+
+def test_latency_stats_equal_edgeprune_bench():
+    seconds = list(np.random.default_rng(0).gamma(2.0, 0.004, size=257))
+    assert board.latency_stats(seconds) == pytest.approx(dataclasses.asdict(LatencyStats.of(seconds)))
+
+
+def test_input_quantisation_uses_the_fix_point_and_rgb_order():
+    pixel = np.array([[[0, 128, 255]]], dtype=np.uint8)  # one BGR pixel
+    q = board.quantize_input(pixel, 7)
+    assert q.dtype == np.int8 and q.shape == (1, 1, 1, 3)
+    assert q[0, 0, 0].tolist() == [127, 64, 0]  # R=255 -> 128 saturates at 127; G=128 -> 64.25 -> 64; B=0
+    assert board.quantize_input(pixel, 6)[0, 0, 0].tolist() == [64, 32, 0]
+
+
+def _run_board(bundle: Path, *args, check=True):
+    """Run the copied run_kv260.py as the board would, with the fake xir/vart importable."""
+    code = ("import runpy, sys, json; sys.argv = ['run_kv260.py'] + sys.argv[1:]; "
+            "runpy.run_path('run_kv260.py', run_name='__main__'); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'toolchain', 'targets', 'ultralytics'))), file=sys.stderr)")
+    env = dict(os.environ, PYTHONPATH=str(FAKE_VITIS))
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=bundle, env=env, capture_output=True,
+                          text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == "[]"  # no torch, no edgeprune on the board
+    return proc
+
+
+def test_board_detections_equal_the_float_model(fake_bundle, baseline_pt, val_images, tmp_path):
+    """int8 in, int8 out on the fake DPU; boxes, classes and scores match edgeprune's float pipeline."""
+    from targets.e2e import Detector
+    from targets.torch_ref import TorchTarget
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in val_images:
+        (folder / path.name).write_bytes(path.read_bytes())
+    proc = _run_board(fake_bundle, "detect", folder)
+    results = json.loads(proc.stdout)
+    assert [Path(r["image"]).name for r in results] == sorted(p.name for p in val_images)
+    reference = Detector(TorchTarget().open(baseline_pt, input_hw=(256, 256)), nc=3)  # conf 0.25, IoU 0.45
+    confident = 0
+    for result in results:
+        ours = np.array(result["detections"], dtype=np.float32).reshape(-1, 6)
+        ref = reference.detect(cv2.imread(str(folder / Path(result["image"]).name)))
+        for a, b in ((ours, ref), (ref, ours)):
+            for det in a[a[:, 4] >= 0.5]:
+                same = b[b[:, 5] == det[5]]
+                assert len(same), (result["image"], det)
+                iou = box_iou(det[None, :4], same[:, :4])[0]
+                assert iou.max() >= 0.9, (result["image"], det, same)
+                assert abs(same[iou.argmax(), 4] - det[4]) < 0.05
+                confident += 1
+        assert result["labels"] == [("circle", "rectangle", "triangle")[int(d[5])] for d in ours]
+    assert confident >= 10
+
+
+def test_bench_json_has_edgeprune_bench_fields_and_runs_every_thread(fake_bundle):
+    proc = _run_board(fake_bundle, "--json", "--threads", "2", "--iterations", "6", "--warmup", "1", "bench")
+    result = json.loads(proc.stdout)
+    assert set(result) == {f.name for f in dataclasses.fields(BenchResult)}
+    assert set(result["latency"]) == {f.name for f in dataclasses.fields(LatencyStats)}
+    assert result["mode"] == "inference" and result["backend"] == "vart" and result["iterations"] == 6
+    assert result["threads"] == result["requests"] == 2 and result["includes_pre_post"] is False
+    assert result["artifact_precision"] == result["executed_precision"] == "int8"
+    assert result["input_shape"] == [1, 3, 256, 256] and result["backend_version"] == "fake-for-tests"
+    assert "fingerprint fake" in result["device"]  # never mistakable for a real KV260 measurement
+
+
+def test_e2e_and_streams_modes_report_pre_post_processing(fake_bundle, val_images, tmp_path):
+    proc = _run_board(fake_bundle, "--json", "--iterations", "4", "--warmup", "0", "e2e", val_images[0])
+    e2e = json.loads(proc.stdout)
+    assert e2e["mode"] == "e2e" and e2e["includes_pre_post"] is True and e2e["iterations"] == 4
+    assert set(e2e["extra"]["stage_median_ms"]) == {"preprocess", "inference", "postprocess"}
+    # streams: the 256 px xmodel takes four 128 px tiles
+    proc = _run_board(fake_bundle, "--json", "--iterations", "3", "--warmup", "0", "streams",
+                      *[str(p) for p in val_images[:4]])
+    streams = json.loads(proc.stdout)
+    assert streams["mode"] == "streams" and streams["extra"]["tile"] == 128 and streams["extra"]["streams"] == 4
+    assert streams["throughput_fps"] == pytest.approx(4 * streams["extra"]["spliced"]["per_stream_fps"])
+
+
+def test_multi_subgraph_xmodel_is_refused_with_a_clear_message(fake_bundle, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fake_bundle, bundle)
+    spec = json.loads((bundle / "fake.xmodel").read_text())
+    spec["subgraphs"].append({"name": "subgraph_tail", "attrs": {"device": "DPU"}})
+    (bundle / "fake.xmodel").write_text(json.dumps(spec))
+    proc = _run_board(bundle, "bench", check=False)
+    assert proc.returncode != 0 and "has 2 DPU subgraphs" in proc.stderr

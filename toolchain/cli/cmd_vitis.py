@@ -1,0 +1,127 @@
+"""``edgeprune preflight``, ``edgeprune dpu-rewrite`` and ``edgeprune board bench``: the KV260 DPU commands."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option
+from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+
+ACTS = ("hardswish", "leaky")
+
+
+@click.command()
+@click.argument("model", type=existing_file)
+@click.option("--target", type=click.Choice(["kv260"]), default="kv260", show_default=True,
+              help="Board whose DPU to check against (KV260: DPUCZDX8G_ISA1_B4096).")
+@imgsz_option(256)
+@input_shape_option
+@click.option("--all", "show_all", is_flag=True, help="List every op, not only the CPU fallbacks.")
+@json_option
+def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
+    """Which layers of MODEL the DPU runs, why the others fall back to the CPU, and the fixes. No Docker needed.
+
+    The subgraph count is an estimate (DPU regions separated by CPU ops); `deploy vitis`
+    reads the compiler's real count.
+    """
+    from toolchain.preflight import preflight as run_preflight
+
+    with stdout_to_stderr(as_json), console(stderr=True).status("tracing"):
+        report = run_preflight(model, target, imgsz, input_shape)
+    if as_json:
+        print_json(report)
+        return
+    fixes = {fix: i + 1 for i, fix in enumerate(report.fixes)}
+    rows = [[r.index, r.layer, r.op, r.detail, r.device, r.reason or "-", f"[{fixes[r.fix]}]" if r.fix else "-"]
+            for r in report.rows if show_all or r.device != "DPU"]
+    summary = report.to_json()["summary"]
+    caption = [f"{report.dpu} ({report.target}); graph: {report.graph}",
+               f"{summary['dpu_ops']} of {summary['ops']} ops on the DPU; CPU fallbacks: "
+               f"{summary['cpu_fallbacks_backbone_neck']} in backbone/neck, "
+               f"{summary['cpu_fallbacks_head']} in the head",
+               f"expected DPU subgraphs: {report.expected_dpu_subgraphs} (estimate; 1 is the goal)"]
+    if report.host_postprocess:
+        caption.append(f"on the board's CPU after the DPU: {', '.join(report.host_postprocess)}")
+    if rows:
+        title = "DPU preflight: every op" if show_all else "DPU preflight: CPU fallbacks"
+        console().print(table(title, ["#", "layer", "op", "detail", "runs on", "why", "fix"], rows))
+    else:
+        console().print("DPU preflight: no CPU fallbacks")
+    console().print("\n".join(caption))
+    for fix, number in fixes.items():
+        console().print(f"[bold]fix [{number}]:[/bold] {fix}", markup=True)
+
+
+@click.command("dpu-rewrite")
+@click.argument("model", type=existing_file)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the rewritten .pt.")
+@click.option("--act", type=click.Choice(ACTS), default="hardswish", show_default=True,
+              help="Activation replacing SiLU: Hardswish, or LeakyReLU with the DPU's slope 26/256.")
+@json_option
+def dpu_rewrite(model, out, act, as_json) -> None:
+    """Replace SiLU by a DPU activation and move the head's decode to post-processing; saves a normal checkpoint.
+
+    The output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; it must be
+    fine-tuned, since the activations changed.
+    """
+    from toolchain.dpu_rewrite import dpu_rewrite_file
+
+    with stdout_to_stderr(as_json):
+        report = dpu_rewrite_file(model, out, act)
+    for warning in report.warnings:  # on stderr, so --json output stays parseable
+        console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
+    if as_json:
+        print_json(report)
+        return
+    replaced = ", ".join(f"{n} {kind}" for kind, n in report.replaced.items()) or "none"
+    rows = [["activations replaced", f"{replaced} -> {act}"],
+            ["LeakyReLU slopes set to 26/256", report.leaky_slopes_fixed],
+            ["head decode on the board's CPU", report.host_decode]]
+    console().print(table("DPU rewrite", ["", "value"], rows,
+                          caption=f"saved to {report.out}; check it with `edgeprune preflight {report.out}`"))
+
+
+@click.group()
+def board() -> None:
+    """Run a deployed model on the board itself (over SSH)."""
+
+
+@board.command("bench")
+@click.option("--host", required=True, help="user@ip of the KV260 (or an ~/.ssh/config alias).")
+@click.option("--bundle", type=click.Path(exists=True, file_okay=False), default="board", show_default=True,
+              help="The board/ folder written by `deploy vitis`.")
+@click.option("--remote-dir", default="edgeprune_kv260", show_default=True,
+              help="Folder on the board (relative = under the login's home).")
+@click.option("--mode", type=click.Choice(["inference", "e2e", "streams"]), default="inference", show_default=True)
+@click.option("--source", "sources", multiple=True,
+              help="On the board: e2e input (image, folder, video, synthetic); give it 4 times for streams.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="VART runners/threads.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Run this many instead of --duration.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--port", type=click.IntRange(min=1), default=None, help="SSH port.")
+@json_option
+def board_bench(host, bundle, remote_dir, mode, sources, threads, iterations, duration, warmup, port,
+                as_json) -> None:
+    """Copy the bundle to the board with scp, run run_kv260.py there with ssh, print its measurement."""
+    from pathlib import Path
+
+    from targets.vitis.board import BoardBenchConfig, board_bench as run_board_bench
+
+    cfg = BoardBenchConfig(host=host, bundle=Path(bundle), remote_dir=remote_dir, mode=mode, threads=threads,
+                           iterations=iterations, duration=duration, warmup=warmup, sources=tuple(sources), port=port)
+    with console(stderr=True).status(f"running on {host}"):
+        result = run_board_bench(cfg)
+    if as_json:
+        print_json(result)
+        return
+    lat = result["latency"]
+    rows = [[result["mode"], f"{result['throughput_fps']:.1f}", f"{lat['median_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+             f"{lat['p99_ms']:.2f}", result["iterations"], f"{result['first_inference_ms']:.1f}",
+             result["includes_pre_post"]]]
+    caption = (f"measured on {host}: {result['device']}, {result['cpu']}, vart {result['backend_version']}, "
+               f"{result['threads']} thread(s), input {'x'.join(map(str, result['input_shape']))}")
+    console().print(table("Board benchmark", ["mode", "FPS", "median ms", "p90", "p99", "iterations", "first ms",
+                                              "pre/post timed"], rows, caption=caption))
+    for note in result["notes"]:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")

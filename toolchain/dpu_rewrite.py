@@ -1,0 +1,137 @@
+"""Make a detector DPU-friendly: DPU activations, and the head's decode moved to post-processing.
+
+Why: the KV260's DPU runs ReLU, ReLU6, LeakyReLU (slope 26/256 only), Hard-Swish and
+Hard-Sigmoid; every SiLU becomes a CPU op that splits the compiled model into dozens of DPU
+subgraphs (the seed-001 user's YOLOv7 ran at 7 FPS). Replacing them changes the function the
+network computes, so the result must be fine-tuned (``edgeprune finetune``) before it is
+deployed; the rewrite says so every time.
+
+The head keeps its Ultralytics classes (so ``YOLO(out)`` and ``finetune`` work unchanged) and
+gets one plain attribute, :data:`HOST_DECODE_ATTR`: it declares that on the DPU the graph
+ends at the head's convolutions (class *logits*), and the board script applies the DFL
+decode and the sigmoid. Activations are replaced per instance: Ultralytics' ``Conv`` shares
+one class-level ``default_act`` SiLU, and changing that would silently change every model
+built later in the process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from toolchain.checkpoint import save_model
+from toolchain.errors import EdgepruneError
+from toolchain.fileio import ensure_not_input
+from toolchain.loading import LoadedModel, load_model
+
+HOST_DECODE_ATTR = "edgeprune_host_decode"
+LEAKY_SLOPE = 26 / 256  # the only LeakyReLU slope the DPU implements
+ACTIVATIONS = {
+    "hardswish": lambda: nn.Hardswish(),
+    "leaky": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+}
+REPLACED_TYPES = (nn.SiLU, nn.Mish, nn.GELU)  # no DPU implementation
+FINETUNE_WARNING = ("activations were replaced, so the network computes a different function: fine-tune it "
+                    "(`edgeprune finetune {out} --data DATA --out RUN`) before judging or deploying its accuracy")
+
+
+@dataclass
+class RewriteReport:
+    """What the rewrite changed.
+
+    Attributes:
+        replaced: count per replaced activation type (``{"SiLU": 57}``).
+        leaky_slopes_fixed: LeakyReLUs whose slope was set to 26/256.
+        host_decode: the YOLO head was marked so its decode runs in post-processing.
+        warnings: what the user must do next (fine-tuning).
+    """
+
+    model: str
+    out: str
+    act: str
+    replaced: dict = field(default_factory=dict)
+    leaky_slopes_fixed: int = 0
+    host_decode: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed_function(self) -> bool:
+        return bool(self.replaced) or self.leaky_slopes_fixed > 0
+
+    def describe(self) -> str:
+        """One line: what changed."""
+        parts = [f"{n} {kind} -> {self.act}" for kind, n in self.replaced.items()] or ["no SiLU/Mish/GELU found"]
+        if self.leaky_slopes_fixed:
+            parts.append(f"{self.leaky_slopes_fixed} LeakyReLU slopes -> 26/256")
+        if self.host_decode:
+            parts.append("head decode moved to post-processing")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "changed_function": self.changed_function}
+
+
+def _check_act(act: str) -> None:
+    if act not in ACTIVATIONS:
+        raise EdgepruneError(f"--act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+
+
+def rewrite_module(model: nn.Module, act: str = "hardswish") -> tuple[dict, int, bool]:
+    """Rewrite ``model`` in place.
+
+    Returns:
+        (replaced activation counts by type, LeakyReLU slopes fixed, whether a YOLO head was marked).
+    """
+    from ultralytics.nn.modules.head import Detect
+
+    _check_act(act)
+    replaced: dict[str, int] = {}
+    slopes = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, REPLACED_TYPES):
+                setattr(parent, name, ACTIVATIONS[act]())  # a new module per slot, never the shared default
+                replaced[type(child).__name__] = replaced.get(type(child).__name__, 0) + 1
+            elif isinstance(child, nn.LeakyReLU) and child.negative_slope != LEAKY_SLOPE:
+                setattr(parent, name, nn.LeakyReLU(LEAKY_SLOPE))
+                slopes += 1
+    heads = [m for m in model.modules() if isinstance(m, Detect)]
+    for head in heads:
+        setattr(head, HOST_DECODE_ATTR, True)
+    return replaced, slopes, bool(heads)
+
+
+def has_host_decode(model: nn.Module) -> bool:
+    """True when ``model``'s YOLO head was marked by :func:`rewrite_module`."""
+    return any(getattr(m, HOST_DECODE_ATTR, False) for m in model.modules())
+
+
+def _rewrite_loaded(loaded: LoadedModel, out: str | Path, act: str, source: str) -> RewriteReport:
+    replaced, slopes, marked = rewrite_module(loaded.model, act)
+    report = RewriteReport(str(source), str(out), act, replaced, slopes, marked)
+    if report.changed_function:
+        report.warnings.append(FINETUNE_WARNING.format(out=out))
+    note = dict(loaded.ckpt.get("edgeprune") or {})
+    note["dpu_rewrite"] = {"act": act, "replaced": replaced, "leaky_slopes_fixed": slopes, "host_decode": marked,
+                           "source": str(source)}
+    save_model(loaded, loaded.model, out, note=note)
+    return report
+
+
+def dpu_rewrite_file(model_path: str | Path, out: str | Path, act: str = "hardswish") -> RewriteReport:
+    """Rewrite the model in ``model_path`` and save it to ``out`` in the format it came in.
+
+    Raises:
+        EdgepruneError: unknown ``act``, ``out`` equal to the input, unreadable model.
+    """
+    _check_act(act)
+    ensure_not_input(out, model_path)
+    return _rewrite_loaded(load_model(model_path), out, act, model_path)
+
+
+def rewrite_saved_model(path: str | Path, act: str = "hardswish") -> RewriteReport:
+    """Rewrite a model edgeprune just wrote (``prune --dpu-friendly``) in place, keeping its edgeprune note."""
+    _check_act(act)
+    return _rewrite_loaded(load_model(path), path, act, path)
