@@ -1,0 +1,176 @@
+"""The sweep finds a knee, resumes after an interruption, and its report renders in Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from toolchain import sweep as sweep_mod
+from toolchain.sweep import SweepConfig, SweepError, SweepPoint, choose, parse_ratios, read_points, refine_ratio
+
+
+def _cfg(data, **kw) -> SweepConfig:
+    base = dict(data=str(data), ratios=(0.02, 0.1), method="l1", round_to=None, target="onnx", imgsz=256,
+                max_drop=0.1, bench_iterations=10, batch=16)
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def _point(ratio, map50, fps=10.0) -> SweepPoint:
+    return SweepPoint(ratio=ratio, key="k", model="m.pt", precision=0.5, recall=0.5, map50=map50, map50_95=map50 / 2,
+                      params=1000, macs=int(1e6 * (1 - ratio)), file_bytes=1, latency_ms=1000 / fps, fps=fps,
+                      target="onnx", seconds=1.0, finished="t")
+
+
+def test_parse_ratios():
+    assert parse_ratios("0.1:0.9:0.1") == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert parse_ratios("0.5,0.7") == (0.5, 0.7)
+    with pytest.raises(SweepError):
+        parse_ratios("0.1:0.9")
+
+
+def test_choose_and_refine_follow_seed_002():
+    # The seed's YOLOv3 table: 0.89 keeps mAP, 0.9 collapses; the next probe is between them.
+    points = [_point(0.0, 0.63), _point(0.8, 0.626), _point(0.88, 0.621, fps=11), _point(0.9, 0.484)]
+    choice = choose(points, max_drop=0.02)
+    assert choice.ratio == 0.88 and "0.9 drops 0.146" in choice.reason
+    assert refine_ratio(points, 0.02) == 0.89
+    assert choose([_point(0.0, 0.6), _point(0.5, 0.1)], 0.02).ratio is None
+
+
+def test_settings_key_separates_iterative_from_one_shot(baseline_pt, small_data):
+    assert _cfg(small_data).settings_key(str(baseline_pt)) != _cfg(small_data, steps=3).settings_key(str(baseline_pt))
+    assert _cfg(small_data).settings_key(str(baseline_pt)) == _cfg(small_data, ratios=(0.5,)).settings_key(str(baseline_pt))
+
+
+@pytest.fixture(scope="module")
+def knee_run(baseline_pt, small_data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("knee")
+    result = sweep_mod.sweep(str(baseline_pt), run_dir, _cfg(small_data, refine=True, refine_steps=1))
+    return run_dir, result
+
+
+def test_sweep_finds_a_knee(knee_run):
+    run_dir, result = knee_run
+    ratios = [p.ratio for p in result.points]
+    assert ratios[0] == 0.0 and 0.02 in ratios and 0.1 in ratios
+    assert len(ratios) == 4, f"refine should add one bisection point, got {ratios}"
+    base = result.baseline()
+    assert base.map50 > 0.9
+    good = [p for p in result.points if p.ratio > 0 and base.map50 - p.map50 <= 0.1]
+    bad = [p for p in result.points if base.map50 - p.map50 > 0.1]
+    assert good and bad, "the grid should straddle the cliff"
+    assert result.choice.ratio == max(p.ratio for p in good)
+    assert min(p.ratio for p in bad) > result.choice.ratio
+    chosen = next(p for p in result.points if p.ratio == result.choice.ratio)
+    assert chosen.macs < base.macs and chosen.params < base.params and chosen.fps > 0
+    assert len(read_points(run_dir)) == 4
+    assert json.loads((run_dir / "sweep.json").read_text())["choice"]["ratio"] == result.choice.ratio
+
+
+def test_interrupted_sweep_resumes_without_redoing_points(baseline_pt, small_data, tmp_path, monkeypatch):
+    cfg = _cfg(small_data)
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_two(point):
+        seen.append(point.ratio)
+        if len(seen) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sweep_mod.sweep(str(baseline_pt), tmp_path, cfg, on_point=stop_after_two)
+    first = read_points(tmp_path)
+    assert [p.ratio for p in first] == [0.0, 0.02]
+
+    computed = []
+    real_run_point = sweep_mod.run_point
+    monkeypatch.setattr(sweep_mod, "run_point", lambda m, r, *a: computed.append(r) or real_run_point(m, r, *a))
+    result = sweep_mod.sweep(str(baseline_pt), tmp_path, cfg)
+    assert computed == [0.1]
+    assert (result.resumed, result.computed) == (2, 1)
+    again = read_points(tmp_path)
+    assert [p.finished for p in again[:2]] == [p.finished for p in first]
+    assert len(again) == 3
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess: --json must leave stdout to the JSON document (fd-level redirect)."""
+    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *map(str, args)], capture_output=True, text=True)
+
+
+def _find_chromium():
+    return next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+def test_report_is_self_contained_and_renders(knee_run, tmp_path):
+    from PIL import Image
+
+    import torch
+
+    from toolchain.sparsity import plot_histograms
+
+    run_dir, result = knee_run
+    # sparsify output kept inside the run folder is picked up by the report
+    plot_histograms([(0, torch.rand(500) + 0.5), (1, torch.rand(500) * 0.3)], run_dir / "sparsify")
+    proc = _cli("report", run_dir, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    page = (run_dir / "report.html").read_text()
+    assert page.count('<img alt="') == len(report["images"]) >= 5
+    assert page.count('src="data:image/png;base64,') == len(report["images"])
+    for name in ("PR_curve", "F1_curve", "fps_vs_macs", "map_vs_ratio", "per_class_ap", "gamma_hist_epochs_000-001"):
+        assert f'<img alt="{name}"' in page
+    for p in result.points:
+        assert f"<tr><td>{p.ratio:.4g}</td>" in page or f'<tr class="chosen"><td>{p.ratio:.4g}</td>' in page
+    assert '<tr class="chosen">' in page
+    assert page.count("<td>onnxruntime</td>") == len(result.points)  # one bench line per point, from bench.jsonl
+    assert page.count("/onnx</td><td>onnx</td><td>fp32</td>") == len(result.points)  # deploy.json per point
+    md = (run_dir / "report.md").read_text()
+    assert "| ratio | P | R | mAP50" in md and md.count("\n| ") >= len(result.points) + 1
+
+    chromium = _find_chromium()
+    if chromium is None:
+        pytest.skip("chromium not found: install Debian's chromium (apt-get install chromium) to render the report")
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+                    (run_dir / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2000)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 200, "the screenshot is (nearly) a single colour"
+    # Plot pixels (coloured lines, the viridis scatter) must be on screen, not just text on white.
+    saturated = sum(n for n, (r, g, b) in colours if max(r, g, b) - min(r, g, b) > 80)
+    assert saturated > 2000
+
+
+def test_ray_executor_runs_points_as_tasks(baseline_pt, small_data, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        result = sweep_mod.sweep(str(baseline_pt), tmp_path, _cfg(small_data, ratios=(0.02,)),
+                                 executor=sweep_mod.ray_executor())
+    finally:
+        ray.shutdown()
+    assert [p.ratio for p in result.points] == [0.0, 0.02] and result.computed == 2
+    assert len(read_points(tmp_path)) == 2
+
+
+def test_sweep_cli_resumes_and_prints_the_table(knee_run, baseline_pt, small_data):
+    run_dir, result = knee_run
+    args = ["sweep", baseline_pt, "--data", small_data, "--ratios", "0.02,0.1", "--round-to", 1, "--target", "onnx",
+            "--max-drop", 0.1, "--bench-iterations", 10, "--refine", "--refine-steps", 1, "--out", run_dir]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "optimal pruning point: 0.02" in proc.stdout and "0 points measured, 4 resumed" in proc.stdout
+    proc = _cli(*args[:5], "1.5:2:0.1", *args[6:])
+    assert proc.returncode == 2 and "between 0 and 1" in proc.stderr

@@ -1,0 +1,137 @@
+"""``edgeprune sparsify``, ``edgeprune sweep`` and ``edgeprune report``: find and document the pruning point."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+
+METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
+TARGETS = ("openvino", "onnx", "torch")
+
+
+def _ratios(ctx, param, value):
+    from toolchain.sweep import SweepError, parse_ratios
+
+    try:
+        ratios = parse_ratios(value)
+    except SweepError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not ratios or any(not 0.0 < r < 1.0 for r in ratios):
+        raise click.BadParameter(f"every ratio must lie strictly between 0 and 1, got {list(ratios)}")
+    return ratios
+
+
+@click.command()
+@click.argument("model", type=existing_file)
+@click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to train on.")
+@click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="L1 strength on BatchNorm gamma (seed 002 starts at 1e-3; lower it if mAP collapses).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@imgsz_option(256)
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers.")
+@click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None, help="Initial learning rate (SGD).")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
+              help="Warm-up epochs (default: Ultralytics' 3); BN weights barely move during warm-up.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
+@json_option
+def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, out, as_json) -> None:
+    """Sparsity-train MODEL: L1 on BatchNorm gamma pushes unimportant channels to zero.
+
+    Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
+    checkpoint that `finetune` accepts too.
+    """
+    from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
+    from toolchain.training import TrainConfig
+
+    cfg = SparsityConfig(strength=strength, train=TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch,
+                                                              workers=workers, lr0=lr0),
+                         warmup_epochs=warmup_epochs)
+    with stdout_to_stderr(as_json), console(stderr=True).status(f"sparsity training, {epochs} epochs"):
+        result = run_sparsify(model, data, out, cfg)
+    if as_json:
+        print_json(result)
+        return
+    thresholds = sorted(result.final.below)
+    rows = [[s.epoch, s.l1_mean] + [s.below[t] for t in thresholds] for s in result.snapshots]
+    console().print(table("BatchNorm gamma during sparsity training",
+                          ["epoch", "mean |gamma|"] + [f"< {t:g}" for t in thresholds], rows,
+                          caption=f"weights: {result.weights}\nhistograms and sparsity.json in {result.run_dir}"))
+
+
+@click.command()
+@click.argument("model", type=existing_file)
+@click.option("--data", required=True, type=existing_file, help="YOLO data.yaml (val split scored, train fine-tunes).")
+@click.option("--ratios", default="0.1:0.9:0.1", show_default=True, callback=_ratios,
+              help="START:STOP:STEP (stop included) or a comma list.")
+@click.option("--method", type=click.Choice(METHODS), default="l1", show_default=True, help="Channel importance.")
+@click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers.")
+@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Keep channel counts multiples of this (1 = no rounding).")
+@click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default="openvino", show_default=True,
+              help="Where latency and FPS are measured (FP32 artifact).")
+@click.option("--refine", is_flag=True, help="Bisect between the last good and the first bad ratio.")
+@click.option("--refine-steps", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--iterative", "steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Prune in this many steps (1 = one-shot).")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Largest accepted mAP50 drop against the unpruned model.")
+@imgsz_option(256)
+@click.option("--bench-iterations", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True)
+@click.option("--ray-address", default=None, help="Address of an existing Ray cluster (default: start a local one).")
+@click.option("--ray-task-cpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs reserved per point; set to a node's cores so concurrent points do not skew latency.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder; rerunning with the same folder resumes.")
+@json_option
+def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
+          max_drop, imgsz, bench_iterations, executor, ray_address, ray_task_cpus, out, as_json) -> None:
+    """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
+
+    Every point is appended to OUT/sweep.jsonl as soon as it is measured; an interrupted
+    sweep rerun with the same settings skips the points already there.
+    """
+    from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
+
+    cfg = SweepConfig(data=data, ratios=ratios, method=method, global_pruning=global_pruning,
+                      round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
+                      target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
+                      bench_iterations=bench_iterations)
+    run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
+    err = console(stderr=True)
+    with stdout_to_stderr(as_json), err.status("sweeping") as status:
+        result = run_sweep(model, out, cfg, executor=run, progress=status.update,
+                           on_point=lambda p: err.print(f"ratio {p.ratio:g}: mAP50 {p.map50:.3f}, "
+                                                        f"{p.fps:.1f} FPS ({p.seconds:.0f} s)"))
+    if as_json:
+        print_json(result)
+        return
+    from toolchain.report import COLUMNS, table_rows
+
+    console().print(table("Pruning sweep", COLUMNS, table_rows(result.points),
+                          caption=f"optimal pruning point: {result.choice.ratio} — {result.choice.reason}\n"
+                                  f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"))
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--no-curves", is_flag=True, help="Skip validating the chosen model for PR/F1 curves.")
+@json_option
+def report(run_dir, no_curves, as_json) -> None:
+    """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md from a sweep run folder."""
+    from toolchain.report import build_report
+
+    with stdout_to_stderr(as_json), console(stderr=True).status("writing the report") as status:
+        result = build_report(run_dir, curves=not no_curves, progress=status.update)
+    if as_json:
+        print_json(result)
+        return
+    console().print(table("Report", ["file", "images", "points", "chosen ratio"],
+                          [[result.html, len(result.images), result.points, result.chosen_ratio],
+                           [result.markdown, len(result.images), result.points, result.chosen_ratio]],
+                          caption="\n".join(result.notes) or None))

@@ -1,0 +1,273 @@
+"""``edgeprune report``: one self-contained HTML page (and a Markdown twin) for a sweep run folder.
+
+Why self-contained: reports are mailed and attached to tickets; an HTML file whose images
+are base64 data URIs survives that, a folder of PNGs does not. The Markdown version links the
+same PNGs (written to ``RUN_DIR/report/``) for reading in a repository.
+
+PR and F1 curves are drawn here with matplotlib from the Ultralytics validator's own curve
+arrays (``metrics.box.curves_results``) instead of ``val(plots=True)``: the validator's
+sample-image plots look for Arial.ttf and try to download it, and edgeprune never downloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from toolchain.errors import InputFileError
+from toolchain.fileio import atomic_output
+from toolchain.sweep import BASELINE_RATIO, SweepPoint, choose, read_points
+
+REPORT_DIR = "report"
+TEMPLATE = Path(__file__).with_name("report_template.html")
+COLUMNS = ["ratio", "P", "R", "mAP50", "mAP50-95", "params", "MACs (M)", "size (MB)", "latency (ms)", "FPS"]
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and what it contains."""
+
+    html: str
+    markdown: str
+    images: list[str]
+    points: int
+    chosen_ratio: float | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def table_rows(points: list[SweepPoint]) -> list[list]:
+    """The sweep table of seed 002, one row per point, numbers still numbers."""
+    return [[p.ratio, p.precision, p.recall, p.map50, p.map50_95, p.params, p.macs / 1e6, p.file_bytes / 2**20,
+             p.latency_ms, p.fps] for p in points]
+
+
+def pareto_front(points: list[SweepPoint]) -> list[SweepPoint]:
+    """Points no other point beats on both MACs (fewer) and FPS (more), sorted by MACs."""
+    front = [p for p in points
+             if not any(q.macs <= p.macs and q.fps >= p.fps and (q.macs, q.fps) != (p.macs, p.fps) for q in points)]
+    return sorted(front, key=lambda p: p.macs)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(6.4, 4.0), dpi=110)
+
+
+def _save(plt, fig, out: Path) -> Path:
+    fig.tight_layout()
+    with atomic_output(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
+
+
+def plot_map(points: list[SweepPoint], max_drop: float, chosen: float | None, out: Path) -> Path:
+    plt, fig, ax = _figure()
+    xs = [p.ratio for p in points]
+    ax.plot(xs, [p.map50 for p in points], "o-", label="mAP50")
+    ax.plot(xs, [p.map50_95 for p in points], "s--", label="mAP50-95")
+    base = next((p for p in points if p.ratio == BASELINE_RATIO), None)
+    if base:
+        ax.axhline(base.map50 - max_drop, color="grey", lw=0.8, ls=":", label=f"baseline mAP50 - {max_drop}")
+    if chosen is not None:
+        ax.axvline(chosen, color="tab:green", lw=1.2, label=f"chosen ratio {chosen:g}")
+    ax.set_xlabel("pruning ratio")
+    ax.set_ylabel("mAP")
+    ax.set_title("Accuracy vs pruning ratio")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def plot_fps_macs(points: list[SweepPoint], out: Path) -> Path:
+    plt, fig, ax = _figure()
+    ax.scatter([p.macs / 1e6 for p in points], [p.fps for p in points], c=[p.map50 for p in points], cmap="viridis",
+               vmin=0, vmax=1, zorder=3)
+    for p in points:
+        ax.annotate(f"{p.ratio:g} ({p.map50:.2f})", (p.macs / 1e6, p.fps), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+    front = pareto_front(points)
+    ax.plot([p.macs / 1e6 for p in front], [p.fps for p in front], "o-", color="tab:red", mfc="none", ms=11, lw=1,
+            label="Pareto front (fewest MACs, most FPS)")
+    ax.set_xlabel("MACs (M)")
+    ax.set_ylabel(f"FPS ({points[0].target})")
+    ax.set_title("Speed vs compute (labels: ratio (mAP50))")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def plot_per_class(point: SweepPoint, out: Path) -> Path:
+    plt, fig, ax = _figure()
+    names = [c["name"] for c in point.per_class]
+    ax.bar(range(len(names)), [c["map50"] for c in point.per_class], color="#3b7dd8", label="AP50")
+    ax.bar(range(len(names)), [c["map50_95"] for c in point.per_class], color="#f0a030", width=0.5, label="AP50-95")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Per-class AP at ratio {point.ratio:g}")
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def validator_curves(model: str, data: str, imgsz: int, out_dir: Path) -> list:
+    """``curves_results`` of the Ultralytics validator (plots off: nothing is drawn or downloaded)."""
+    from ultralytics import YOLO
+
+    metrics = YOLO(model).val(data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False,
+                              project=str(out_dir), name="val", exist_ok=True, workers=0)
+    return metrics.box.curves_results
+
+
+def plot_curve(curve, names: list[str], out: Path, title: str) -> Path:
+    """One of the validator's curves: x, per-class y (nc, 1000), x label, y label."""
+    import numpy as np
+
+    x, ys, xlabel, ylabel = curve
+    plt, fig, ax = _figure()
+    ys = np.asarray(ys)
+    for i, y in enumerate(ys):
+        ax.plot(x, y, lw=1, label=names[i] if i < len(names) else str(i))
+    ax.plot(x, ys.mean(0), lw=2.5, color="k", label="all classes")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out)
+
+
+def _deploy_rows(run_dir: Path) -> list[list]:
+    rows = []
+    for path in sorted(run_dir.rglob("deploy.json")):
+        rec = json.loads(path.read_text())
+        rows.append([str(path.parent.relative_to(run_dir)), rec.get("target"), rec.get("precision"),
+                     rec.get("artifact_bytes"), rec.get("fidelity", {}).get("max_abs_diff")])
+    return rows
+
+
+def _bench_rows(run_dir: Path) -> list[list]:
+    rows = []
+    for path in sorted(run_dir.rglob("bench.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            rows.append([str(path.parent.relative_to(run_dir)), rec["backend"], rec["executed_precision"],
+                         rec["iterations"], rec["latency"]["median_ms"], rec["latency"]["p90_ms"],
+                         rec["throughput_fps"]])
+    return rows
+
+
+def _cell(value) -> str:
+    from toolchain.cli.render import fmt
+
+    return fmt(value)
+
+
+def _html_table(columns: list[str], rows: list[list], highlight: int | None = None) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for i, row in enumerate(rows):
+        cls = ' class="chosen"' if i == highlight else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _md_table(columns: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+
+
+def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> ReportResult:
+    """Write ``RUN_DIR/report.html`` and ``RUN_DIR/report.md`` from what the run folder holds.
+
+    Args:
+        run_dir: a ``sweep`` run folder (``sweep.json``), possibly holding sparsify output.
+        curves: run the validator on the chosen model for PR and F1 curves.
+        progress: optional ``progress(message)``.
+
+    Raises:
+        InputFileError: ``run_dir`` has no sweep results.
+    """
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "sweep.json"
+    if not summary_path.exists():
+        raise InputFileError(f"{run_dir} has no sweep.json; run `edgeprune sweep ... --out {run_dir}` first")
+    summary = json.loads(summary_path.read_text())
+    cfg = summary["config"]
+    key = summary["points"][0]["key"] if summary["points"] else None
+    points = sorted(read_points(run_dir, key), key=lambda p: p.ratio)
+    points = list({p.ratio: p for p in points}.values())
+    choice = choose(points, cfg["max_drop"])
+    img_dir = run_dir / REPORT_DIR
+    notes: list[str] = []
+    sections: list[tuple[str, list[Path]]] = []
+
+    if progress:
+        progress("plotting")
+    sections.append(("Accuracy and speed", [plot_map(points, cfg["max_drop"], choice.ratio, img_dir / "map_vs_ratio.png"),
+                                            plot_fps_macs(points, img_dir / "fps_vs_macs.png")]))
+    hists = sorted(run_dir.rglob("gamma_hist_*.png"))
+    if hists:
+        sections.append(("BatchNorm γ after sparsity training", hists))
+    chosen = next((p for p in points if p.ratio == choice.ratio), None) or next(
+        (p for p in points if p.ratio == BASELINE_RATIO), None)
+    if chosen and chosen.per_class:
+        images = [plot_per_class(chosen, img_dir / "per_class_ap.png")]
+        if curves:
+            if progress:
+                progress(f"validating the ratio {chosen.ratio:g} model for PR/F1 curves")
+            names = [c["name"] for c in chosen.per_class]
+            res = validator_curves(chosen.model, cfg["data"], cfg["imgsz"], img_dir)
+            images.append(plot_curve(res[0], names, img_dir / "PR_curve.png", f"Precision-recall, ratio {chosen.ratio:g}"))
+            images.append(plot_curve(res[1], names, img_dir / "F1_curve.png", f"F1 vs confidence, ratio {chosen.ratio:g}"))
+        sections.append((f"Model at ratio {chosen.ratio:g}", images))
+    sparsity = sorted(run_dir.rglob("sparsity.json"))
+    if not hists and not sparsity:
+        notes.append("no sparsify output in the run folder (γ histograms omitted)")
+
+    rows = table_rows(points)
+    highlight = next((i for i, p in enumerate(points) if p.ratio == choice.ratio), None)
+    deploy_rows, bench_rows = _deploy_rows(run_dir), _bench_rows(run_dir)
+    deploy_cols = ["folder", "target", "precision", "artifact bytes", "max |Δ| vs torch"]
+    bench_cols = ["folder", "backend", "executed", "runs", "median ms", "p90 ms", "FPS"]
+    settings = ", ".join(f"{k}={v}" for k, v in cfg.items())
+    title = f"Pruning sweep of {Path(summary['model']).name}"
+
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=settings>{html.escape(settings)}</p>",
+            f"<h2>Optimal pruning point</h2><p><b>{html.escape(str(choice.ratio))}</b>: {html.escape(choice.reason)}</p>",
+            "<h2>Sweep</h2>", _html_table(COLUMNS, rows, highlight)]
+    md = [f"# {title}", "", f"Settings: {settings}", "", "## Optimal pruning point", "",
+          f"**{choice.ratio}**: {choice.reason}", "", "## Sweep", "", _md_table(COLUMNS, rows), ""]
+    for heading, images in sections:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        body += [f'<img alt="{html.escape(p.stem)}" src="{_data_uri(p)}">' for p in images]
+        md += [f"## {heading}", ""] + [f"![{p.stem}]({p.relative_to(run_dir)})" for p in images] + [""]
+    body += ["<h2>Deployments</h2>", _html_table(deploy_cols, deploy_rows), "<h2>Benchmarks</h2>",
+             _html_table(bench_cols, bench_rows)]
+    md += ["## Deployments", "", _md_table(deploy_cols, deploy_rows), "", "## Benchmarks", "",
+           _md_table(bench_cols, bench_rows), ""]
+    if notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+
+    page = TEMPLATE.read_text().replace("{{title}}", html.escape(title)).replace("{{body}}", "\n".join(body))
+    html_path, md_path = run_dir / "report.html", run_dir / "report.md"
+    with atomic_output(html_path) as tmp:
+        tmp.write_text(page)
+    with atomic_output(md_path) as tmp:
+        tmp.write_text("\n".join(md))
+    images = [str(p) for _, imgs in sections for p in imgs]
+    return ReportResult(str(html_path), str(md_path), images, len(points), choice.ratio, notes)

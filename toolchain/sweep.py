@@ -1,0 +1,376 @@
+"""Search for the "optimal pruning point": prune at several ratios, measure each, pick the knee.
+
+Why: seed 002 finds the point by hand — coarse ratios (0.7/0.8/0.9), then subdividing
+around the cliff (0.88/0.89) — with a table of P, R, mAP, params, size, latency and FLOPs.
+This module automates exactly that, reusing ``prune_file`` / ``finetune`` / ``evaluate`` /
+``deploy`` / ``measure_inference`` for each point. Every finished point is appended as one
+JSON line to ``RUN_DIR/sweep.jsonl`` so an interrupted sweep resumes where it stopped: a
+point whose ratio and settings are already in the file is read back, never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from toolchain.errors import EdgepruneError
+
+SWEEP_FILE = "sweep.jsonl"
+BENCH_FILE = "bench.jsonl"
+BASELINE_RATIO = 0.0
+
+
+class SweepError(EdgepruneError):
+    """A sweep was asked for something it cannot do (bad ratios, missing executor)."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """How every point of a sweep is produced and measured.
+
+    Args:
+        data: YOLO data.yaml; the val split is evaluated, the train split fine-tunes.
+        ratios: pruning ratios of the coarse grid (0 < r < 1).
+        method: channel importance (see :mod:`toolchain.importance`).
+        global_pruning: rank channels network-wide.
+        round_to: keep channel counts multiples of this (None = no rounding; small models need it).
+        steps: prune iteratively in this many steps (1 = one-shot).
+        finetune_epochs: epochs of fine-tuning after pruning (0 = none).
+        target: deploy target measured for latency (openvino, onnx or torch).
+        imgsz: input size for pruning, evaluation, export and benchmarking.
+        max_drop: largest accepted mAP50 drop against the unpruned model.
+        refine: bisect between the last good and the first bad ratio.
+        refine_steps: how many bisections ``refine`` does.
+        bench_iterations: timed inferences per point.
+        batch: batch size of fine-tuning and validation.
+        workers: data-loader workers of fine-tuning.
+    """
+
+    data: str
+    ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    method: str = "l1"
+    global_pruning: bool = False
+    round_to: int | None = 8
+    steps: int = 1
+    finetune_epochs: int = 0
+    target: str = "openvino"
+    imgsz: int = 256
+    max_drop: float = 0.02
+    refine: bool = False
+    refine_steps: int = 3
+    bench_iterations: int = 50
+    batch: int = 16
+    workers: int = 0
+
+    def validate(self) -> None:
+        bad = [r for r in self.ratios if not 0.0 < r < 1.0]
+        if not self.ratios or bad:
+            raise SweepError(f"sweep ratios must lie strictly between 0 and 1, got {list(self.ratios)}")
+        if self.max_drop < 0:
+            raise SweepError(f"--max-drop must be at least 0, got {self.max_drop}")
+
+    def settings_key(self, model_path: str) -> str:
+        """Hash of everything that changes a point's numbers; resume matches on it."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("ratios", "refine", "refine_steps", "max_drop")}
+        fields["model_sha256"] = _file_sha(model_path)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_sha(path: str) -> str:
+    from toolchain.fileio import sha256_of
+
+    return sha256_of(path)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Numbers of one model of the sweep (ratio 0 is the unpruned baseline)."""
+
+    ratio: float
+    key: str
+    model: str
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    params: int
+    macs: int
+    file_bytes: int
+    latency_ms: float
+    fps: float
+    target: str
+    seconds: float
+    finished: str
+    per_class: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen point and why."""
+
+    ratio: float | None
+    reason: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """All points of a run (sorted by ratio), the baseline, and the chosen point."""
+
+    run_dir: str
+    model: str
+    config: SweepConfig
+    points: list[SweepPoint]
+    choice: Choice
+    computed: int
+    resumed: int
+
+    def baseline(self) -> SweepPoint | None:
+        return next((p for p in self.points if p.ratio == BASELINE_RATIO), None)
+
+    def to_json(self) -> dict:
+        return {"run_dir": self.run_dir, "model": self.model, "config": asdict(self.config),
+                "points": [p.to_json() for p in self.points], "choice": self.choice.to_json(),
+                "computed": self.computed, "resumed": self.resumed}
+
+
+def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
+    """Points recorded in ``RUN_DIR/sweep.jsonl`` (only those with ``key`` if given).
+
+    A torn last line (the process died while writing it) is ignored, so the point is redone.
+    """
+    path = Path(run_dir) / SWEEP_FILE
+    if not path.exists():
+        return []
+    points = []
+    for line in path.read_text().splitlines():
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if key is None or data.get("key") == key:
+            points.append(SweepPoint(**data))
+    return points
+
+
+def _append_point(run_dir: Path, point: SweepPoint) -> None:
+    """Append one point as a single line and fsync, so a crash loses at most the current point."""
+    with open(run_dir / SWEEP_FILE, "a") as fh:
+        fh.write(json.dumps(point.to_json()) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def point_dir(run_dir: Path, key: str, ratio: float) -> Path:
+    """Folder of one point; keyed by settings so a sweep with other settings never overwrites it."""
+    return run_dir / "points" / key / f"r{ratio:.4f}"
+
+
+def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key: str) -> SweepPoint:
+    """Prune (unless ratio is 0), fine-tune, evaluate, deploy FP32 and bench one point.
+
+    A plain function of picklable arguments, so the Ray executor can ship it to a worker; on a
+    multi-machine cluster ``model_path``, ``cfg.data`` and ``run_dir`` must be on a shared file system.
+    """
+    from targets.base import ExportConfig
+    from targets.bench import BenchConfig, append_jsonl, measure_inference
+    from targets.bench_run import open_runner
+    from targets.deploy import deploy
+    from toolchain.evaluation import evaluate
+    from toolchain.loading import example_input, load_model
+    from toolchain.metrics import model_stats
+    from toolchain.prune_run import prune_file
+    from toolchain.pruning import PruneConfig
+    from toolchain.training import TrainConfig, finetune
+
+    started = time.perf_counter()
+    here = point_dir(Path(run_dir), key, ratio)
+    if here.exists():  # leftovers of an interrupted attempt at this point
+        shutil.rmtree(here)
+    here.mkdir(parents=True)
+    model = here / "model.pt"
+    if ratio == BASELINE_RATIO:
+        shutil.copyfile(model_path, model)
+    else:
+        prune_file(model_path, str(model), PruneConfig(ratio=ratio, method=cfg.method, global_pruning=cfg.global_pruning,
+                                                       round_to=cfg.round_to, steps=cfg.steps, imgsz=cfg.imgsz, data=cfg.data),
+                   latency_iters=0)
+        if cfg.finetune_epochs:
+            result = finetune(str(model), cfg.data, here / "finetune",
+                              TrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                                          workers=cfg.workers))
+            shutil.copyfile(result.weights, model)
+    scores = evaluate(str(model), cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
+    loaded = load_model(model)
+    stats = model_stats(loaded.model, example_input(loaded, cfg.imgsz, None))
+    exported = deploy(cfg.target, str(model), here / cfg.target, ExportConfig(precision="fp32", imgsz=cfg.imgsz),
+                      evaluate=False)
+    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
+    bench = measure_inference(open_runner(exported.artifact, bench_cfg), exported.artifact, bench_cfg)
+    append_jsonl(here / BENCH_FILE, [bench])
+    return SweepPoint(
+        ratio=ratio, key=key, model=str(model), precision=scores.precision, recall=scores.recall,
+        map50=scores.map50, map50_95=scores.map50_95, params=stats.params, macs=stats.macs,
+        file_bytes=model.stat().st_size, latency_ms=bench.latency.median_ms, fps=bench.throughput_fps,
+        target=cfg.target, seconds=time.perf_counter() - started,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+        per_class=[asdict(c) for c in scores.per_class],
+    )
+
+
+def choose(points: list[SweepPoint], max_drop: float) -> Choice:
+    """The largest ratio whose mAP50 drop against the baseline is at most ``max_drop``.
+
+    Ties (same ratio measured twice, or equal ratios after rounding) go to the higher FPS.
+    """
+    base = next((p for p in points if p.ratio == BASELINE_RATIO), None)
+    if base is None:
+        return Choice(None, "no baseline point: nothing to compare against")
+    good = [p for p in points if p.ratio > 0 and base.map50 - p.map50 <= max_drop]
+    if not good:
+        return Choice(None, f"every pruned point loses more than {max_drop} mAP50; keep the baseline or prune less")
+    best = max(good, key=lambda p: (p.ratio, p.fps))
+    bad = sorted((p for p in points if p.ratio > best.ratio), key=lambda p: p.ratio)
+    after = (f"; the next ratio {bad[0].ratio:g} drops {base.map50 - bad[0].map50:.3f}" if bad else
+             "; no larger ratio was measured")
+    return Choice(best.ratio, f"largest ratio with mAP50 drop {base.map50 - best.map50:.3f} <= {max_drop} "
+                              f"(mAP50 {best.map50:.3f} vs {base.map50:.3f}), {best.fps:.1f} FPS vs "
+                              f"{base.fps:.1f}{after}")
+
+
+def refine_ratio(points: list[SweepPoint], max_drop: float) -> float | None:
+    """Midpoint between the last good and the first bad ratio, or None when there is no cliff."""
+    base = next((p for p in points if p.ratio == BASELINE_RATIO), None)
+    if base is None:
+        return None
+    ordered = sorted((p for p in points if p.ratio > 0), key=lambda p: p.ratio)
+    good = BASELINE_RATIO
+    for p in ordered:
+        if base.map50 - p.map50 <= max_drop:
+            good = p.ratio
+        else:
+            mid = round((good + p.ratio) / 2, 4)
+            return None if mid in (good, p.ratio) else mid
+    return None
+
+
+Executor = Callable[[str, list[float], SweepConfig, str, str, Callable[[SweepPoint], None]], None]
+
+
+def local_executor(model_path, ratios, cfg, run_dir, key, done) -> None:
+    """Run points one after another in this process."""
+    for ratio in ratios:
+        done(run_point(model_path, ratio, cfg, run_dir, key))
+
+
+def ray_executor(address: str | None = None, num_cpus: int | None = None, task_cpus: int = 1) -> Executor:
+    """An executor running each point as a Ray task (local Ray, or the cluster at ``address``).
+
+    The driver records results as tasks finish, so an interrupted Ray sweep resumes like a local one.
+    Points running side by side on one node share its cores, which slows each other's latency
+    measurement; give ``task_cpus`` the node's core count when the latency column must be clean.
+
+    Raises:
+        SweepError: Ray is not installed.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--executor ray needs Ray: pip install 'edgeprune[ray]' (or pip install ray)") from None
+
+    def execute(model_path, ratios, cfg, run_dir, key, done) -> None:
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address)
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        task = ray.remote(num_cpus=task_cpus)(run_point)
+        pending = [task.remote(model_path, r, cfg, run_dir, key) for r in ratios]
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            done(ray.get(finished[0]))
+
+    return execute
+
+
+def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Executor = local_executor,
+          on_point: Callable[[SweepPoint], None] | None = None, progress=None) -> SweepResult:
+    """Run (or resume) a sweep of ``model_path`` into ``run_dir``.
+
+    Args:
+        model_path: Ultralytics checkpoint to prune.
+        run_dir: folder for ``sweep.jsonl``, the pruned models, artifacts and bench lines.
+        cfg: sweep settings.
+        executor: runs a batch of points (:func:`local_executor`, or Ray's).
+        on_point: called after each new point is recorded (the CLI prints it; tests interrupt).
+        progress: optional ``progress(message)``.
+
+    Raises:
+        SweepError: bad ratios.
+    """
+    from toolchain.fileio import atomic_output
+    from toolchain.loading import check_model_fits_data, load_model
+
+    cfg.validate()
+    check_model_fits_data(load_model(model_path), cfg.data)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = cfg.settings_key(model_path)
+    known = {p.ratio: p for p in read_points(run_dir, key)}
+    resumed = len(known)
+    computed = 0
+
+    def record(point: SweepPoint) -> None:
+        nonlocal computed
+        _append_point(run_dir, point)
+        known[point.ratio] = point
+        computed += 1
+        if on_point:
+            on_point(point)
+
+    def run(ratios: list[float]) -> None:
+        todo = [r for r in ratios if r not in known]
+        if todo:
+            if progress:
+                progress(f"measuring ratios {', '.join(f'{r:g}' for r in todo)}")
+            executor(model_path, todo, cfg, str(run_dir), key, record)
+
+    run([BASELINE_RATIO] + sorted(set(cfg.ratios)))
+    if cfg.refine:
+        # Bisection points already in the file count, so a resumed sweep does not refine further.
+        grid = {BASELINE_RATIO, *cfg.ratios}
+        for _ in range(cfg.refine_steps - sum(r not in grid for r in known)):
+            mid = refine_ratio(list(known.values()), cfg.max_drop)
+            if mid is None or mid in known:
+                break
+            run([mid])
+    points = sorted(known.values(), key=lambda p: p.ratio)
+    result = SweepResult(str(run_dir), str(model_path), cfg, points, choose(points, cfg.max_drop), computed, resumed)
+    with atomic_output(run_dir / "sweep.json") as tmp:
+        tmp.write_text(json.dumps(result.to_json(), indent=2))
+    return result
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """``0.1:0.9:0.1`` (start:stop:step, stop included) or ``0.5,0.7,0.9``."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            return tuple(round(start + i * step, 4) for i in range(count) if start + i * step <= stop + 1e-9)
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SweepError(f"--ratios must be START:STOP:STEP (e.g. 0.1:0.9:0.1) or a comma list, got {text!r}") from None
