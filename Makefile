@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test demo baseline clean
+.PHONY: setup test test-deps demo baseline clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,17 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
-test: setup
+test: setup test-deps
 	$(BIN)/python -m pytest -q tests
+
+# The report test renders HTML in headless Chromium (Debian's package); installed when missing and possible.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the report screenshot test will skip"
 
 # Reproduce the committed baseline (about 12 minutes on 2 cores): synthetic data, yolov8n from scratch.
 baseline: setup

@@ -87,8 +87,12 @@ def prune_file(
     input_shape: tuple[int, ...] | None = None,
     latency_iters: int = 30,
     progress=None,
+    layers: int = 0,
 ) -> PruneReport:
     """Prune the model in ``model_path`` and write it to ``out`` (never over the input).
+
+    With ``layers`` > 0 the ``layers`` least important residual units are removed instead of
+    channels (see :mod:`toolchain.layer_prune`).
 
     Sizes are compared on both models saved the same way (an fp16 Ultralytics checkpoint
     without optimizer state, or a pickled module), so a training checkpoint's optimizer state
@@ -100,7 +104,15 @@ def prune_file(
         check_model_fits_data(loaded, cfg.data)
     example = example_input(loaded, cfg.imgsz, input_shape)
     notes: list[str] = []
-    if unstructured:
+    mode = "unstructured" if unstructured else "structured"
+    if layers:
+        from toolchain.layer_prune import remove_residual_units
+
+        pruned, removed = remove_residual_units(loaded.model, layers)
+        mode, split, stock, protected_names = "layers", 0, True, []
+        notes.append("removed residual units (mean |gamma| of the last BN): "
+                     + ", ".join(f"{u.name} ({u.score:.3g})" for u in removed))
+    elif unstructured:
         protected = yolo_protected_layers(loaded.model) if loaded.is_yolo else []
         pruned = prune_unstructured(loaded.model, cfg.ratio, protected)
         notes.append(DENSE_RUNTIME_NOTE)
@@ -118,7 +130,7 @@ def prune_file(
                 f"{outcome.nonstock_blocks} C2f blocks kept unequal halves and stay edgeprune SplitC2f blocks; "
                 "loading the checkpoint needs edgeprune installed (use local pruning, without --global, for stock blocks)"
             )
-    note = {"mode": "unstructured" if unstructured else "structured", "method": cfg.method, "ratio": cfg.ratio,
+    note = {"mode": mode, "layers": layers, "method": cfg.method, "ratio": cfg.ratio,
             "global": cfg.global_pruning, "steps": cfg.steps, "source": str(model_path)}
     save_model(loaded, pruned, out, note=note)
     with tempfile.TemporaryDirectory(prefix="edgeprune-") as tmp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 
@@ -19,7 +19,7 @@ def _common(func):
         click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
                      help="Calibration images for INT8."),
         imgsz_option(256),
-        click.option("--input-shape", default=None, help="Input shape for plain nn.Module files, e.g. 1,3,224,224."),
+        input_shape_option,
         click.option("--no-eval", is_flag=True, help="Skip the artifact's mAP evaluation on --data."),
         click.option("--dynamic-shape", is_flag=True,
                      help="Leave input height/width dynamic, so the artifact also runs at other sizes "
@@ -34,18 +34,11 @@ def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, 
          device, max_drop=None) -> None:
     from targets.base import ExportConfig
     from targets.deploy import deploy
-    from toolchain.loading import parse_input_shape
 
-    shape = None
-    if input_shape:
-        try:
-            shape = parse_input_shape(input_shape)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--input-shape") from None
     cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
                        device=device, dynamic=dynamic_shape)
     with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target} ({precision})"):
-        result = deploy(target, model, out, cfg, input_shape=shape, evaluate=not no_eval)
+        result = deploy(target, model, out, cfg, input_shape=input_shape, evaluate=not no_eval)
     if as_json:
         print_json(result)
         return
@@ -67,7 +60,7 @@ def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, 
 
 @click.group()
 def deploy() -> None:
-    """Export a model to a runtime (OpenVINO, ONNX Runtime) and check the artifact by running it."""
+    """Export a model to a runtime (OpenVINO, ONNX Runtime, Vitis AI for the KV260 DPU) and check the artifact."""
 
 
 @deploy.command("openvino")
@@ -99,3 +92,57 @@ def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, n
         raise EdgepruneError(DYNAMIC_REFUSAL)
     _run("onnx", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
          device)
+
+
+@deploy.command("vitis")
+@click.argument("model", type=existing_file)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--board", type=click.Choice(["kv260"]), default="kv260", show_default=True,
+              help="Target board (KV260: DPUCZDX8G_ISA1_B4096).")
+@click.option("--data", required=True, type=existing_file,
+              help="YOLO data.yaml: calibration images (train split) and the quantised model's mAP (val split).")
+@click.option("--calib-images", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--eval-images", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Validation images the quantised model is scored on in the container (0 = skip).")
+@imgsz_option(256)
+@click.option("--fast-finetune", is_flag=True, help="vai_q_pytorch fast fine-tuning (AdaQuant) while calibrating.")
+@click.option("--image", default="xilinx/vitis-ai-pytorch-cpu:latest", show_default=True,
+              help="Vitis AI PyTorch Docker image (or one built from docker/vitis-ai/Dockerfile).")
+@click.option("--dry-run", is_flag=True, help="Write the workspace and print the docker commands; run nothing.")
+@click.option("--allow-cpu-subgraphs", is_flag=True, help="Accept a compiled model with more than one DPU subgraph.")
+@json_option
+def deploy_vitis(model, out, board, data, calib_images, eval_images, imgsz, fast_finetune, image, dry_run,
+                 allow_cpu_subgraphs, as_json) -> None:
+    """Kria KV260 DPU: quantise (vai_q_pytorch) and compile (vai_c_xir) in the Vitis AI Docker image.
+
+    Writes OUT/workspace (mounted at /workspace), OUT/board (xmodel, metadata.yaml, run_kv260.py)
+    and OUT/deploy.json. Fails unless the compiler reports one DPU subgraph.
+    """
+    from targets.vitis.deploy import VitisConfig, deploy_vitis as run_deploy
+
+    cfg = VitisConfig(board=board, data=data, imgsz=imgsz, calib_images=calib_images, eval_images=eval_images,
+                      fast_finetune=fast_finetune, image=image, dry_run=dry_run,
+                      allow_cpu_subgraphs=allow_cpu_subgraphs)
+    status = "writing the workspace" if dry_run else "quantizing and compiling in Docker (minutes)"
+    with stdout_to_stderr(as_json), console(stderr=True).status(status):
+        result = run_deploy(model, out, cfg)
+    for note in result.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
+    if as_json:
+        print_json(result)
+        return
+    if dry_run:
+        console().print(f"workspace: {result.workspace}\ndocker commands (also in {out}/docker_commands.sh):")
+        for command in result.commands:
+            click.echo(command)
+        return
+    rec = result.record
+    rows = [["board bundle", result.board_dir], ["DPU subgraphs (compiler)", rec["compile"]["dpu_subgraphs"]],
+            ["size", human_bytes(rec["artifact_bytes"])]]
+    if "accuracy" in rec:
+        acc = rec["accuracy"]
+        rows.append(["mAP50-95 int8 / float", f"{acc['quantized_int8']['map50_95']:.4f} / "
+                                              f"{acc['float']['map50_95']:.4f}"])
+    console().print(table(f"Deployed to {board} ({rec['dpu']})", ["", "value"], rows,
+                          caption=f"record: {result.deploy_json}; FPS: edgeprune board bench --host USER@IP "
+                                  f"--bundle {result.board_dir}"))

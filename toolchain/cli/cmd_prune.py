@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option, open_ratio
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, open_ratio
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
 
 
-def _input_shape(ctx, param, value):
-    if value is None:
-        return None
-    from toolchain.loading import parse_input_shape
-
-    try:
-        return parse_input_shape(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command()
 @click.argument("model", type=existing_file)
-@click.option("--ratio", required=True, type=float, callback=open_ratio,
+@click.option("--ratio", type=float, callback=open_ratio,
               help="Fraction of channels (or weights, with --unstructured) to remove, 0 < R < 1.")
+@click.option("--layers", type=click.IntRange(min=1), default=None,
+              help="Instead of channels, remove the K least important residual units (BN gamma).")
 @click.option("--method", type=click.Choice(METHODS), default="l1", show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
@@ -34,15 +25,18 @@ def _input_shape(ctx, param, value):
 @imgsz_option(256)
 @click.option("--data", type=existing_file, default=None,
               help="YOLO data.yaml: checked against the model's classes; needed by --method taylor.")
-@click.option("--input-shape", callback=_input_shape, default=None,
-              help="Input shape for plain nn.Module files, e.g. 1,3,224,224.")
+@input_shape_option
 @click.option("--unstructured", is_flag=True, help="L1 unstructured pruning (zeros weights; does not speed up).")
 @click.option("--latency-iters", type=click.IntRange(min=0), default=30, show_default=True,
               help="Timed runs per model for the latency column (0 = skip).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the pruned .pt.")
+@click.option("--dpu-friendly", is_flag=True,
+              help="Also run `dpu-rewrite` on the pruned model (DPU activations, head decode in post-processing).")
+@click.option("--dpu-act", type=click.Choice(["hardswish", "leaky"]), default="hardswish", show_default=True,
+              help="With --dpu-friendly: the activation replacing SiLU.")
 @json_option
-def prune(model, ratio, method, global_pruning, round_to, steps, imgsz, data, input_shape, unstructured,
-          latency_iters, out, as_json) -> None:
+def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, data, input_shape, unstructured,
+          latency_iters, out, dpu_friendly, dpu_act, as_json) -> None:
     """Prune MODEL (an Ultralytics checkpoint or a pickled nn.Module) and save it to OUT.
 
     Structured pruning removes whole channels, so the model gets smaller and faster on every
@@ -51,13 +45,20 @@ def prune(model, ratio, method, global_pruning, round_to, steps, imgsz, data, in
     from toolchain.pruning import PruneConfig
     from toolchain.prune_run import prune_file
 
-    cfg = PruneConfig(ratio=ratio, method=method, global_pruning=global_pruning,
+    if (ratio is None) == (layers is None):
+        raise click.UsageError("give exactly one of --ratio (channels) and --layers (residual units)")
+    cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
     with stdout_to_stderr(as_json), console(stderr=True).status("pruning") as status:
         report = prune_file(
             model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
-            progress=lambda i, n: status.update(f"pruning step {i}/{n}"),
+            progress=lambda i, n: status.update(f"pruning step {i}/{n}"), layers=layers or 0,
         )
+        if dpu_friendly:
+            from toolchain.dpu_rewrite import rewrite_saved_model
+
+            rewrite = rewrite_saved_model(out, dpu_act)  # rewrites the saved pruned model in place, atomically
+            report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
     for note in report.notes:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     if as_json:
@@ -82,7 +83,8 @@ def _render(report) -> None:
     if b.latency and a.latency:
         rows.append(row("latency (median)", b.latency.median_ms, a.latency.median_ms, r["latency"],
                         lambda v: f"{v:.2f} ms"))
-    caption = [f"{report.mode} pruning, method {report.method}, ratio {report.ratio}, input {report.input_shape}"]
+    what = "" if report.mode == "layers" else f", method {report.method}, ratio {report.ratio}"
+    caption = [f"{report.mode} pruning{what}, input {report.input_shape}"]
     if b.latency:
         caption.append(f"latency: {b.latency.label()}")
     caption.append(f"saved to {report.out}")

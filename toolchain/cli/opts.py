@@ -22,3 +22,20 @@ def open_ratio(ctx, param, value):
 
 
 existing_file = click.Path(exists=True, dir_okay=False)
+
+
+def _parse_input_shape(ctx, param, value):
+    if value is None:
+        return None
+    from toolchain.loading import parse_input_shape
+
+    try:
+        return parse_input_shape(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+input_shape_option = click.option(
+    "--input-shape", callback=_parse_input_shape, default=None,
+    help="Input shape for plain nn.Module files, e.g. 1,3,224,224.",
+)
