@@ -31,10 +31,12 @@ class DemoResult:
     out: str
     steps: dict = field(default_factory=dict)
     table: list[dict] = field(default_factory=list)
-    streams: dict | None = None
+    streams: list | None = None
+    report: dict | None = None
 
     def to_json(self) -> dict:
-        return {"out": self.out, "steps": self.steps, "table": self.table, "streams": self.streams}
+        return {"out": self.out, "steps": self.steps, "table": self.table, "streams": self.streams,
+                "report": self.report}
 
 
 def _run_step(step: Step, log) -> dict:
@@ -64,7 +66,7 @@ def _artifacts(out: Path, data_yaml: Path, baseline: Path, tuned: Path) -> list[
 
 
 def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.3, log=print) -> DemoResult:
-    """Synthetic data → baseline → prune → fine-tune → deploy → bench, each an edgeprune command."""
+    """Synthetic data → baseline → prune → fine-tune → deploy → bench → sweep → report, each an edgeprune command."""
     out = Path(out).resolve()
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -112,4 +114,10 @@ def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.3, log=print)
     demo.streams = _run_step(Step("bench 4 streams", ["bench", str(int8_dyn), "--streams", "4", "--splice", "832",
                                                       "--duration", bench_seconds], results / "bench-streams.json"),
                              log)
+    # Where is the knee without fine-tuning? A short sweep on OpenVINO, then the HTML report.
+    sweep_dir = out / "sweep"
+    _run_step(Step("sweep", ["sweep", str(baseline), "--data", str(data_yaml), "--ratios", "0.01,0.02,0.05,0.1,0.2",
+                             "--round-to", "1", "--max-drop", "0.05", "--target", "openvino", "--out",
+                             str(sweep_dir)], results / "sweep.json"), log)
+    demo.report = _run_step(Step("report", ["report", str(sweep_dir)], results / "report.json"), log)
     return demo

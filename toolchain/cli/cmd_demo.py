@@ -17,7 +17,10 @@ from toolchain.cli.render import console, human_bytes, print_json, stdout_to_std
                                            "recovered).")
 @json_option
 def demo(out, ratio, fast, as_json) -> None:
-    """Synthetic data → baseline → prune → fine-tune → deploy (OpenVINO, ONNX) → bench, each a normal command."""
+    """Synthetic data → baseline → prune → fine-tune → deploy (OpenVINO, ONNX) → bench → sweep → HTML report.
+
+    Every step is a normal edgeprune command run with --json; a rerun skips finished steps.
+    """
     from toolchain.demo import run_demo
 
     err = console(stderr=True)
@@ -42,4 +45,6 @@ def demo(out, ratio, fast, as_json) -> None:
             f"aggregate vs {streams['separate']['aggregate_fps']:.1f} FPS as 4 separate "
             f"{streams['separate_input'][0]} inferences (pruned INT8 OpenVINO, decode and NMS included)"
         )
+    if result.report:
+        console().print(f"report: {result.report.get('html')}")
     console().print(f"artifacts and JSON results in {result.out}")
