@@ -29,7 +29,7 @@ def _core():
     return ov.Core()
 
 
-def head_ignored_scope(model, head_scope: str | None):
+def head_ignored_scope(head_scope: str | None):
     """NNCF IgnoredScope keeping the YOLO head's decode in float (names from convert_model)."""
     import nncf
 

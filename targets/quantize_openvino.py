@@ -24,7 +24,7 @@ def quantize_ir(model, source, cfg: ExportConfig):
     common = dict(
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=cfg.calib_images,
-        ignored_scope=head_ignored_scope(model, source.head_scope),
+        ignored_scope=head_ignored_scope(source.head_scope),
     )
     if cfg.max_drop is None:
         return nncf.quantize(model, calib, **common)
