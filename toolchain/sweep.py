@@ -50,6 +50,8 @@ class SweepConfig:
         bench_iterations: timed inferences per point.
         batch: batch size of fine-tuning and validation.
         workers: data-loader workers of fine-tuning.
+        device: torch device of fine-tuning (``auto``, ``cpu``, ``cuda:N``); not part of the
+            resume key, since it does not change what a point means.
     """
 
     data: str
@@ -60,13 +62,14 @@ class SweepConfig:
     steps: int = 1
     finetune_epochs: int = 0
     target: str = "openvino"
-    imgsz: int = 256
+    imgsz: int = 640
     max_drop: float = 0.02
     refine: bool = False
     refine_steps: int = 3
     bench_iterations: int = 50
     batch: int = 16
     workers: int = 0
+    device: str = "auto"
 
     def validate(self) -> None:
         bad = [r for r in self.ratios if not 0.0 < r < 1.0]
@@ -77,7 +80,7 @@ class SweepConfig:
 
     def settings_key(self, model_path: str) -> str:
         """Hash of everything that changes a point's numbers; resume matches on it."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("ratios", "refine", "refine_steps", "max_drop")}
+        fields = {k: v for k, v in asdict(self).items() if k not in ("ratios", "refine", "refine_steps", "max_drop", "device")}
         fields["model_sha256"] = _file_sha(model_path)
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -209,7 +212,7 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
         if cfg.finetune_epochs:
             result = finetune(str(model), cfg.data, here / "finetune",
                               TrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                                          workers=cfg.workers))
+                                          workers=cfg.workers, device=cfg.device))
             shutil.copyfile(result.weights, model)
     scores = evaluate(str(model), cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
     loaded = load_model(model)

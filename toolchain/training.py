@@ -1,4 +1,4 @@
-"""Training and fine-tuning through the Ultralytics trainer, offline, on the CPU.
+"""Training and fine-tuning through the Ultralytics trainer, offline, on the CPU or a GPU.
 
 Why fine-tuning needs care: ``YOLO("pruned.pt").train()`` rebuilds the network from the
 checkpoint's yaml (the unpruned widths) and copies over only the weights whose shapes still
@@ -32,10 +32,15 @@ class _KeepArchitecture:
 
 def _keep_architecture_trainer(task: str):
     """The trainer class for ``task`` with :class:`_KeepArchitecture` mixed in."""
-    from ultralytics.models.yolo.detect import DetectionTrainer
-    from ultralytics.models.yolo.pose import PoseTrainer
+    from ultralytics.models import yolo
 
-    base = {"detect": DetectionTrainer, "pose": PoseTrainer}[task]
+    base = {
+        "detect": yolo.detect.DetectionTrainer,
+        "pose": yolo.pose.PoseTrainer,
+        "segment": yolo.segment.SegmentationTrainer,
+        "obb": yolo.obb.OBBTrainer,
+        "classify": yolo.classify.ClassificationTrainer,
+    }[task]
     return type(f"KeepArchitecture{base.__name__}", (_KeepArchitecture, base), {})
 
 
@@ -44,14 +49,18 @@ class TrainConfig:
     """Settings shared by ``train`` and ``finetune`` (Ultralytics argument names)."""
 
     epochs: int = 15
-    imgsz: int = 256
+    imgsz: int = 640
     batch: int = 16
     workers: int = 2
     seed: int = 0
     lr0: float | None = None
     patience: int = 100
+    device: str = "auto"
 
     def overrides(self) -> dict:
+        from toolchain.device import resolve_device
+
+        device = resolve_device(self.device)
         args = {
             "epochs": self.epochs,
             "imgsz": self.imgsz,
@@ -59,8 +68,8 @@ class TrainConfig:
             "workers": self.workers,
             "seed": self.seed,
             "deterministic": True,
-            "device": "cpu",
-            "amp": False,
+            "device": device.ultralytics,
+            "amp": device.amp,
             "plots": False,
             "patience": self.patience,
             "exist_ok": True,

@@ -44,7 +44,7 @@ class VitisConfig:
 
     board: str = "kv260"
     data: str | None = None
-    imgsz: int = 256
+    imgsz: int = 640
     calib_images: int = 200
     eval_images: int = 100
     fast_finetune: bool = False

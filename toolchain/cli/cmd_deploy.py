@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 
@@ -18,7 +18,7 @@ def _common(func):
                      help="YOLO data.yaml: INT8 calibration images (train split) and the artifact's mAP (val split)."),
         click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
                      help="Calibration images for INT8."),
-        imgsz_option(256),
+        imgsz_option(),
         input_shape_option,
         click.option("--no-eval", is_flag=True, help="Skip the artifact's mAP evaluation on --data."),
         click.option("--dynamic-shape", is_flag=True,
@@ -35,6 +35,7 @@ def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, 
     from targets.base import ExportConfig
     from targets.deploy import deploy
 
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
     cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
                        device=device, dynamic=dynamic_shape)
     with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target} ({precision})"):
@@ -104,7 +105,7 @@ def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, n
 @click.option("--calib-images", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--eval-images", type=click.IntRange(min=0), default=100, show_default=True,
               help="Validation images the quantised model is scored on in the container (0 = skip).")
-@imgsz_option(256)
+@imgsz_option()
 @click.option("--fast-finetune", is_flag=True, help="vai_q_pytorch fast fine-tuning (AdaQuant) while calibrating.")
 @click.option("--image", default="xilinx/vitis-ai-pytorch-cpu:latest", show_default=True,
               help="Vitis AI PyTorch Docker image (or one built from docker/vitis-ai/Dockerfile).")
@@ -120,6 +121,7 @@ def deploy_vitis(model, out, board, data, calib_images, eval_images, imgsz, fast
     """
     from targets.vitis.deploy import VitisConfig, deploy_vitis as run_deploy
 
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
     cfg = VitisConfig(board=board, data=data, imgsz=imgsz, calib_images=calib_images, eval_images=eval_images,
                       fast_finetune=fast_finetune, image=image, dry_run=dry_run,
                       allow_cpu_subgraphs=allow_cpu_subgraphs)

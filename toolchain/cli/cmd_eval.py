@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
 @click.command("eval")
 @click.argument("model", type=click.Path(exists=True))
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml.")
-@imgsz_option(256)
+@imgsz_option()
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Batch size of the Ultralytics validator (checkpoints only).")
 @click.option("--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True)
@@ -33,6 +33,7 @@ def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_js
     The Ultralytics validator pads square images to a larger "rect" size (256 → 288), so its
     numbers are a little higher than the pipeline's; compare like with like (--backend torch).
     """
+    imgsz = resolve_imgsz(model, imgsz)
     use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
     if use_validator:
         from toolchain.evaluation import evaluate

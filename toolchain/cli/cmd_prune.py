@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, open_ratio
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, open_ratio, resolve_imgsz
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
@@ -22,7 +22,7 @@ METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
               help="Keep channel counts multiples of this (1 = no rounding).")
 @click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
               help="Prune iteratively in this many steps.")
-@imgsz_option(256)
+@imgsz_option()
 @click.option("--data", type=existing_file, default=None,
               help="YOLO data.yaml: checked against the model's classes; needed by --method taylor.")
 @input_shape_option
@@ -47,6 +47,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
 
     if (ratio is None) == (layers is None):
         raise click.UsageError("give exactly one of --ratio (channels) and --layers (residual units)")
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
     cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
     with stdout_to_stderr(as_json), console(stderr=True).status("pruning") as status:

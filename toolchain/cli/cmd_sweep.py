@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
+from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
@@ -29,16 +30,17 @@ def _ratios(ctx, param, value):
 @click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="L1 strength on BatchNorm gamma (seed 002 starts at 1e-3; lower it if mAP collapses).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@imgsz_option(256)
+@imgsz_option()
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers.")
 @click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None, help="Initial learning rate (SGD).")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
               help="Warm-up epochs (default: Ultralytics' 3); BN weights barely move during warm-up.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
 @json_option
-def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, out, as_json) -> None:
+def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, as_json) -> None:
     """Sparsity-train MODEL: L1 on BatchNorm gamma pushes unimportant channels to zero.
 
     Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
@@ -47,8 +49,10 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
     from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
     from toolchain.training import TrainConfig
 
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
+
     cfg = SparsityConfig(strength=strength, train=TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch,
-                                                              workers=workers, lr0=lr0),
+                                                              workers=workers, lr0=lr0, device=device),
                          warmup_epochs=warmup_epochs)
     with stdout_to_stderr(as_json), console(stderr=True).status(f"sparsity training, {epochs} epochs"):
         result = run_sparsify(model, data, out, cfg)
@@ -80,8 +84,9 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
               help="Prune in this many steps (1 = one-shot).")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=0.02, show_default=True,
               help="Largest accepted mAP50 drop against the unpruned model.")
-@imgsz_option(256)
+@imgsz_option()
 @click.option("--bench-iterations", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Address of an existing Ray cluster (default: start a local one).")
 @click.option("--ray-task-cpus", type=click.IntRange(min=1), default=1, show_default=True,
@@ -90,7 +95,7 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
               help="Run folder; rerunning with the same folder resumes.")
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, executor, ray_address, ray_task_cpus, out, as_json) -> None:
+          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
     Every point is appended to OUT/sweep.jsonl as soon as it is measured; an interrupted
@@ -98,10 +103,12 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     """
     from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
 
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
+
     cfg = SweepConfig(data=data, ratios=ratios, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
-                      bench_iterations=bench_iterations)
+                      bench_iterations=bench_iterations, device=device)
     run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
     err = console(stderr=True)
     with stdout_to_stderr(as_json), err.status("sweeping") as status:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
+from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
 def _train_options(func):
     for option in reversed([
         click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True),
-        imgsz_option(256),
+        imgsz_option(),
         click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True),
         click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Initial learning rate (SGD); default: Ultralytics' automatic choice."),
+        click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
         json_option,
     ]):
         func = option(func)
@@ -40,11 +42,12 @@ def _render(result, title: str, as_json: bool) -> None:
               help="Ultralytics model yaml (built from scratch, offline) or a checkpoint to start from.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
 @_train_options
-def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, as_json) -> None:
-    """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer, on the CPU."""
+def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, as_json) -> None:
+    """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer (GPU when present)."""
     from toolchain.training import TrainConfig, train as run_train
 
-    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0)
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
+    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
         result = run_train(data, model, out, cfg)
     _render(result, "Training finished", as_json)
@@ -55,7 +58,7 @@ def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, as_json) -
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to fine-tune on.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
 @_train_options
-def finetune(checkpoint, data, out, epochs, imgsz, batch, workers, seed, lr0, as_json) -> None:
+def finetune(checkpoint, data, out, epochs, imgsz, batch, workers, seed, lr0, device, as_json) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
@@ -63,7 +66,8 @@ def finetune(checkpoint, data, out, epochs, imgsz, batch, workers, seed, lr0, as
     """
     from toolchain.training import TrainConfig, finetune as run_finetune
 
-    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0)
+    imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
+    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
         result = run_finetune(checkpoint, data, out, cfg)
     _render(result, "Fine-tuning finished", as_json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option
+from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 ACTS = ("hardswish", "leaky")
@@ -14,7 +14,7 @@ ACTS = ("hardswish", "leaky")
 @click.argument("model", type=existing_file)
 @click.option("--target", type=click.Choice(["kv260"]), default="kv260", show_default=True,
               help="Board whose DPU to check against (KV260: DPUCZDX8G_ISA1_B4096).")
-@imgsz_option(256)
+@imgsz_option()
 @input_shape_option
 @click.option("--all", "show_all", is_flag=True, help="List every op, not only the CPU fallbacks.")
 @json_option
@@ -25,6 +25,8 @@ def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
     reads the compiler's real count.
     """
     from toolchain.preflight import preflight as run_preflight
+
+    imgsz = resolve_imgsz(model, imgsz, fallback=640)
 
     with stdout_to_stderr(as_json), console(stderr=True).status("tracing"):
         report = run_preflight(model, target, imgsz, input_shape)

@@ -7,11 +7,43 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")
 
 
-def imgsz_option(default: int = 256):
+def imgsz_option(default: int | None = None):
+    """``--imgsz``; without a fixed default it means "the size the checkpoint was trained at"."""
+    if default is not None:
+        return click.option("--imgsz", type=click.IntRange(min=32, max=4096), default=default, show_default=True,
+                            help="Square input size in pixels (multiple of 32 for YOLO).")
     return click.option(
-        "--imgsz", type=click.IntRange(min=32), default=default, show_default=True,
-        help="Square input size in pixels (multiple of 32 for YOLO).",
+        "--imgsz", type=click.IntRange(min=32, max=4096), default=None,
+        help="Square input size in pixels (multiple of 32 for YOLO). "
+             "Default: the size the checkpoint was trained at (its train_args; 640 when it does not say).",
     )
+
+
+def resolve_imgsz(model_path: str, imgsz: int | None, fallback: int | None = None) -> int | None:
+    """The ``--imgsz`` to use for ``model_path``, announced on stderr when it comes from the checkpoint.
+
+    Checkpoints (``.pt``) give their training size; other inputs (artifacts, yaml files)
+    return ``fallback``, so artifacts keep the size they were built at.
+    """
+    if imgsz is not None:
+        return imgsz
+    from pathlib import Path
+
+    if Path(model_path).suffix not in (".pt", ".pth"):
+        return fallback
+    from toolchain.cli.render import console
+    from toolchain.loading import checkpoint_imgsz, read_checkpoint
+
+    ckpt = read_checkpoint(model_path)
+    size = checkpoint_imgsz(ckpt) if isinstance(ckpt, dict) else None
+    if size is None:
+        return fallback
+    told = (ckpt.get("train_args") or {}).get("imgsz") is not None
+    console(stderr=True).print(
+        f"imgsz {size} ({'the size ' + str(model_path) + ' was trained at' if told else 'Ultralytics default: the checkpoint does not say'}; "
+        "--imgsz overrides)"
+    )
+    return size
 
 
 def open_ratio(ctx, param, value):
