@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-deps demo baseline clean
+.PHONY: setup test test-full test-deps demo baseline clean families-table
 
 setup: $(STAMP)
 
@@ -26,8 +26,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+# One representative case of each family/task; `make test-full` runs the whole matrix.
 test: setup test-deps
+	$(BIN)/python -m pytest -q -m "not full" tests
+
+test-full: setup test-deps
 	$(BIN)/python -m pytest -q tests
+
+# The README's family x task support table, measured (about 10 minutes on 2 cores).
+families-table: setup
+	$(BIN)/python benchmarks/families_table.py --out benchmarks/families_table.md
 
 # The report test renders HTML in headless Chromium (Debian's package); installed when missing and possible.
 test-deps:

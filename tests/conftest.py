@@ -72,23 +72,16 @@ def pruned50(baseline_pt, session_tmp):
 
 @pytest.fixture(scope="session")
 def random_yolo(session_tmp):
-    """Factory: an untrained Ultralytics checkpoint built offline from a shipped yaml."""
-    from ultralytics import YOLO
-
+    """Factory: an untrained Ultralytics checkpoint (any task) built offline from a shipped yaml."""
     from toolchain.checkpoint import save_model
     from toolchain.loading import LoadedModel
+    from toolchain.zoo import build
 
     made: dict[str, Path] = {}
 
     def make(yaml_name: str, nc: int = 3) -> Path:
         if yaml_name not in made:
-            import copy
-
-            from ultralytics.nn.tasks import DetectionModel, PoseModel
-
-            spec = copy.deepcopy(YOLO(yaml_name).model.yaml)  # resolves scale letters and the 'u' suffix
-            model = (PoseModel if "pose" in yaml_name else DetectionModel)(spec, nc=nc, verbose=False)
-            model.names = {i: f"c{i}" for i in range(nc)}
+            model, _task = build(yaml_name, nc)
             path = session_tmp / yaml_name.replace(".yaml", ".pt")
             save_model(LoadedModel(str(path), "ultralytics", model, {}), model, path)
             made[yaml_name] = path

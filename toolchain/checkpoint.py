@@ -18,6 +18,19 @@ from toolchain.fileio import atomic_output
 from toolchain.loading import LoadedModel
 
 
+def _train_args(loaded: LoadedModel, module: torch.nn.Module) -> dict:
+    """The source's train_args, with the task Ultralytics reads to pick its predictor/validator.
+
+    ``YOLO(path)`` takes the task from ``train_args`` (default ``detect``), so a segment or
+    classify checkpoint saved without it would be run as a detector.
+    """
+    from ultralytics.nn.tasks import guess_model_task
+
+    args = dict(loaded.ckpt.get("train_args") or {})
+    args["task"] = loaded.task if loaded.task != "module" else guess_model_task(module)
+    return args
+
+
 def save_model(loaded: LoadedModel, model: torch.nn.Module, out: str | Path, note: dict | None = None) -> Path:
     """Save ``model`` (derived from ``loaded``) to ``out`` in the same format it came in.
 
@@ -45,7 +58,7 @@ def save_model(loaded: LoadedModel, model: torch.nn.Module, out: str | Path, not
             "ema": None,
             "updates": None,
             "optimizer": None,
-            "train_args": dict(loaded.ckpt.get("train_args", {})),
+            "train_args": _train_args(loaded, module),
             "train_metrics": loaded.ckpt.get("train_metrics"),
             "edgeprune": note or {},
         }

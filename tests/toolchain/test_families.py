@@ -1,0 +1,177 @@
+"""Every supported family × task prunes (local and global) to a stock checkpoint that keeps its contract.
+
+``make test`` runs one representative model per task plus the families with special blocks
+(YOLOv9 ELAN, YOLOv10 PSA/SCDown, YOLO26 heads); ``make test-full`` runs the whole matrix of
+:mod:`toolchain.zoo`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from toolchain.errors import PruningError, UnsupportedModelError
+from toolchain.loading import LoadedModel, load_model
+from toolchain.contract import _inference_part
+from toolchain.pruning import PruneConfig, flat_tensors, prune_structured
+from toolchain.prune_run import prune_file
+from toolchain.zoo import REFUSED, build, matrix
+
+IMGSZ = 128
+QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "yolo11n-obb.yaml",
+         "yolo26n-pose.yaml", "yolo12n-cls.yaml"}
+CASES = [pytest.param(f, t, y, id=y[:-5], marks=() if y in QUICK else pytest.mark.full) for f, t, y in matrix()]
+
+# Runs in a fresh interpreter where importing edgeprune's packages fails: what a user of plain
+# Ultralytics gets. Prints the shapes of the outputs users consume and the predict() result count.
+_RELOAD = r"""
+import json, sys
+for name in ("toolchain", "targets", "cfg_codegen", "edgeprune"):
+    sys.modules[name] = None
+import numpy as np, torch
+from ultralytics import YOLO
+path, size = sys.argv[1], int(sys.argv[2])
+yolo = YOLO(path)
+model = yolo.model.float().eval()
+with torch.no_grad():
+    out = model(torch.zeros(1, 3, size, size))
+if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
+    out = out[0]
+def flat(o):
+    if isinstance(o, torch.Tensor):
+        return [list(o.shape)]
+    if isinstance(o, dict):
+        o = list(o.values())
+    return [s for v in o for s in flat(v)]
+results = yolo.predict(np.zeros((size, size, 3), np.uint8), imgsz=size, verbose=False)
+print(json.dumps({"shapes": flat(out), "results": len(results)}))
+"""
+
+
+def _reload_without_edgeprune(path, size=IMGSZ) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _RELOAD, str(path), str(size)], capture_output=True, text=True,
+                          cwd="/", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _contract(path, size=IMGSZ) -> list[list[int]]:
+    from toolchain.contract import contract_shapes
+
+    return [list(s) for s in contract_shapes(load_model(path).model, torch.zeros(1, 3, size, size))]
+
+
+@pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
+@pytest.mark.parametrize("family, task, yaml_name", CASES)
+def test_prunes_to_a_stock_checkpoint_with_the_same_contract(random_yolo, tmp_path, family, task, yaml_name,
+                                                              global_pruning):
+    src = random_yolo(yaml_name)
+    out = tmp_path / "pruned.pt"
+    report = prune_file(str(src), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning, imgsz=IMGSZ),
+                        latency_iters=0)
+    assert report.after.macs < 0.85 * report.before.macs, f"{family} {task}: MACs barely cut"
+    assert report.after.params < report.before.params
+    reloaded = _reload_without_edgeprune(out)
+    assert reloaded["results"] == 1
+    assert reloaded["shapes"] == _contract(src), "the task's outputs (classes, masks, keypoints, angle) changed"
+
+
+def _zero_what_groups_remove(DG, groups) -> None:
+    """Make every channel a group will remove output exactly 0 (SiLU(0) = 0), before it is removed."""
+    with torch.no_grad():
+        for group in groups:
+            for item in group:
+                layer, idxs = item.dep.target.module, list(item.idxs)
+                if not DG.is_out_channel_pruning_fn(item.dep.handler):
+                    continue
+                if isinstance(layer, nn.BatchNorm2d):
+                    layer.weight[idxs] = 0
+                    layer.bias[idxs] = 0
+                    layer.running_mean[idxs] = 0
+                elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                    if isinstance(layer, nn.ConvTranspose2d):  # weight is (in, out, kh, kw)
+                        layer.weight[:, idxs] = 0
+                    else:
+                        layer.weight[idxs] = 0
+                    if layer.bias is not None:
+                        layer.bias[idxs] = 0
+
+
+@pytest.mark.parametrize("family, task, yaml_name", CASES + [pytest.param("YOLOv9", "detect", "yolov9c.yaml",
+                                                                          id="yolov9c-adown", marks=pytest.mark.full)])
+def test_pruning_removes_exactly_the_channels_it_chose(monkeypatch, family, task, yaml_name):
+    """Index mapping check: the pruned model equals the unpruned one with the chosen channels silenced.
+
+    If Torch-Pruning mapped an index wrongly anywhere (through chunk, split, concat, residuals,
+    the head), the pruned model would drop a live channel and the outputs would differ.
+    """
+    import toolchain.pruning as pruning
+
+    model, task = build(yaml_name)
+    for m in model.modules():  # trained-like BN statistics, so silenced vs live channels differ visibly
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.5, 0.5)
+    loaded = LoadedModel("m.pt", "ultralytics", model, {}, task, 3, model.names)
+    captured = {}
+    real = pruning.couple_groups
+
+    def couple_and_silence(DG, importance, groups, pairs):
+        chosen = real(DG, importance, groups, pairs)
+        _zero_what_groups_remove(DG, chosen)
+        captured["reference"] = copy.deepcopy(DG.model)
+        return chosen
+
+    monkeypatch.setattr(pruning, "couple_groups", couple_and_silence)
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        unsilenced = flat_tensors(_inference_part(copy.deepcopy(model)(x)))
+    outcome = prune_structured(loaded, PruneConfig(ratio=0.4, imgsz=IMGSZ), x)
+    assert outcome.after.params < outcome.before.params
+    with torch.no_grad():
+        expected = flat_tensors(_inference_part(captured["reference"](x)))
+        got = flat_tensors(_inference_part(outcome.model(x)))
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    assert any(float((u - e).abs().max()) > 1e-3 * float(u.abs().max()) for u, e in zip(unsilenced, expected)), \
+        "silencing the chosen channels did not change the outputs: the check would be vacuous"
+    for e, g in zip(expected, got):
+        assert float((e - g).abs().max()) <= 1e-4 * max(float(e.abs().max()), 1e-6)
+
+
+def test_rtdetr_is_refused_naming_its_first_unprunable_module(tmp_path):
+    from ultralytics import RTDETR
+
+    from toolchain.checkpoint import save_model
+
+    model = RTDETR(REFUSED["RT-DETR"]).model
+    path = tmp_path / "rtdetr.pt"
+    save_model(LoadedModel(str(path), "ultralytics", model, {}), model, path)
+    with pytest.raises(UnsupportedModelError, match=r"contains AIFI \(layer \d+\), which edgeprune cannot prune"):
+        load_model(path)
+
+
+def test_a_torch_pruning_failure_names_the_layer(random_yolo, monkeypatch):
+    """A crash inside Torch-Pruning becomes one sentence with the checkpoint, the class and the layer index."""
+    import torch_pruning as tp
+
+    loaded = load_model(random_yolo("yolov8n.yaml"))
+    real_prune = tp.dependency.group.Group.prune
+
+    def prune(group, *args, **kwargs):
+        if group._DG._module2name[group[0].dep.target.module].startswith("model.4."):  # a C2f
+            raise IndexError("index 384 is out of bounds for dimension 0 with size 256")
+        return real_prune(group, *args, **kwargs)
+
+    monkeypatch.setattr(tp.dependency.group.Group, "prune", prune)
+    with pytest.raises(PruningError) as info:
+        prune_structured(loaded, PruneConfig(ratio=0.4, imgsz=IMGSZ), torch.rand(1, 3, IMGSZ, IMGSZ))
+    message = str(info.value)
+    assert loaded.path in message and "IndexError" in message
+    assert "C2f (layer 4, " in message, message
+    assert "\n" not in message
