@@ -1,0 +1,110 @@
+"""Checkpoints made elsewhere: older Ultralytics pickles, stale Windows paths, no EMA, fp16 weights.
+
+The foreign checkpoint is built from the committed trained baseline (real weights), saved in
+torch's legacy serialization with two things only an old Windows training run leaves behind:
+``train_args`` holding a ``pathlib.WindowsPath`` and an ``IterableSimpleNamespace`` from the
+Ultralytics 8.0 module path ``ultralytics.yolo.utils``. Every path in it names nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+import torch
+
+from toolchain.device import resolve_device
+from toolchain.errors import EdgepruneError
+from toolchain.fileio import sha256_of
+from toolchain.loading import load_model
+
+
+def _legacy_ultralytics_checkpoint(baseline_pt, out, imgsz: int | None):
+    from pathlib import PurePosixPath
+
+    from ultralytics.utils import IterableSimpleNamespace
+
+    model = load_model(baseline_pt).model.half()  # the trainer stores fp16 weights
+    args = {"task": "detect", "mode": "train", "model": "C:\\Users\\ana\\models\\yolov8n.pt",
+            "data": PurePosixPath("C:\\Users\\ana\\datasets\\cones\\data.yaml"),
+            "project": "C:\\Users\\ana\\runs", "name": "cones", "epochs": 40, "batch": 16,
+            "hyp": IterableSimpleNamespace(lr0=0.01)}
+    if imgsz is not None:
+        args["imgsz"] = imgsz
+    payload = {"epoch": 39, "best_fitness": 0.8, "model": model, "optimizer": None, "train_args": args,
+               "date": datetime(2023, 9, 1).isoformat(), "version": "8.0.196"}  # no "ema" key at all
+    torch.save(payload, out, _use_new_zipfile_serialization=False)
+    raw = out.read_bytes()
+    raw = raw.replace(b"pathlib\nPurePosixPath\n", b"pathlib\nWindowsPath\n")  # as pickled on Windows
+    raw = raw.replace(b"ultralytics.utils\nIterableSimpleNamespace\n", b"ultralytics.yolo.utils\nIterableSimpleNamespace\n")
+    assert b"WindowsPath" in raw and b"ultralytics.yolo.utils" in raw
+    out.write_bytes(raw)
+    return out
+
+
+def _edgeprune(*args):
+    proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_loads_and_reports_the_training_size(baseline_pt, tmp_path):
+    with_size = _legacy_ultralytics_checkpoint(baseline_pt, tmp_path / "a.pt", imgsz=256)
+    without = _legacy_ultralytics_checkpoint(baseline_pt, tmp_path / "b.pt", imgsz=None)
+    a, b = load_model(with_size), load_model(without)
+    assert a.train_imgsz == 256 and b.train_imgsz == 640
+    assert next(a.model.parameters()).dtype == torch.float32
+    assert a.nc == 3
+
+
+@pytest.mark.slow
+def test_prune_finetune_eval_a_foreign_checkpoint(baseline_pt, synth_data, tmp_path):
+    src = _legacy_ultralytics_checkpoint(baseline_pt, tmp_path / "foreign.pt", imgsz=256)
+    digest = sha256_of(src)
+    report, err = _edgeprune("prune", src, "--ratio", "0.3", "--out", tmp_path / "p.pt", "--latency-iters", 0, "--json")
+    assert report["input_shape"] == [1, 3, 256, 256]  # the checkpoint's own size, announced:
+    assert "imgsz 256" in err
+    assert report["ratios"]["macs"] < 0.8
+    ft, _ = _edgeprune("finetune", tmp_path / "p.pt", "--data", synth_data, "--epochs", 1, "--workers", 0,
+                       "--device", "cpu", "--out", tmp_path / "ft", "--json")
+    assert ft["params"] == report["after"]["params"]  # the pruned architecture was trained, not a rebuilt yaml
+    scores, err = _edgeprune("eval", ft["weights"], "--data", synth_data, "--json")
+    assert "imgsz 256" in err
+    assert scores["imgsz"] == 256
+    assert scores["map50"] > 0.05, scores  # real weights: still detects after pruning and 1 epoch (0.17 measured)
+    assert sha256_of(src) == digest
+
+
+def test_device_auto_and_cpu_resolve_here():
+    assert resolve_device("cpu").ultralytics == "cpu"
+    expected = "0" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").ultralytics == expected
+    assert resolve_device("auto").amp == (expected != "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "0"])
+def test_cuda_device_is_selected_and_refused_clearly_without_cuda(spec, monkeypatch):
+    with pytest.raises(EdgepruneError, match="asks for CUDA, but torch sees no CUDA device"):
+        resolve_device(spec)
+    import toolchain.device as device
+
+    monkeypatch.setattr(device, "_cuda_count", lambda: 2)  # a 2-GPU machine, as torch would report it
+    chosen = resolve_device(spec)
+    assert chosen.ultralytics == "0" and chosen.amp and chosen.torch == "cuda:0"
+    assert resolve_device("cuda:1").ultralytics == "1"
+    with pytest.raises(EdgepruneError, match="has 2"):
+        resolve_device("cuda:2")
+
+
+def test_finetune_on_a_missing_gpu_is_one_sentence(random_yolo, synth_data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", "finetune", random_yolo("yolov8n.yaml"),
+                           "--data", synth_data, "--device", "cuda:0", "--out", tmp_path / "ft"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--device cuda:0 asks for CUDA" in proc.stderr
