@@ -49,7 +49,7 @@ class TrainConfig:
     """Settings shared by ``train`` and ``finetune`` (Ultralytics argument names)."""
 
     epochs: int = 15
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the checkpoint's training size (Ultralytics reads its train_args), 640 for yaml
     batch: int = 16
     workers: int = 2
     seed: int = 0
@@ -63,7 +63,6 @@ class TrainConfig:
         device = resolve_device(self.device)
         args = {
             "epochs": self.epochs,
-            "imgsz": self.imgsz,
             "batch": self.batch,
             "workers": self.workers,
             "seed": self.seed,
@@ -75,6 +74,8 @@ class TrainConfig:
             "exist_ok": True,
             "verbose": False,
         }
+        if self.imgsz is not None:
+            args["imgsz"] = self.imgsz
         if self.lr0 is not None:
             args.update(lr0=self.lr0, optimizer="SGD")
         return args
@@ -112,7 +113,7 @@ def _result(model, run_dir: Path, epochs: int) -> TrainResult:
 def _check_epochs(cfg: TrainConfig) -> None:
     if cfg.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
-    if cfg.imgsz % 32:
+    if cfg.imgsz is not None and cfg.imgsz % 32:
         raise EdgepruneError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {cfg.imgsz}")
 
 
