@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from toolchain.errors import UnsupportedModelError
@@ -102,7 +103,12 @@ def protected_layers(model: nn.Module) -> list[nn.Module]:
     return protected
 
 
-def _inference_part(out):
+def flat_tensors(out) -> list[torch.Tensor]:
+    """All tensors in a nested model output (tuples, lists, dicts)."""
+    return tp.utils.flatten_as_list(out)
+
+
+def inference_outputs(out):
     """The part of an Ultralytics eval output that users consume (not the head's input feats)."""
     if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
         return out[0]
@@ -111,10 +117,8 @@ def _inference_part(out):
 
 def contract_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
     """Shapes of the tensors a user gets from ``model(x)`` in eval mode."""
-    from toolchain.pruning import flat_tensors
-
     with torch.no_grad():
-        return [tuple(t.shape) for t in flat_tensors(_inference_part(model(x)))]
+        return [tuple(t.shape) for t in flat_tensors(inference_outputs(model(x)))]
 
 
 @contextlib.contextmanager

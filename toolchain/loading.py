@@ -85,16 +85,21 @@ def read_checkpoint(path: str | os.PathLike):
     return _read_pickle(Path(path))
 
 
-def checkpoint_imgsz(ckpt: dict) -> int:
-    """The square size a checkpoint was trained at: ``train_args['imgsz']``, else 640."""
+def trained_imgsz(ckpt: dict) -> int | None:
+    """The square size ``train_args['imgsz']`` of a checkpoint says, or None when it says none."""
     value = (ckpt.get("train_args") or {}).get("imgsz") if isinstance(ckpt, dict) else None
     if isinstance(value, (list, tuple)) and value:
         value = max(int(v) for v in value)
     try:
         value = int(value)
     except (TypeError, ValueError):
-        return DEFAULT_IMGSZ
-    return value if value >= 32 else DEFAULT_IMGSZ
+        return None
+    return value if value >= 32 else None
+
+
+def checkpoint_imgsz(ckpt: dict) -> int:
+    """The square size a checkpoint was trained at, else Ultralytics' default 640."""
+    return trained_imgsz(ckpt) or DEFAULT_IMGSZ
 
 
 def _read_pickle(path: Path):

@@ -14,7 +14,8 @@ from toolchain.checkpoint import save_model
 from toolchain.fileio import ensure_not_input, zip_compressed_size
 from toolchain.loading import check_model_fits_data, example_input, load_model
 from toolchain.metrics import LatencyStats, measure_latency, model_stats, zero_fraction
-from toolchain.pruning import PruneConfig, prune_structured, yolo_protected_layers
+from toolchain.contract import protected_layers
+from toolchain.pruning import PruneConfig, prune_structured
 from toolchain.unstructured import DENSE_RUNTIME_NOTE, prune_unstructured
 
 
@@ -113,7 +114,7 @@ def prune_file(
         notes.append("removed residual units (mean |gamma| of the last BN): "
                      + ", ".join(f"{u.name} ({u.score:.3g})" for u in removed))
     elif unstructured:
-        protected = yolo_protected_layers(loaded.model) if loaded.is_yolo else []
+        protected = protected_layers(loaded.model) if loaded.is_yolo else []
         pruned = prune_unstructured(loaded.model, cfg.ratio, protected)
         notes.append(DENSE_RUNTIME_NOTE)
         split = 0

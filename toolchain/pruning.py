@@ -21,7 +21,7 @@ import torch_pruning as tp
 from torch import nn
 
 from toolchain.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
-from toolchain.contract import check_prunable, contract_shapes, protected_layers, trace_training_branches
+from toolchain.contract import contract_shapes, flat_tensors, protected_layers, trace_training_branches
 from toolchain.coupling import couple_groups
 from toolchain.errors import PruningError
 from toolchain.importance import create_importance, needs_gradients
@@ -72,18 +72,19 @@ class PruneOutcome:
     protected_layers: list[str] = field(default_factory=list)
 
 
-def flat_tensors(out) -> list[torch.Tensor]:
-    """All tensors in a nested model output (tuples, lists, dicts)."""
-    return tp.utils.flatten_as_list(out)
+def _paired_outputs(a: nn.Module, b: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The output tensors of two models on ``x``, paired; None when their structure differs."""
+    with torch.no_grad():
+        outs_a, outs_b = flat_tensors(a(x)), flat_tensors(b(x))
+    if len(outs_a) != len(outs_b) or any(p.shape != q.shape for p, q in zip(outs_a, outs_b)):
+        return None
+    return list(zip(outs_a, outs_b))
 
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
     """Largest absolute difference between the outputs of two models on ``x``."""
-    with torch.no_grad():
-        outs_a, outs_b = flat_tensors(a(x)), flat_tensors(b(x))
-    if len(outs_a) != len(outs_b) or any(p.shape != q.shape for p, q in zip(outs_a, outs_b)):
-        return float("inf")
-    return max(float((p - q).abs().max()) for p, q in zip(outs_a, outs_b))
+    pairs = _paired_outputs(a, b, x)
+    return float("inf") if pairs is None else max(float((p - q).abs().max()) for p, q in pairs)
 
 
 def relative_output_diff(reference: nn.Module, candidate: nn.Module, x: torch.Tensor) -> float:
@@ -92,20 +93,10 @@ def relative_output_diff(reference: nn.Module, candidate: nn.Module, x: torch.Te
     Boxes of a 640 model are in pixels (hundreds), class scores in [0, 1]: an absolute
     tolerance is wrong for one of them, a per-tensor relative one fits both.
     """
-    with torch.no_grad():
-        outs_r, outs_c = flat_tensors(reference(x)), flat_tensors(candidate(x))
-    if len(outs_r) != len(outs_c) or any(p.shape != q.shape for p, q in zip(outs_r, outs_c)):
+    pairs = _paired_outputs(reference, candidate, x)
+    if pairs is None:
         return float("inf")
-    worst = 0.0
-    for r, c in zip(outs_r, outs_c):
-        scale = max(float(r.abs().max()), 1e-6)
-        worst = max(worst, float((r - c).abs().max()) / scale)
-    return worst
-
-
-def yolo_protected_layers(model: nn.Module) -> list[nn.Module]:
-    """Prediction layers of an Ultralytics model (see :func:`toolchain.contract.protected_layers`)."""
-    return protected_layers(model)
+    return max(float((r - c).abs().max()) / max(float(r.abs().max()), 1e-6) for r, c in pairs)
 
 
 def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
@@ -213,8 +204,7 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
     split = 0
     diff = 0.0
     if loaded.is_yolo:
-        check_prunable(model, loaded.path)
-        contract = contract_shapes(model, example)
+        contract = contract_shapes(model, example)  # load_model already refused unprunable modules
         reference = copy.deepcopy(model)
         split = split_chunk_blocks(model)
         diff = relative_output_diff(reference, model, example)
@@ -258,8 +248,6 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
             for root, handler, idxs in [(g[0].dep.target.module, g[0].dep.handler, list(g[0].idxs)) for g in groups]:
                 culprit.module = root
                 pruner.DG.get_pruning_group(root, handler, idxs).prune()
-        except PruningError:
-            raise
         except Exception as exc:
             raise _fail(loaded, culprit.describe(), exc) from exc
         if progress:
@@ -272,13 +260,12 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
     model.eval()
     try:
         after = model_stats(model, example)
-        if contract is not None and contract_shapes(model, example) != contract:
-            raise PruningError(
-                f"pruning {loaded.path} changed its output shapes from {contract} to "
-                f"{contract_shapes(model, example)}; this is a bug in edgeprune's protected layers"
-            )
-    except PruningError:
-        raise
+        shapes = contract_shapes(model, example) if contract is not None else None
     except Exception as exc:  # pragma: no cover - would be a Torch-Pruning bug
         raise PruningError(f"pruned model of {loaded.path} no longer runs: {exc}") from exc
+    if shapes != contract:
+        raise PruningError(
+            f"pruning {loaded.path} changed its output shapes from {contract} to {shapes}; "
+            "this is a bug in edgeprune's protected layers"
+        )
     return PruneOutcome(model, before, after, split, restored, diff, protected_names)

@@ -47,7 +47,7 @@ class _Rounded(torch.nn.Module):
         self.model = model
 
     def forward(self, x):
-        from toolchain.pruning import flat_tensors
+        from toolchain.contract import flat_tensors
 
         out = self.model(x)
         g = torch.Generator().manual_seed(0)

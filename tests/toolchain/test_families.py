@@ -18,8 +18,8 @@ from torch import nn
 
 from toolchain.errors import PruningError, UnsupportedModelError
 from toolchain.loading import LoadedModel, load_model
-from toolchain.contract import _inference_part
-from toolchain.pruning import PruneConfig, flat_tensors, prune_structured
+from toolchain.contract import flat_tensors, inference_outputs
+from toolchain.pruning import PruneConfig, prune_structured
 from toolchain.prune_run import prune_file
 from toolchain.zoo import REFUSED, build, matrix
 
@@ -131,12 +131,12 @@ def test_pruning_removes_exactly_the_channels_it_chose(monkeypatch, family, task
     monkeypatch.setattr(pruning, "couple_groups", couple_and_silence)
     x = torch.rand(1, 3, IMGSZ, IMGSZ)
     with torch.no_grad():
-        unsilenced = flat_tensors(_inference_part(copy.deepcopy(model)(x)))
+        unsilenced = flat_tensors(inference_outputs(copy.deepcopy(model)(x)))
     outcome = prune_structured(loaded, PruneConfig(ratio=0.4, imgsz=IMGSZ), x)
     assert outcome.after.params < outcome.before.params
     with torch.no_grad():
-        expected = flat_tensors(_inference_part(captured["reference"](x)))
-        got = flat_tensors(_inference_part(outcome.model(x)))
+        expected = flat_tensors(inference_outputs(captured["reference"](x)))
+        got = flat_tensors(inference_outputs(outcome.model(x)))
     assert [t.shape for t in got] == [t.shape for t in expected]
     assert any(float((u - e).abs().max()) > 1e-3 * float(u.abs().max()) for u, e in zip(unsilenced, expected)), \
         "silencing the chosen channels did not change the outputs: the check would be vacuous"

@@ -13,7 +13,8 @@ from torch import nn
 
 from toolchain.errors import PruningError
 from toolchain.loading import load_model
-from toolchain.pruning import PruneConfig, prune_structured, yolo_protected_layers
+from toolchain.contract import protected_layers
+from toolchain.pruning import PruneConfig, prune_structured
 from toolchain.prune_run import prune_file
 
 
@@ -121,8 +122,8 @@ def test_other_families_prune_reload_and_run(random_yolo, tmp_path, yaml_name):
     model = YOLO(str(out))
     result = model.predict(torch.zeros(1, 3, 128, 128), verbose=False)
     assert len(result) == 1
-    protected = yolo_protected_layers(load_model(out).model)
-    original = {id(m): m.out_channels for m in yolo_protected_layers(load_model(src).model)}
+    protected = protected_layers(load_model(out).model)
+    original = {id(m): m.out_channels for m in protected_layers(load_model(src).model)}
     assert sorted(m.out_channels for m in protected) == sorted(original.values())
 
 

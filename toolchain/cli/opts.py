@@ -7,11 +7,8 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")
 
 
-def imgsz_option(default: int | None = None):
-    """``--imgsz``; without a fixed default it means "the size the checkpoint was trained at"."""
-    if default is not None:
-        return click.option("--imgsz", type=click.IntRange(min=32, max=4096), default=default, show_default=True,
-                            help="Square input size in pixels (multiple of 32 for YOLO).")
+def imgsz_option():
+    """``--imgsz``; unset means "the size the checkpoint was trained at" (see :func:`resolve_imgsz`)."""
     return click.option(
         "--imgsz", type=click.IntRange(min=32, max=4096), default=None,
         help="Square input size in pixels (multiple of 32 for YOLO). "
@@ -32,18 +29,15 @@ def resolve_imgsz(model_path: str, imgsz: int | None, fallback: int | None = Non
     if Path(model_path).suffix not in (".pt", ".pth"):
         return fallback
     from toolchain.cli.render import console
-    from toolchain.loading import checkpoint_imgsz, read_checkpoint
+    from toolchain.loading import DEFAULT_IMGSZ, read_checkpoint, trained_imgsz
 
     ckpt = read_checkpoint(model_path)
-    size = checkpoint_imgsz(ckpt) if isinstance(ckpt, dict) else None
-    if size is None:
+    if not isinstance(ckpt, dict):  # a pickled nn.Module: its size comes from --input-shape
         return fallback
-    told = (ckpt.get("train_args") or {}).get("imgsz") is not None
-    console(stderr=True).print(
-        f"imgsz {size} ({'the size ' + str(model_path) + ' was trained at' if told else 'Ultralytics default: the checkpoint does not say'}; "
-        "--imgsz overrides)"
-    )
-    return size
+    said = trained_imgsz(ckpt)
+    why = f"the size {model_path} was trained at" if said else "Ultralytics default: the checkpoint does not say"
+    console(stderr=True).print(f"imgsz {said or DEFAULT_IMGSZ} ({why}; --imgsz overrides)")
+    return said or DEFAULT_IMGSZ
 
 
 def open_ratio(ctx, param, value):
