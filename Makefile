@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-full test-deps demo baseline clean families-table
+.PHONY: setup test test-full test-deps demo baseline legacy-checkpoint clean families-table
 
 setup: $(STAMP)
 
@@ -49,6 +49,14 @@ baseline: setup
 	$(BIN)/edgeprune data synth $(BASELINE_DATA)
 	$(BIN)/edgeprune train $(BASELINE_DATA)/data.yaml --model yolov8n.yaml --epochs 40 --imgsz 256 --out .cache/baseline-run
 	$(BIN)/python scripts/baseline_card.py .cache/baseline-run/weights/best.pt $(BASELINE_DATA)/data.yaml $(BASELINE)
+
+# Reproduce assets/ultralytics-8.1.0-yolov8n-seg.pt: a checkpoint pickled by Ultralytics 8.1.0 (installed
+# into .cache only for this, with the few packages its import needs; the project itself never uses it).
+LEGACY := .cache/ultralytics-8.1.0
+legacy-checkpoint: setup
+	$(BIN)/pip install --quiet --no-deps --target $(LEGACY) ultralytics==8.1.0 tqdm pandas python-dateutil pytz tzdata \
+	  six py-cpuinfo seaborn hub-sdk
+	PYTHONPATH=$(LEGACY) $(BIN)/python scripts/legacy_checkpoint.py assets/ultralytics-8.1.0-yolov8n-seg.pt
 
 demo: setup
 	$(BIN)/edgeprune demo --out $(DEMO_DIR)

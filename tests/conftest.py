@@ -88,3 +88,44 @@ def random_yolo(session_tmp):
         return made[yaml_name]
 
     return make
+
+
+# Runs in a fresh interpreter where importing edgeprune's packages fails: what a user of plain
+# Ultralytics gets. Prints the shapes of the outputs users consume and the predict() result count.
+_RELOAD = r"""
+import json, sys
+for name in ("toolchain", "targets", "cfg_codegen", "edgeprune"):
+    sys.modules[name] = None
+import numpy as np, torch
+from ultralytics import YOLO
+path, size = sys.argv[1], int(sys.argv[2])
+yolo = YOLO(path)
+model = yolo.model.float().eval()
+with torch.no_grad():
+    out = model(torch.zeros(1, 3, size, size))
+if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
+    out = out[0]
+def flat(o):
+    if isinstance(o, torch.Tensor):
+        return [list(o.shape)]
+    if isinstance(o, dict):
+        o = list(o.values())
+    return [s for v in o for s in flat(v)]
+results = yolo.predict(np.zeros((size, size, 3), np.uint8), imgsz=size, verbose=False)
+print(json.dumps({"shapes": flat(out), "results": len(results), "task": yolo.task}))
+"""
+
+
+@pytest.fixture(scope="session")
+def reload_without_edgeprune():
+    """Function ``(path, size) -> {"shapes", "results", "task"}`` run in plain Ultralytics, edgeprune unimportable."""
+    import subprocess
+    import sys
+
+    def run(path, size: int) -> dict:
+        proc = subprocess.run([sys.executable, "-c", _RELOAD, str(path), str(size)], capture_output=True, text=True,
+                              cwd="/", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return run

@@ -8,10 +8,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -28,39 +24,6 @@ QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "y
          "yolo26n-pose.yaml", "yolo12n-cls.yaml"}
 CASES = [pytest.param(f, t, y, id=y[:-5], marks=() if y in QUICK else pytest.mark.full) for f, t, y in matrix()]
 
-# Runs in a fresh interpreter where importing edgeprune's packages fails: what a user of plain
-# Ultralytics gets. Prints the shapes of the outputs users consume and the predict() result count.
-_RELOAD = r"""
-import json, sys
-for name in ("toolchain", "targets", "cfg_codegen", "edgeprune"):
-    sys.modules[name] = None
-import numpy as np, torch
-from ultralytics import YOLO
-path, size = sys.argv[1], int(sys.argv[2])
-yolo = YOLO(path)
-model = yolo.model.float().eval()
-with torch.no_grad():
-    out = model(torch.zeros(1, 3, size, size))
-if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], dict):
-    out = out[0]
-def flat(o):
-    if isinstance(o, torch.Tensor):
-        return [list(o.shape)]
-    if isinstance(o, dict):
-        o = list(o.values())
-    return [s for v in o for s in flat(v)]
-results = yolo.predict(np.zeros((size, size, 3), np.uint8), imgsz=size, verbose=False)
-print(json.dumps({"shapes": flat(out), "results": len(results)}))
-"""
-
-
-def _reload_without_edgeprune(path, size=IMGSZ) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _RELOAD, str(path), str(size)], capture_output=True, text=True,
-                          cwd="/", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _contract(path, size=IMGSZ) -> list[list[int]]:
     from toolchain.contract import contract_shapes
 
@@ -69,15 +32,15 @@ def _contract(path, size=IMGSZ) -> list[list[int]]:
 
 @pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
 @pytest.mark.parametrize("family, task, yaml_name", CASES)
-def test_prunes_to_a_stock_checkpoint_with_the_same_contract(random_yolo, tmp_path, family, task, yaml_name,
-                                                              global_pruning):
+def test_prunes_to_a_stock_checkpoint_with_the_same_contract(random_yolo, reload_without_edgeprune, tmp_path, family,
+                                                              task, yaml_name, global_pruning):
     src = random_yolo(yaml_name)
     out = tmp_path / "pruned.pt"
     report = prune_file(str(src), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning, imgsz=IMGSZ),
                         latency_iters=0)
     assert report.after.macs < 0.85 * report.before.macs, f"{family} {task}: MACs barely cut"
     assert report.after.params < report.before.params
-    reloaded = _reload_without_edgeprune(out)
+    reloaded = reload_without_edgeprune(out, IMGSZ)
     assert reloaded["results"] == 1
     assert reloaded["shapes"] == _contract(src), "the task's outputs (classes, masks, keypoints, angle) changed"
 

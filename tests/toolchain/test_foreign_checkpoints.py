@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,29 @@ def test_finetune_on_a_missing_gpu_is_one_sentence(random_yolo, synth_data, tmp_
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--device cuda:0 asks for CUDA" in proc.stderr
+
+
+LEGACY = Path(__file__).resolve().parents[2] / "assets" / "ultralytics-8.1.0-yolov8n-seg.pt"
+
+
+@pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
+def test_a_checkpoint_pickled_by_ultralytics_8_1_prunes_at_640_to_a_stock_checkpoint(
+        tmp_path, reload_without_edgeprune, global_pruning):
+    """Pickled by Ultralytics 8.1.0 itself (``make legacy-checkpoint``): its classes lack today's attributes."""
+    from toolchain.contract import contract_shapes
+    from toolchain.pruning import PruneConfig
+    from toolchain.prune_run import prune_file
+
+    assert LEGACY.exists(), f"{LEGACY} is missing; run `make legacy-checkpoint` to reproduce it"
+    digest = sha256_of(LEGACY)
+    loaded = load_model(LEGACY)
+    assert (loaded.task, loaded.nc, loaded.train_imgsz) == ("segment", 3, 640)
+    out = tmp_path / "pruned.pt"
+    report = prune_file(str(LEGACY), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning,
+                                                           imgsz=loaded.train_imgsz), latency_iters=0)
+    assert report.after.macs < 0.35 * report.before.macs
+    reloaded = reload_without_edgeprune(out, 640)
+    assert reloaded["task"] == "segment" and reloaded["results"] == 1
+    expected = [list(s) for s in contract_shapes(loaded.model, torch.zeros(1, 3, 640, 640))]
+    assert reloaded["shapes"] == expected  # 4 + 3 classes + 32 mask coefficients, and 32 prototypes
+    assert sha256_of(LEGACY) == digest
