@@ -26,7 +26,7 @@ class ExportConfig:
 
     Args:
         precision: weights/compute precision of the artifact: fp32, fp16 or int8.
-        imgsz: square input size the artifact is built for.
+        imgsz: square input size the artifact is built for; None = the size the checkpoint was trained at.
         data: YOLO data.yaml; INT8 calibrates on its training images.
         calib_images: number of calibration images for INT8.
         max_drop: with INT8, largest accepted mAP50-95 drop (absolute, e.g. 0.01); triggers
@@ -36,7 +36,7 @@ class ExportConfig:
     """
 
     precision: str = "fp32"
-    imgsz: int = 640
+    imgsz: int | None = None
     data: str | None = None
     calib_images: int = 300
     max_drop: float | None = None

@@ -120,9 +120,9 @@ class RawHeadOutputs(nn.Module):
         return torch.cat([out[k] for k in ("boxes", "scores", "kpts") if k in out], 1)
 
 
-def prepare(model_path: str | Path, imgsz: int, input_shape: tuple[int, ...] | None = None,
+def prepare(model_path: str | Path, imgsz: int | None, input_shape: tuple[int, ...] | None = None,
             raw_head: bool = False, dynamic: bool = False) -> ExportSource:
-    """Load ``model_path`` and prepare it for export at ``imgsz``.
+    """Load ``model_path`` and prepare it for export at ``imgsz`` (None: the size it was trained at).
 
     Args:
         raw_head: export the head's raw maps instead of decoded boxes (numerical checks only).

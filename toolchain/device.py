@@ -58,3 +58,37 @@ def resolve_device(spec: str = "auto") -> TorchDevice:
     if index >= count:
         raise EdgepruneError(f"--device {spec} asks for CUDA device {index}, but this machine has {count} (0..{count - 1})")
     return TorchDevice(spec, str(index), True)
+
+
+def cpu_threads() -> int:
+    """Threads edgeprune runs torch CPU work with: every core this process may use.
+
+    ``OMP_NUM_THREADS`` cannot say what the user wanted: importing Ultralytics sets it to 1
+    when it is unset.
+    """
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def open_yolo(source, task: str | None = None):
+    """``ultralytics.YOLO(source)`` whose train/val/predict runs keep every CPU core.
+
+    Why: Ultralytics' ``select_device`` sets torch to ``cores - 1`` threads on every CPU
+    train, val and predict (``torch_utils.select_device``), which on a 2-core edge box or CI
+    runner halves the cores (fine-tuning measured ~30 s/epoch instead of ~8 s here) and leaks
+    into everything measured later in the same process. The callbacks run right after
+    ``select_device`` and put the count back to :func:`cpu_threads`.
+    """
+    import torch
+    from ultralytics import YOLO
+
+    yolo = YOLO(source, task=task) if task else YOLO(source)
+    threads = cpu_threads()
+
+    def restore(_component) -> None:
+        torch.set_num_threads(threads)
+
+    for event in ("on_pretrain_routine_start", "on_train_start", "on_val_start", "on_predict_start"):
+        yolo.add_callback(event, restore)
+    return yolo

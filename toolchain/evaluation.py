@@ -42,17 +42,16 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(model_path: str, data: str, imgsz: int = 640, batch: int = 16, split: str = "val",
+def evaluate(model_path: str, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
              device: str = "auto") -> EvalResult:
     """Validate ``model_path`` on ``data`` and return overall and per-class metrics."""
-    from ultralytics import YOLO
-
-    from toolchain.device import resolve_device
+    from toolchain.device import open_yolo, resolve_device
 
     loaded = load_model(model_path)
+    imgsz = imgsz or loaded.train_imgsz  # None: the size the checkpoint was trained at
     data_cfg = check_model_fits_data(loaded, data)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:
-        metrics = YOLO(model_path, task=loaded.task).val(
+        metrics = open_yolo(model_path, task=loaded.task).val(
             data=str(data), imgsz=imgsz, batch=batch, split=split, device=resolve_device(device).ultralytics, plots=False,
             verbose=False, project=tmp, name="val", workers=0,
         )

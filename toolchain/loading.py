@@ -252,9 +252,13 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def example_input(loaded: LoadedModel, imgsz: int, input_shape: tuple[int, ...] | None) -> torch.Tensor:
-    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules."""
+def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int, ...] | None) -> torch.Tensor:
+    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules.
+
+    ``imgsz`` None means the size the checkpoint was trained at (640 when it does not say).
+    """
     if loaded.is_yolo:
+        imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
         if imgsz % 32:
             raise ModelMismatchError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {imgsz}")
         return torch.randn(1, 3, imgsz, imgsz)

@@ -157,7 +157,7 @@ def analyse(graph: OpGraph, arch: DPUArch, head_scopes: tuple[str, ...] = ()) ->
     return rows, count_dpu_subgraphs(graph, devices)
 
 
-def preflight(model_path: str | Path, target: str = "kv260", imgsz: int = 640,
+def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None = None,
               input_shape: tuple[int, ...] | None = None) -> PreflightReport:
     """Trace ``model_path`` at ``imgsz`` and judge every op against ``target``'s DPU.
 

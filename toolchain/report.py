@@ -119,9 +119,9 @@ def plot_per_class(point: SweepPoint, out: Path) -> Path:
 
 def validator_curves(model: str, data: str, imgsz: int, out_dir: Path) -> list:
     """``curves_results`` of the Ultralytics validator (plots off: nothing is drawn or downloaded)."""
-    from ultralytics import YOLO
+    from toolchain.device import open_yolo
 
-    metrics = YOLO(model).val(data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False,
+    metrics = open_yolo(model).val(data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False,
                               project=str(out_dir), name="val", exist_ok=True, workers=0)
     return metrics.box.curves_results
 

@@ -159,8 +159,7 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig) -
     Raises:
         EdgepruneError: bad strength or epochs; ModelMismatchError: not a YOLO checkpoint or wrong classes.
     """
-    from ultralytics import YOLO
-
+    from toolchain.device import open_yolo
     from toolchain.loading import check_model_fits_data, load_model
 
     if cfg.strength <= 0:
@@ -180,7 +179,7 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig) -
         history.append((epoch, gammas(model)))
         snapshots.append(snapshot(model, epoch, cfg.thresholds))
 
-    yolo = YOLO(checkpoint)
+    yolo = open_yolo(checkpoint)
     yolo.add_callback("on_train_start", lambda trainer: regularise_before_step(trainer, cfg.strength))
     yolo.add_callback("on_train_epoch_end", record)
     yolo.train(trainer=_keep_architecture_trainer(loaded.task), data=str(data), project=str(out.parent),

@@ -119,7 +119,7 @@ def _check_epochs(cfg: TrainConfig) -> None:
 
 def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``."""
-    from ultralytics import YOLO
+    from toolchain.device import open_yolo
 
     _check_epochs(cfg)
     read_data_yaml(data)  # fail early, with our message, on a bad data file
@@ -127,7 +127,7 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResu
         check_model_fits_data(load_model(model), data)
     out = Path(out).resolve()
     try:
-        yolo = YOLO(model)
+        yolo = open_yolo(model)
     except FileNotFoundError:
         raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
     yolo.train(data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
@@ -136,7 +136,7 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResu
 
 def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
     """Fine-tune a (pruned) checkpoint on ``data`` keeping its architecture."""
-    from ultralytics import YOLO
+    from toolchain.device import open_yolo
 
     _check_epochs(cfg)
     loaded = load_model(checkpoint)
@@ -144,7 +144,7 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig) -> T
         raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; finetune works on Ultralytics checkpoints")
     check_model_fits_data(loaded, data)
     out = Path(out).resolve()
-    yolo = YOLO(checkpoint)
+    yolo = open_yolo(checkpoint)
     trainer_cls = _keep_architecture_trainer(loaded.task)
     yolo.train(trainer=trainer_cls, data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
     return _result(yolo, out, cfg.epochs)

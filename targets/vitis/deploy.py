@@ -33,7 +33,8 @@ class VitisConfig:
     Args:
         board: target board (``kv260``), which fixes the DPU and its arch.json.
         data: YOLO data.yaml; calibration images from ``train``, evaluation images from ``val``.
-        imgsz: square input size compiled into the xmodel (832 for 4 x 416 splicing).
+        imgsz: square input size compiled into the xmodel (832 for 4 x 416 splicing); None = the size
+            the checkpoint was trained at.
         calib_images: calibration images (the vai_q_pytorch README suggests 100-1000).
         eval_images: validation images the quantised model is scored on (0 = none).
         fast_finetune: vai_q_pytorch fast fine-tuning (AdaQuant) during calibration.
@@ -44,7 +45,7 @@ class VitisConfig:
 
     board: str = "kv260"
     data: str | None = None
-    imgsz: int = 640
+    imgsz: int | None = None
     calib_images: int = 200
     eval_images: int = 100
     fast_finetune: bool = False
