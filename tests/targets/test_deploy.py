@@ -49,16 +49,10 @@ def test_fp32_artifact_keeps_torch_map_and_records_everything(deployed, baseline
     assert abs(acc["map50_95_drop"]) <= 0.002 and abs(acc["map50_drop"]) <= 0.002
 
 
-# Known regression, kept visible: with the packages a fresh `make setup` installs in December 2026
-# (onnxruntime 1.32.0 and 1.31.1 alike, onnx 1.23.2, onnxslim 0.1.98), static QDQ INT8 of the
-# committed baseline scores mAP50 0.820 vs 0.908 for FP32, on this commit and on the previous
-# one. strict: the moment it passes again, this marker must go.
-ORT_INT8_REGRESSION = pytest.mark.xfail(strict=True, reason="ORT static INT8 lost ~9 mAP50 points with "
-                                        "the current package set (0.820 vs 0.908); under investigation")
-
-
-@pytest.mark.parametrize("target", [pytest.param(t, marks=ORT_INT8_REGRESSION) if t == "onnx" else t
-                                    for t in EXPORT_TARGETS])
+# Not a package regression but CPU-dependent saturation: with 8-bit weights, ORT's u8s8 kernels on
+# x86 CPUs without VNNI (an AVX2 EPYC here) scored 0.820 vs 0.908; the 7-bit weights ONNX export
+# now uses (quantize_int8's docstring) hold on both kinds of CPU, and this test checks whichever it runs on.
+@pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_int8_stays_within_two_map50_points(deployed, target):
     fp32 = deployed(target, "fp32").record["accuracy"]["artifact"]
     result = deployed(target, "int8")
