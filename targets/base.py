@@ -64,15 +64,21 @@ class RunnerInfo:
 class Runner(abc.ABC):
     """A compiled artifact on one device, ready to infer.
 
-    Input is a float32 NCHW array in [0, 1]; output is the model's first output (for YOLO
-    detectors ``(batch, 4 + nc, anchors)`` with xywh boxes in input pixels).
+    Input is a float32 NCHW array in [0, 1]. :meth:`outputs` returns every output in the
+    artifact's order (a segment model's second one is its Proto masks); calling the runner
+    returns the first (for YOLO detectors ``(batch, 4 + nc, anchors)`` with xywh boxes in input
+    pixels), which is what the pre/post-processing and the benchmarks consume.
     """
 
     info: RunnerInfo
 
     @abc.abstractmethod
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one synchronous inference; every output, in the artifact's output order."""
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Run one synchronous inference."""
+        """Run one synchronous inference; the first output."""
+        return self.outputs(x)[0]
 
     def default_requests(self) -> int:
         """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""

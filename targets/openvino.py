@@ -95,8 +95,9 @@ class OpenVINORunner(Runner):
             input_name=port.get_any_name(), input_shape=tuple(port.get_partial_shape().to_shape()),
         )
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.compiled(x)[0]
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        result = self.compiled(x)
+        return [result[port] for port in self.compiled.outputs]
 
     def default_requests(self) -> int:
         try:

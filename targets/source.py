@@ -87,7 +87,7 @@ class ExportSource:
 
 
 def _yolo_for_export(model: nn.Module, dynamic: bool) -> tuple[nn.Module, str]:
-    from ultralytics.nn.modules.head import Detect
+    from ultralytics.nn.modules.head import Classify, Detect
 
     module = copy.deepcopy(model).float().eval()
     for p in module.parameters():
@@ -98,6 +98,8 @@ def _yolo_for_export(model: nn.Module, dynamic: bool) -> tuple[nn.Module, str]:
         if isinstance(m, Detect):
             m.export, m.format, m.dynamic = True, "onnx", dynamic
             head_scope = name
+        elif isinstance(m, Classify):  # export mode: the probabilities alone, as Ultralytics' exports give
+            m.export = True
     return module, head_scope
 
 

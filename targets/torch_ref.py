@@ -13,6 +13,7 @@ import torch
 
 from targets.base import ExportConfig, Runner, RunnerInfo, Target
 from targets.registry import register_target
+from toolchain.contract import flat_tensors
 from toolchain.errors import EdgepruneError
 
 
@@ -27,10 +28,10 @@ class TorchRunner(Runner):
             input_shape=(1, 3, imgsz, imgsz),
         )
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
             out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-        return (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+        return [t.numpy() for t in flat_tensors(out)]
 
 
 @register_target

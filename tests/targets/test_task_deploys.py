@@ -31,4 +31,9 @@ def test_pruned_model_of_each_task_deploys_with_fidelity(random_yolo, tmp_path, 
     fidelity = record["fidelity"]
     assert fidelity["max_rel_diff"] <= 1e-4, fidelity
     assert fidelity["output_shape"][0] == 1
+    # every output is compared, each at its own scale: a segment model's Proto masks too
+    assert len(fidelity["outputs"]) == (2 if task == "segment" else 1), fidelity
+    assert all(o["max_rel_diff"] <= 1e-4 for o in fidelity["outputs"])
+    if task == "segment":
+        assert fidelity["outputs"][1]["shape"][1] == 32  # the Proto's mask prototypes (contract: never pruned)
     assert record["runner"]["executed_precision"]
