@@ -44,7 +44,8 @@ class PruneConfig:
         global_pruning: rank channels across layers instead of per layer.
         round_to: keep channel counts multiples of this (8 suits SIMD and DPUs); None = no rounding.
         steps: prune in this many equal steps, re-scoring in between.
-        imgsz: input size for tracing and MAC counting (YOLO models).
+        imgsz: input size for tracing and MAC counting (YOLO models); None: the size the
+            checkpoint was trained at (640 when it does not say).
         data: YOLO data.yaml, needed by gradient-based criteria.
         calib_batches: batches of ``data`` used per step by gradient-based criteria.
     """
@@ -54,7 +55,7 @@ class PruneConfig:
     global_pruning: bool = False
     round_to: int | None = 8
     steps: int = 1
-    imgsz: int = 640
+    imgsz: int | None = None
     data: str | None = None
     calib_batches: int = 4
 
@@ -128,7 +129,7 @@ def _module_names(model: nn.Module, modules: list[nn.Module]) -> list[str]:
     return [name for name, m in model.named_modules() if id(m) in wanted]
 
 
-def _gradient_step_fn(loaded: LoadedModel, cfg: PruneConfig) -> Callable[[nn.Module], None]:
+def _gradient_step_fn(loaded: LoadedModel, cfg: PruneConfig, imgsz: int) -> Callable[[nn.Module], None]:
     """Accumulate loss gradients on real images before a Taylor-scored pruning step."""
     from toolchain.calibration import yolo_batches, yolo_loss
 
@@ -139,7 +140,7 @@ def _gradient_step_fn(loaded: LoadedModel, cfg: PruneConfig) -> Callable[[nn.Mod
 
     def accumulate(model: nn.Module) -> None:
         model.zero_grad()
-        for batch in yolo_batches(cfg.data, cfg.imgsz, cfg.calib_batches):
+        for batch in yolo_batches(cfg.data, imgsz, cfg.calib_batches):
             yolo_loss(model, batch).backward()
 
     return accumulate
@@ -225,7 +226,7 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
     for p in model.parameters():
         p.requires_grad_(True)
 
-    grad_step = _gradient_step_fn(loaded, cfg) if needs_gradients(cfg.method) else None
+    grad_step = _gradient_step_fn(loaded, cfg, example.shape[-1]) if needs_gradients(cfg.method) else None
     culprit = _Culprit(model)
     try:
         with trace_training_branches(model):

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -62,7 +62,7 @@ class SweepConfig:
     steps: int = 1
     finetune_epochs: int = 0
     target: str = "openvino"
-    imgsz: int = 640
+    imgsz: int | None = None  # None: the size the checkpoint was trained at (640 when it does not say)
     max_drop: float = 0.02
     refine: bool = False
     refine_steps: int = 3
@@ -323,10 +323,13 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
         SweepError: bad ratios.
     """
     from toolchain.fileio import atomic_output
-    from toolchain.loading import check_model_fits_data, load_model
+    from toolchain.loading import DEFAULT_IMGSZ, check_model_fits_data, load_model
 
     cfg.validate()
-    check_model_fits_data(load_model(model_path), cfg.data)
+    loaded = load_model(model_path)
+    check_model_fits_data(loaded, cfg.data)
+    if cfg.imgsz is None:  # fixed once, so every point (and the resume key) uses the same size
+        cfg = replace(cfg, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = cfg.settings_key(model_path)
