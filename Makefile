@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-full test-deps demo baseline legacy-checkpoint clean families-table
+.PHONY: setup test test-full test-deps demo baseline legacy-checkpoint clean families-table family-checkpoints
 
 setup: $(STAMP)
 
@@ -30,8 +30,14 @@ $(STAMP): pyproject.toml
 test: setup test-deps
 	$(BIN)/python -m pytest -q -m "not full" tests
 
-test-full: setup test-deps
+test-full: setup test-deps family-checkpoints
 	$(BIN)/python -m pytest -q tests
+
+# One short-trained detect checkpoint per family (about 40 minutes on 2 cores the first time; cached).
+FAMILY_CKPTS := .cache/family-checkpoints
+family-checkpoints: setup
+	test -f $(BASELINE_DATA)/data.yaml || $(BIN)/edgeprune data synth $(BASELINE_DATA)
+	$(BIN)/python scripts/family_checkpoints.py $(BASELINE_DATA)/data.yaml $(FAMILY_CKPTS)
 
 # The README's family x task support table, measured (about 10 minutes on 2 cores).
 families-table: setup

@@ -50,7 +50,7 @@ def row(family: str, task: str, yaml_name: str, imgsz: int, deploy_imgsz: int, t
     from targets.deploy import deploy
     from toolchain.checkpoint import save_model
     from toolchain.loading import LoadedModel
-    from toolchain.preflight import preflight
+    from targets.vitis.preflight import preflight
     from toolchain.pruning import PruneConfig
     from toolchain.prune_run import prune_file
     from toolchain.zoo import build
@@ -89,12 +89,57 @@ def row(family: str, task: str, yaml_name: str, imgsz: int, deploy_imgsz: int, t
     return cells + [_cell(reload), _cell(exported("onnx")), _cell(exported("openvino")), _cell(dpu)]
 
 
+def trained_row(family: str, data: str, ckpt_dir: Path, tmp: Path) -> list[str]:
+    """One family from its short-trained checkpoint (``make family-checkpoints``), at the size it was trained at."""
+    import json
+
+    from targets.base import ExportConfig
+    from targets.deploy import deploy
+    from toolchain.pruning import PruneConfig
+    from toolchain.prune_run import prune_file
+    from toolchain.zoo import detect_yaml
+
+    src = ckpt_dir / f"{Path(detect_yaml(family)).stem}.pt"
+    if not src.exists():
+        return [family, f"missing ({src}; run `make family-checkpoints`)"] + ["-"] * 5
+    card = json.loads(src.with_suffix(".json").read_text())
+    recipe = card["recipe"]
+    local_out, global_out = tmp / f"{src.stem}-tl.pt", tmp / f"{src.stem}-tg.pt"
+
+    def pruned(out, global_pruning):
+        def run():
+            rep = prune_file(str(src), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning), latency_iters=0)
+            return f"{rep.before.macs / 1e9:.2f} → {rep.after.macs / 1e9:.2f} G (−{1 - rep.after.macs / rep.before.macs:.0%})"
+        return run
+
+    def reload():
+        proc = subprocess.run([sys.executable, "-c", _RELOAD, str(local_out)], capture_output=True, text=True, cwd="/")
+        return "yes" if proc.returncode == 0 else f"fails: {proc.stderr.strip().splitlines()[-1][:90]}"
+
+    def onnx():
+        rec = deploy("onnx", str(local_out), tmp / f"{src.stem}-tonnx", ExportConfig(precision="fp32", data=data)).record
+        acc = rec["accuracy"]
+        return (f"yes ({rec['fidelity']['max_rel_diff']:.0e}); mAP50 {acc['artifact']['map50']:.3f} "
+                f"vs torch {acc['torch_fp32']['map50']:.3f}")
+
+    cells = [family, f"`{src.name}` ({recipe['epochs']} epochs at {recipe['imgsz']})",
+             f"{card['map50']:.3f} / {card['map50_95']:.3f}", _cell(pruned(local_out, False)),
+             _cell(pruned(global_out, True))]
+    if not local_out.exists():
+        return cells + ["-"] * 2
+    return cells + [_cell(reload), _cell(onnx)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="Also write the Markdown table here.")
     parser.add_argument("--only", default=None, help="Only yaml names containing this text.")
     parser.add_argument("--imgsz", type=int, default=640, help="Size for pruning and MAC counting.")
     parser.add_argument("--deploy-imgsz", type=int, default=256, help="Size for the deploys and the preflight.")
+    parser.add_argument("--trained", type=Path, default=None,
+                        help="Folder of `make family-checkpoints`: add a table of the trained detect checkpoints.")
+    parser.add_argument("--data", default=None, help="The data.yaml they were trained on (with --trained).")
+    parser.add_argument("--skip-yaml", action="store_true", help="Only the trained table.")
     args = parser.parse_args()
 
     import ultralytics
@@ -106,14 +151,16 @@ def main() -> None:
               "reloads stock", f"ONNX ({args.deploy_imgsz}, rel. fidelity)", "OpenVINO", "KV260 preflight (as is)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     started = time.time()
+    if args.skip_yaml:
+        lines = []
     with tempfile.TemporaryDirectory(prefix="edgeprune-families-") as tmp:
-        for family, task, yaml_name in matrix():
+        for family, task, yaml_name in [] if args.skip_yaml else matrix():
             if args.only and args.only not in yaml_name:
                 continue
             cells = row(family, task, yaml_name, args.imgsz, args.deploy_imgsz, Path(tmp))
             lines.append("| " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
-        for family, yaml_name in REFUSED.items():
+        for family, yaml_name in {} if args.skip_yaml else REFUSED.items():
             from ultralytics import RTDETR
 
             from toolchain.checkpoint import save_model
@@ -129,8 +176,21 @@ def main() -> None:
                 sentence = str(exc).replace(str(path), "the checkpoint")
             lines.append(f"| {family} | detect | `{yaml_name}` | refused: {sentence} |" + " |" * (len(header) - 4))
             print(lines[-1], flush=True)
-    footer = (f"\nUltralytics {ultralytics.__version__}; untrained models from the shipped yaml, 3 classes; "
-              f"{time.time() - started:.0f} s on this machine.")
+        if args.trained:
+            from toolchain.zoo import FAMILIES
+
+            trained_header = ["family", "trained checkpoint", "mAP50 / mAP50-95", "prune 0.5 local (its own size)",
+                              "prune 0.5 global", "reloads stock", "ONNX FP32 of the 0.5 local (no fine-tune)"]
+            lines += ["", "From short-trained detect checkpoints (trained weights and activation magnitudes):", "",
+                      "| " + " | ".join(trained_header) + " |", "|" + "---|" * len(trained_header)]
+            for family in FAMILIES:
+                if args.only and args.only not in family:
+                    continue
+                lines.append("| " + " | ".join(trained_row(family, args.data, args.trained, Path(tmp))) + " |")
+                print(lines[-1], flush=True)
+    footer = (f"\nUltralytics {ultralytics.__version__}; yaml rows: untrained models from the shipped yaml, 3 classes"
+              + ("; trained rows: `make family-checkpoints` on the synthetic set" if args.trained else "")
+              + f"; {time.time() - started:.0f} s on this machine.")
     print(footer)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n" + footer + "\n")
