@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from targets.bench import BenchConfig, measure_inference  # noqa: E402
 from targets.bench_run import open_runner  # noqa: E402
-from toolchain.metrics import cpu_name  # noqa: E402
+from toolchain.latency import cpu_name  # noqa: E402
 
 
 def benchmark_app(xml: Path, hint: str, seconds: float, precision: str, nireq: int) -> tuple[float, str]:

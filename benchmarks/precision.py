@@ -28,7 +28,7 @@ from targets.base import ExportConfig  # noqa: E402
 from targets.bench import BenchConfig, measure_inference  # noqa: E402
 from targets.bench_run import open_runner  # noqa: E402
 from targets.deploy import deploy  # noqa: E402
-from toolchain.metrics import cpu_name  # noqa: E402
+from toolchain.latency import cpu_name  # noqa: E402
 
 
 def main() -> None:

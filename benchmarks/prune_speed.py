@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -28,19 +27,19 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from targets.bench import BenchConfig, measure_inference  # noqa: E402
+from targets.registry import get_target  # noqa: E402
+from targets.torch_ref import TorchRunner  # noqa: E402
 from toolchain.loading import load_model  # noqa: E402
-from toolchain.metrics import cpu_name  # noqa: E402
+from toolchain.latency import cpu_name  # noqa: E402
 from toolchain.pruning import PruneConfig  # noqa: E402
 from toolchain.prune_run import prune_file  # noqa: E402
 
 
-def time_call(fn, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def median_ms(runner, name: str, iters: int) -> float:
+    """Median latency of one round, by the bench harness's loop and statistics."""
+    cfg = BenchConfig(backend=runner.info.backend, duration=None, iterations=iters, warmup=0)
+    return measure_inference(runner, name, cfg).latency.median_ms
 
 
 def main() -> None:
@@ -69,28 +68,18 @@ def main() -> None:
         macs[f"pruned {ratio}"] = report.after.macs
 
     runners = {}
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
     for name, path in models.items():
-        module = load_model(path).model.eval()
         onnx_file = YOLO(str(path)).export(format="onnx", imgsz=args.imgsz, verbose=False)
-        session = ort.InferenceSession(onnx_file, opts, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: x.numpy()}
-
-        def torch_run(m=module):
-            with torch.inference_mode():
-                m(x)
-
-        runners[name] = {"torch": torch_run, "onnxruntime": lambda s=session, f=feed: s.run(None, f)}
-        for fn in runners[name].values():  # warm-up
-            for _ in range(5):
-                fn()
+        runners[name] = {"torch": TorchRunner(load_model(path).model, tuple(x.shape), args.threads),
+                         "onnxruntime": get_target("onnx").open(Path(onnx_file), threads=args.threads)}
+        for runner in runners[name].values():  # warm-up
+            median_ms(runner, name, 5)
 
     samples = {(n, b): [] for n in runners for b in ("torch", "onnxruntime")}
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # interleaved rounds: machine noise hits every model alike
         for name, backends in runners.items():
-            for backend, fn in backends.items():
-                samples[(name, backend)].append(time_call(fn, args.iters))
+            for backend, runner in backends.items():
+                samples[(name, backend)].append(median_ms(runner, name, args.iters))
 
     print(f"device: CPU ({cpu_name()}), precision FP32, batch 1, {args.threads} threads, "
           f"input {args.imgsz}x{args.imgsz}, inference only (no pre/post-processing)")

@@ -1,7 +1,7 @@
 """Write a (pruned) network back as Darknet .cfg text, keeping every option of the original.
 
 Why rewrite the original sections instead of printing the specs: the pruned cfg is trained on
-in Darknet afterwards (seed 002: "fine tune under the framework of darknet"), so the training
+in Darknet afterwards (the usual Darknet pruning flow fine-tunes under Darknet), so the training
 keys (jitter, max_delta, burn_in...) must survive. Only ``filters`` and the layer references of
 routes and shortcuts change; a reference keeps its style (``-3`` stays relative, ``61`` stays
 absolute) but points at the renumbered layer.

@@ -3,8 +3,8 @@
 Why strict where Darknet is lenient: Darknet reads numbers with ``atoi`` (``"3x"`` is 3, ``""``
 is 0), silently uses the first of two equal keys and ignores keys it does not know. A converter
 that guessed the same way would produce a model that is quietly different from the one trained,
-which is the failure seed 002 describes (``group_id``/``max_delta`` breaking a hand-written
-tool). So: malformed values are errors naming file, line, section and key; keys that change the
+which is how hand-written converters fail in the field (``group_id``/``max_delta`` keys breaking
+them). So: malformed values are errors naming file, line, section and key; keys that change the
 maths but that we do not implement are ``unsupported:`` errors; keys Darknet only uses for
 training are ignored; keys nobody knows become warnings on :attr:`Network.warnings`.
 

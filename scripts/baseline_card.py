@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from toolchain.evaluation import evaluate
+from toolchain.validator import evaluate
 from toolchain.fileio import sha256_of
 from toolchain.loading import read_data_yaml
 

@@ -42,6 +42,30 @@ class ExportConfig:
     max_drop: float | None = None
     device: str = "cpu"
     dynamic: bool = False
+    options: dict = field(default_factory=dict)  # a target's own options (:attr:`Target.options`), by key
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A deploy option one target adds to the common ones; the CLI turns it into a click option.
+
+    Declared as data, not as click objects, so a target module knows nothing of the CLI and the
+    CLI needs no edit when a target is added. ``key`` is the ExportConfig field it sets, or
+    else the key under ``ExportConfig.options``.
+    """
+
+    flag: str  # e.g. "--max-drop"
+    help: str
+    type: type = str  # str, int or float
+    default: object = None
+    choices: tuple[str, ...] | None = None
+    is_flag: bool = False
+    min: float | None = None  # exclusive lower bound for numbers
+    dest: str | None = None  # the key, when the flag's own name would clash with a common option
+
+    @property
+    def key(self) -> str:
+        return self.dest or self.flag.lstrip("-").replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -130,9 +154,34 @@ class ExportResult:
 
 
 class Target(abc.ABC):
-    """A deployment backend."""
+    """A deployment backend, and everything the CLI needs to offer it (the registry is the truth).
+
+    Attributes:
+        name: registry key, ``deploy`` subcommand and ``--backend``/``--target`` choice.
+        summary: one line for ``edgeprune deploy --help``.
+        precisions: artifact precisions ``deploy`` builds; empty for runners that build
+            nothing (the torch reference).
+        compute_precisions: what ``bench``/``eval --precision`` may force when running an artifact.
+        default_device / device_help: the ``--device`` option of its deploy subcommand.
+        options: extra deploy options (:class:`TargetOption`).
+        runs_on_host: False when its artifacts run only on another machine (a board).
+    """
 
     name: str = ""
+    summary: str = ""
+    precisions: tuple[str, ...] = ()
+    compute_precisions: tuple[str, ...] = ("auto", "f32")
+    default_device: str = "cpu"
+    device_help: str = "Device the artifact is checked on."
+    options: tuple[TargetOption, ...] = ()
+    runs_on_host: bool = True
+
+    def check_config(self, cfg: ExportConfig) -> None:
+        """Refuse option combinations this target cannot build, with one sentence (before any work)."""
+
+    def verify_precision(self, precision: str) -> str:
+        """Compute precision to check a ``precision`` artifact in (``auto``: as the runtime chooses)."""
+        return "auto"
 
     @abc.abstractmethod
     def devices(self) -> list[str]:
@@ -140,7 +189,7 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
-        """Write the artifact for ``source`` (a :class:`targets.source.ExportSource`) under ``out_dir``.
+        """Write the artifact for ``source`` (a :class:`targets.export_source.ExportSource`) under ``out_dir``.
 
         Returns the artifact's path (file or folder).
         """

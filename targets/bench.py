@@ -12,7 +12,6 @@ processing is inside the timing. Results are JSON lines, one per run.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 
 from targets.base import Runner
 from toolchain.errors import EdgepruneError
-from toolchain.metrics import cpu_name
+from toolchain.latency import LatencyStats, cpu_name
 
 
 @dataclass(frozen=True)
@@ -47,22 +46,6 @@ class BenchConfig:
             raise EdgepruneError("give a positive --duration or --iterations")
         if self.iterations is not None and self.iterations < 1:
             raise EdgepruneError(f"--iterations must be at least 1, got {self.iterations}")
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    median_ms: float
-    avg_ms: float
-    p90_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> "LatencyStats":
-        ms = sorted(s * 1000 for s in seconds)
-        pick = lambda q: ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]  # noqa: E731
-        return cls(statistics.median(ms), statistics.fmean(ms), pick(0.9), pick(0.99), ms[0], ms[-1])
 
 
 @dataclass

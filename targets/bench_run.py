@@ -12,15 +12,12 @@ from targets.artifacts import read_metadata, resolve_artifact
 from targets.bench import BenchConfig, BenchResult, measure_inference
 from targets.e2e import Detector, measure_e2e, measure_streams
 from targets.registry import get_target, target_for_artifact
-from targets.sources import open_source
+from targets.frame_sources import open_source
 from toolchain.errors import EdgepruneError
 
 
 def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None):
     """The runner for ``artifact`` with the bench settings applied."""
-    if cfg.backend == "vart":
-        raise EdgepruneError("the vart backend runs on the board: copy the board bundle and use run_kv260.py "
-                             "(or `edgeprune board bench --host ...`)")
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
     if not target.owns(path):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import folder_bytes, write_deploy_record
-from targets.base import PRECISIONS, ExportConfig, ExportResult
+from targets.base import ExportConfig, ExportResult
 from targets.registry import get_target
-from targets.source import ExportSource, prepare
+from targets.export_source import ExportSource, prepare
 from toolchain.errors import EdgepruneError, InputFileError
 from toolchain.loading import read_data_yaml
 
@@ -32,7 +32,7 @@ def _fidelity(source: ExportSource, runner) -> dict:
     from targets.torch_ref import TorchRunner
 
     x = source.example.numpy()
-    refs = TorchRunner(source.module, source.imgsz, None).outputs(x)
+    refs = TorchRunner(source.module, tuple(source.example.shape)).outputs(x)
     outs = runner.outputs(x)
     if len(outs) != len(refs):
         raise EdgepruneError(f"artifact has {len(outs)} outputs, PyTorch's model {len(refs)}")
@@ -57,7 +57,7 @@ def _accuracy(source: ExportSource, runner, data: str) -> dict:
     data_cfg = read_data_yaml(data)
     nc = data_cfg["nc"]
     artifact = evaluate_callable(runner, data, source.imgsz, nc)
-    reference = evaluate_callable(TorchRunner(source.module, source.imgsz, None), data, source.imgsz, nc)
+    reference = evaluate_callable(TorchRunner(source.module, tuple(source.example.shape)), data, source.imgsz, nc)
     for res in (artifact, reference):
         res.pop("per_class")
     return {"data": str(data), "split": "val", "artifact": artifact, "torch_fp32": reference,
@@ -72,9 +72,11 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     Raises:
         EdgepruneError: unknown target or device, bad precision, missing calibration data.
     """
-    if cfg.precision not in PRECISIONS:
-        raise EdgepruneError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     target = get_target(target_name)
+    if cfg.precision not in target.precisions:
+        what = ", ".join(target.precisions) or "nothing (it is a reference runner)"
+        raise EdgepruneError(f"target {target_name} builds {what}; got --precision {cfg.precision!r}")
+    target.check_config(cfg)
     device = target.check_device(cfg.device)
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(model_path).resolve():
@@ -86,9 +88,8 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
             raise EdgepruneError(f"{model_path} predicts nc={len(source.names)} classes but {cfg.data} has nc={nc}")
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = Path(target.export(source, out_dir, cfg))
-    # An FP32 artifact is checked in f32 (OpenVINO would otherwise pick bf16 on CPUs that have it);
-    # FP16/INT8 run as the runtime chooses, and the runner records what that was.
-    runner = target.open(artifact, device, "f32" if target_name == "openvino" and cfg.precision == "fp32" else "auto")
+    # the runner records the precision the runtime executed; the target says which to force, if any
+    runner = target.open(artifact, device, target.verify_precision(cfg.precision))
     record = {
         "target": target_name,
         "artifact": artifact.name,

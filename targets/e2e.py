@@ -1,7 +1,8 @@
 """End-to-end and multi-stream measurements: decode → letterbox → infer → NMS, timed per stage.
 
 Why apart from inference-only numbers: what a camera application gets is frames per second
-including decode and post-processing (seeds 000/001 report both). Both are always labelled.
+including decode and post-processing, which can differ from inference-only FPS by a
+large factor. Both are always labelled.
 Multi-stream mode compares four 416x416 streams spliced into one 832x832 inference with the
 same four streams run as four separate inferences, in one run, with the same sources.
 """
@@ -14,12 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from targets.base import Runner
-from targets.bench import BenchConfig, BenchResult, LatencyStats, _base_fields, _stop_rule
-from targets.imagedata import letterbox, to_input
-from targets.splice import splice, unsplice
-from toolchain.detection_metrics import nms
-
-DETECT_CONF, DETECT_IOU = 0.25, 0.45  # deployment thresholds (Ultralytics predict defaults 0.25 / 0.7)
+from targets.bench import BenchConfig, BenchResult, _base_fields, _stop_rule
+from toolchain.latency import LatencyStats
+from toolchain.prepost import DETECT_CONF, DETECT_IOU, letterbox, nms, splice, to_input, unsplice
 
 
 @dataclass
@@ -43,7 +41,7 @@ class Detector:
         t1 = time.perf_counter()
         raw = self.runner(x)
         t2 = time.perf_counter()
-        dets = nms(raw, self.nc, conf=self.conf, iou=self.iou)[0]
+        dets = nms(raw[0, :4 + self.nc].T, conf=self.conf, iou=self.iou)  # the board script's NMS, too
         dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
         t3 = time.perf_counter()
         if timings is not None:

@@ -1,13 +1,12 @@
-"""Images and labels of a YOLO data set, and the letterbox every runner's input goes through.
+"""Images and labels of a YOLO data set, letterboxed as every runner's input is.
 
 Why one module: calibration (OpenVINO, ONNX Runtime), artifact evaluation and the bench
-harness must feed identical pixels, or INT8 and FP32 numbers are not comparable. The
-letterbox matches Ultralytics' (resize keeping aspect, centre, pad with 114).
+harness must feed identical pixels, or INT8 and FP32 numbers are not comparable; the
+letterbox itself is :func:`toolchain.prepost.letterbox`, shared with the board script.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,48 +14,7 @@ import numpy as np
 
 from toolchain.errors import InputFileError
 from toolchain.loading import read_data_yaml
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-PAD_VALUE = 114
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image was fitted into the network input: scale, then (left, top) padding."""
-
-    scale: float
-    pad_x: float
-    pad_y: float
-
-    def to_original(self, boxes_xyxy: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-        """Map boxes from network-input pixels back to the original image, clipped to it."""
-        out = boxes_xyxy.copy()
-        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
-        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
-        out[:, [0, 2]] = out[:, [0, 2]].clip(0, shape_hw[1])
-        out[:, [1, 3]] = out[:, [1, 3]].clip(0, shape_hw[0])
-        return out
-
-
-def letterbox(image_bgr: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio and pad to ``size`` (int = square, or (h, w))."""
-    h_out, w_out = (size, size) if isinstance(size, int) else size
-    h, w = image_bgr.shape[:2]
-    scale = min(h_out / h, w_out / w)
-    new_w, new_h = int(round(w * scale)), int(round(h * scale))
-    resized = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (w, h) \
-        else image_bgr
-    pad_x, pad_y = (w_out - new_w) / 2, (h_out - new_h) / 2
-    left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
-    canvas = np.full((h_out, w_out, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[top:top + new_h, left:left + new_w] = resized
-    return canvas, Letterbox(scale, left, top)
-
-
-def to_input(images_bgr: list[np.ndarray]) -> np.ndarray:
-    """BGR uint8 HWC images → float32 NCHW RGB in [0, 1]."""
-    batch = np.stack([img[..., ::-1].transpose(2, 0, 1) for img in images_bgr])
-    return np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+from toolchain.prepost import IMAGE_SUFFIXES, letterbox, to_input
 
 
 def image_files(data_yaml: str | Path, split: str) -> list[Path]:

@@ -1,8 +1,8 @@
 """ONNX Runtime target: FP32/FP16 ONNX, and static INT8 (QDQ, per-channel) for CPU or CUDA.
 
 Why static INT8 only: dynamic quantisation computes activation ranges at run time and, for
-conv networks, adds quantise/dequantise work on every layer; seed 000 measured it *slower*
-(53.6 → 78.7 ms). We calibrate on real images (``quant_pre_process`` first, as ORT
+conv networks, adds quantise/dequantise work on every layer, so it is typically *slower*
+than FP32 (one YOLO write-up measured 53.6 → 78.7 ms). We calibrate on real images (``quant_pre_process`` first, as ORT
 recommends), quantise per channel in QDQ format, and leave the YOLO head's decode nodes in
 float, which is what keeps INT8 scores from collapsing to zero.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import atomic_folder, read_deploy_record, read_metadata
-from targets.base import ExportConfig, Runner, RunnerInfo, Target
+from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
 
@@ -167,6 +167,15 @@ class ONNXRuntimeTarget(Target):
     """ONNX Runtime with the CPU, CUDA or TensorRT execution provider."""
 
     name = "onnx"
+    summary = "ONNX (simplified with onnxslim); INT8 is static QDQ per-channel with the head's decode in float."
+    precisions = PRECISIONS
+    device_help = "ONNX Runtime execution provider the artifact is checked on: " + ", ".join(PROVIDERS) + "."
+    options = (TargetOption("--dynamic", "Dynamic INT8 quantisation (refused for conv models, with the reason).",
+                            is_flag=True, default=False, dest="dynamic_quantization"),)
+
+    def check_config(self, cfg: ExportConfig) -> None:
+        if cfg.options.get("dynamic_quantization"):
+            raise EdgepruneError(DYNAMIC_REFUSAL)
 
     def devices(self) -> list[str]:
         import onnxruntime as ort

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import atomic_folder, read_deploy_record, read_metadata
-from targets.base import ExportConfig, Runner, RunnerInfo, Target
+from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
 
@@ -160,6 +160,21 @@ class OpenVINOTarget(Target):
     """OpenVINO IR on CPU, GPU, NPU or AUTO."""
 
     name = "openvino"
+    summary = "OpenVINO IR (Ultralytics layout, so YOLO(folder) runs it too); INT8 through NNCF."
+    precisions = PRECISIONS
+    compute_precisions = ("auto", "f32", "bf16", "f16")
+    default_device = "CPU"
+    device_help = "OpenVINO device: CPU, GPU, NPU, AUTO."
+    options = (TargetOption("--max-drop", "INT8 with accuracy control: largest accepted mAP50-95 drop (e.g. 0.01).",
+                            type=float, min=0.0),)
+
+    def check_config(self, cfg: ExportConfig) -> None:
+        if cfg.max_drop is not None and cfg.precision != "int8":
+            raise EdgepruneError("--max-drop applies to --precision int8 only")
+
+    def verify_precision(self, precision: str) -> str:
+        # an FP32 IR is checked in f32: OpenVINO would otherwise pick bf16 on CPUs that have it
+        return "f32" if precision == "fp32" else "auto"
 
     def devices(self) -> list[str]:
         return list(_core().available_devices)

@@ -1,4 +1,10 @@
-"""Name → target registry: one decorator to add a backend, one lookup that lists the known ones."""
+"""Name → target registry: one decorator to add a backend, one lookup that lists the known ones.
+
+The registry is the truth: ``deploy`` subcommands and every ``--backend``/``--target`` choice
+are built from it, so a new backend is one new module under ``targets/`` that decorates its
+:class:`~targets.base.Target` with :func:`register_target`. Every module of the ``targets``
+package is imported once to find them (that is the whole discovery rule).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from targets.base import Target
 from toolchain.errors import EdgepruneError
 
 _TARGETS: dict[str, type[Target]] = {}
-_BUILTIN_MODULES = ("targets.openvino", "targets.onnxruntime", "targets.torch_ref", "targets.vitis")
+_discovered = False
 
 
 def register_target(cls: type[Target]) -> type[Target]:
@@ -20,15 +26,34 @@ def register_target(cls: type[Target]) -> type[Target]:
 
 
 def _load_builtins() -> None:
+    """Import every top-level module and subpackage of ``targets`` (once), so their targets register."""
+    global _discovered
+    if _discovered:
+        return
     import importlib
+    import pkgutil
 
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    import targets
+
+    _discovered = True
+    for info in pkgutil.iter_modules(targets.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"targets.{info.name}")
 
 
 def list_targets() -> list[str]:
     _load_builtins()
     return sorted(_TARGETS)
+
+
+def deploy_targets() -> list[str]:
+    """Targets that build artifacts (``edgeprune deploy <name>``)."""
+    return [name for name in list_targets() if _TARGETS[name].precisions]
+
+
+def host_targets() -> list[str]:
+    """Targets whose artifacts run on this host (``bench``/``eval --backend``, ``sweep --target``)."""
+    return [name for name in list_targets() if _TARGETS[name].runs_on_host]
 
 
 def get_target(name: str) -> Target:

@@ -18,14 +18,16 @@ from toolchain.errors import EdgepruneError
 
 
 class TorchRunner(Runner):
-    def __init__(self, module: torch.nn.Module, imgsz: int, threads: int | None):
+    """A torch module on the CPU in float32 under ``inference_mode``, fed ``input_shape`` arrays."""
+
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], threads: int | None = None):
         if threads:
             torch.set_num_threads(int(threads))
         self.module = module.eval()
         self.info = RunnerInfo(
             backend="torch", backend_version=torch.__version__, device="cpu", artifact_precision="fp32",
             executed_precision="f32", threads=torch.get_num_threads(), input_name="images",
-            input_shape=(1, 3, imgsz, imgsz),
+            input_shape=tuple(int(d) for d in input_shape),
         )
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
@@ -36,7 +38,10 @@ class TorchRunner(Runner):
 
 @register_target
 class TorchTarget(Target):
+    """The PyTorch checkpoint itself, run as the reference; it builds no artifact."""
+
     name = "torch"
+    summary = "The PyTorch reference runner (bench/eval only)."
 
     def devices(self) -> list[str]:
         return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -50,13 +55,13 @@ class TorchTarget(Target):
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
              hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
              ) -> TorchRunner:
-        from targets.source import prepare
+        from targets.export_source import prepare
 
         if device.lower() != "cpu":
             raise EdgepruneError(f"the torch reference runner uses the CPU only, got --device {device}")
         if precision not in ("auto", "f32"):
             raise EdgepruneError(f"the torch reference runner computes in f32 only, got --precision {precision}")
-        imgsz = input_hw[0] if input_hw else 640
         if input_hw and input_hw[0] != input_hw[1]:
             raise EdgepruneError(f"the torch reference runner takes square inputs, got {input_hw[0]}x{input_hw[1]}")
-        return TorchRunner(prepare(artifact, imgsz).module, imgsz, threads)
+        source = prepare(artifact, input_hw[0] if input_hw else None)  # None: the size it was trained at
+        return TorchRunner(source.module, tuple(source.example.shape), threads)

@@ -1,7 +1,7 @@
 """Write models in the formats their users already load.
 
-Why: a pruned model that ``YOLO("pruned.pt")`` cannot open is useless (seed 004 spent days on
-this). Ultralytics models are saved as regular Ultralytics checkpoints (the module object
+Why: a pruned model that ``YOLO("pruned.pt")`` cannot open is useless, and a checkpoint that
+needs the pruning tool's own classes is the usual way to get one. Ultralytics models are saved as regular Ultralytics checkpoints (the module object
 in ``model``, train args kept, fp16 like the trainer saves); plain modules are pickled whole.
 Both are written atomically.
 """

@@ -57,7 +57,7 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def zip_compressed_size(path: str | os.PathLike) -> int:
-    """Bytes of ``path`` after DEFLATE in a zip, the "compressed size" of seed 000.
+    """Bytes of ``path`` after DEFLATE in a zip: the "compressed size" pruning write-ups quote.
 
     Zeros from unstructured pruning compress well, so this shows what sparsity buys on disk
     even when it buys nothing at run time.

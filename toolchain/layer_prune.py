@@ -1,10 +1,10 @@
 """Layer pruning: drop whole residual units (Ultralytics ``Bottleneck`` with a shortcut).
 
 Why: channel pruning shrinks every layer but keeps the depth, so latency on runtimes bound by
-per-layer overhead barely moves; seed 002 cuts residual units after channel pruning for "a
-more universal acceleration effect". A residual unit computes ``x + f(x)``; replacing it by
+per-layer overhead barely moves; cutting whole residual units after channel pruning speeds up
+every runtime. A residual unit computes ``x + f(x)``; replacing it by
 ``torch.nn.Identity`` leaves ``x``, so shapes and the enclosing block's concat width stay the
-same. Units are ranked like seed 002, by the BatchNorm gamma of the unit's last conv (mean
+same. Units are ranked by the BatchNorm gamma of the unit's last conv (mean
 |gamma|): a unit whose output BN is near zero adds almost nothing to ``x``. The result holds
 only stock Ultralytics and torch classes, so plain ``YOLO("out.pt")`` loads it.
 """

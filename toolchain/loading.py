@@ -1,6 +1,6 @@
 """Load the models edgeprune works on, and check they fit the data they are used with.
 
-Why: the failures users meet first (seed 004) are loading failures: a state_dict without its
+Why: the failures users meet first are loading failures: a state_dict without its
 code, a checkpoint whose class count does not match the data set, a corrupt file. Each gets
 one sentence naming the file and the expected and actual value, instead of a wall of
 size-mismatch errors.

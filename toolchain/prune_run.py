@@ -13,7 +13,8 @@ from pathlib import Path
 from toolchain.checkpoint import save_model
 from toolchain.fileio import ensure_not_input, zip_compressed_size
 from toolchain.loading import check_model_fits_data, example_input, load_model
-from toolchain.metrics import LatencyStats, measure_latency, model_stats, zero_fraction
+from toolchain.latency import LatencyStats
+from toolchain.model_stats import model_stats, zero_fraction
 from toolchain.contract import protected_layers
 from toolchain.pruning import PruneConfig, prune_structured
 from toolchain.unstructured import DENSE_RUNTIME_NOTE, prune_unstructured
@@ -50,6 +51,7 @@ class PruneReport:
     split_blocks: int = 0
     protected_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    latency_measured: dict | None = None  # how both latency rows were measured (device, precision, threads...)
 
     def ratios(self) -> dict:
         """after / before for each number (lower is smaller)."""
@@ -67,17 +69,35 @@ class PruneReport:
         return data
 
 
-def _side(model, example, saved_path: Path, latency_iters: int) -> Side:
+LATENCY_WARMUP = 5
+
+
+def _latency(model, example, iterations: int):
+    """Inference-only latency of a torch model through the bench harness (the same loop and stats as ``bench``)."""
+    from targets.bench import BenchConfig, measure_inference
+    from targets.torch_ref import TorchRunner
+
+    cfg = BenchConfig(backend="torch", duration=None, iterations=iterations, warmup=LATENCY_WARMUP)
+    return measure_inference(TorchRunner(model, tuple(example.shape)), "torch", cfg)
+
+
+def _side(model, example, saved_path: Path, latency_iters: int) -> tuple[Side, dict | None]:
     stats = model_stats(model, example)
-    latency = measure_latency(model, example, iterations=latency_iters) if latency_iters > 0 else None
-    return Side(
+    bench = _latency(model, example, latency_iters) if latency_iters > 0 else None
+    side = Side(
         params=stats.params,
         macs=stats.macs,
         file_bytes=saved_path.stat().st_size,
         zip_bytes=zip_compressed_size(saved_path),
         zero_fraction=zero_fraction(model),
-        latency=latency,
+        latency=bench.latency if bench else None,
     )
+    conditions = None if bench is None else {
+        "cpu": bench.cpu, "backend": f"torch {bench.backend_version}", "executed_precision": bench.executed_precision,
+        "batch": bench.batch, "threads": bench.threads, "iterations": bench.iterations, "warmup": bench.warmup,
+        "includes_pre_post": bench.includes_pre_post,
+    }
+    return side, conditions
 
 
 def prune_file(
@@ -131,11 +151,11 @@ def prune_file(
     save_model(loaded, pruned, out, note=note)
     with tempfile.TemporaryDirectory(prefix="edgeprune-") as tmp:
         baseline_file = save_model(loaded, loaded.model, Path(tmp) / "baseline.pt")
-        before = _side(loaded.model, example, baseline_file, latency_iters)
-    after = _side(pruned, example, Path(out), latency_iters)
+        before, _ = _side(loaded.model, example, baseline_file, latency_iters)
+    after, measured = _side(pruned, example, Path(out), latency_iters)
     return PruneReport(
         model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,
         global_pruning=cfg.global_pruning, steps=cfg.steps, round_to=cfg.round_to,
         input_shape=tuple(example.shape), before=before, after=after, stock_blocks=stock,
-        split_blocks=split, protected_layers=protected_names, notes=notes,
+        split_blocks=split, protected_layers=protected_names, notes=notes, latency_measured=measured,
     )

@@ -26,7 +26,7 @@ from toolchain.coupling import couple_groups
 from toolchain.errors import PruningError
 from toolchain.importance import create_importance, needs_gradients
 from toolchain.loading import LoadedModel
-from toolchain.metrics import ModelStats, model_stats
+from toolchain.model_stats import ModelStats, model_stats
 
 # Largest output change a lossless rewrite may cause, relative to each output's own scale
 # (max |output|): float32 rounding through ~100 layers stays near 1e-6, a wrong rewrite is O(1).

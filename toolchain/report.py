@@ -42,7 +42,7 @@ class ReportResult:
 
 
 def table_rows(points: list[SweepPoint]) -> list[list]:
-    """The sweep table of seed 002, one row per point, numbers still numbers."""
+    """The sweep table (P, R, mAP, params, MACs, size, latency, FPS), one row per point, numbers still numbers."""
     return [[p.ratio, p.precision, p.recall, p.map50, p.map50_95, p.params, p.macs / 1e6, p.file_bytes / 2**20,
              p.latency_ms, p.fps] for p in points]
 

@@ -1,8 +1,8 @@
 """Sparsity training: L1 on BatchNorm gamma through the Ultralytics trainer (network slimming).
 
 Why: BN-gamma pruning (``--method bn``) only separates channels well when most gammas are
-near zero, and plain training does not put them there (seed 002: "insufficient sparseness
-will greatly affect the subsequent pruning effect"). The penalty ``s * |gamma|`` is added
+near zero, and plain training does not put them there; without that sparsity, pruning by
+gamma removes channels that still matter. The penalty ``s * |gamma|`` is added
 as its subgradient ``s * sign(gamma)`` to every BN weight gradient after backward and
 before the optimizer step (Torch-Pruning's BNScalePruner.regularize does the same update),
 through an optimizer step pre-hook, in the trainer that keeps the model's architecture, so
@@ -33,7 +33,7 @@ class SparsityConfig:
     """How to sparsity-train.
 
     Args:
-        strength: ``s``, weight of the L1 penalty on BN gamma (seed 002: 1e-3, lower if mAP collapses).
+        strength: ``s``, weight of the L1 penalty on BN gamma (1e-3 is the usual start; lower it if mAP collapses).
         train: epochs, image size, batch... of the Ultralytics trainer.
         thresholds: |gamma| limits whose fractions are recorded.
         warmup_epochs: Ultralytics warm-up length (None = its default of 3); during warm-up the

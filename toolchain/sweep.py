@@ -1,6 +1,6 @@
 """Search for the "optimal pruning point": prune at several ratios, measure each, pick the knee.
 
-Why: seed 002 finds the point by hand — coarse ratios (0.7/0.8/0.9), then subdividing
+Why: done by hand, the point is found with coarse ratios (0.7/0.8/0.9), then subdividing
 around the cliff (0.88/0.89) — with a table of P, R, mAP, params, size, latency and FLOPs.
 This module automates exactly that, reusing ``prune_file`` / ``finetune`` / ``evaluate`` /
 ``deploy`` / ``measure_inference`` for each point. Every finished point is appended as one
@@ -190,9 +190,9 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
     from targets.bench import BenchConfig, append_jsonl, measure_inference
     from targets.bench_run import open_runner
     from targets.deploy import deploy
-    from toolchain.evaluation import evaluate
+    from toolchain.validator import evaluate
     from toolchain.loading import example_input, load_model
-    from toolchain.metrics import model_stats
+    from toolchain.model_stats import model_stats
     from toolchain.prune_run import prune_file
     from toolchain.pruning import PruneConfig
     from toolchain.training import TrainConfig, finetune

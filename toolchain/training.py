@@ -2,7 +2,7 @@
 
 Why fine-tuning needs care: ``YOLO("pruned.pt").train()`` rebuilds the network from the
 checkpoint's yaml (the unpruned widths) and copies over only the weights whose shapes still
-match, so a pruned model silently trains as the original one (seed 004). Our trainers
+match, so a pruned model silently trains as the original one. Our trainers
 override ``get_model`` to train the loaded module object itself, keeping its architecture.
 """
 

@@ -1,7 +1,7 @@
 """L1 unstructured (weight-level) pruning, made permanent, reported honestly.
 
-Why offer it at all: it is what most write-ups try first (seed 000: 22% of weights zeroed,
-67.35 ms → 67.79 ms). Zeros shrink the *compressed* file but not the dense tensors, and
+Why offer it at all: it is what most write-ups try first (one zeroed 22% of the weights and
+went from 67.35 ms to 67.79 ms). Zeros shrink the *compressed* file but not the dense tensors, and
 dense runtimes multiply zeros like any other number, so latency does not improve. We do it
 properly (global L1, masks removed so the zeros are real) and print that lesson with the
 measured numbers, so users can see it for themselves.

@@ -3,7 +3,7 @@
 The flow, one module per job:
 
 * :mod:`targets.vitis.trace` records the ops a model executes; :mod:`targets.vitis.dpu` says
-  which the DPU runs (``edgeprune preflight``, :mod:`toolchain.preflight`);
+  which the DPU runs (``edgeprune preflight``, :mod:`targets.vitis.preflight`);
 * :mod:`targets.vitis.graph` cuts the detector at its head convolutions;
   :mod:`targets.vitis.program` writes that graph as JSON + weights for the quantizer;
 * :mod:`targets.vitis.workspace` fills the folder mounted into the Vitis AI image,
@@ -31,6 +31,10 @@ class VitisTarget(Target):
     """Compiled xmodels for the KV260 DPU, built in the Vitis AI Docker image."""
 
     name = "vitis"
+    summary = "Kria KV260 DPU: quantise (vai_q_pytorch) and compile (vai_c_xir) in the Vitis AI Docker image."
+    precisions = ("int8",)
+    compute_precisions = ("auto",)
+    runs_on_host = False  # artifacts run on the board: `edgeprune board bench`
 
     def devices(self) -> list[str]:
         return []  # the DPU is on the board, never on the host running edgeprune

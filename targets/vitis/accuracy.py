@@ -2,7 +2,7 @@
 
 Why: a KV260 may not be at hand, but ``quantize.py --quant-mode test`` already runs the
 quantised network (vai_q_pytorch's simulation of the DPU arithmetic) on the validation
-images. Decoding those outputs with the board script's own numpy decode and scoring them
+images. Decoding those outputs with the decode the board script embeds (toolchain.prepost) and scoring them
 through edgeprune's NMS and matching gives the INT8 model's mAP beside the float DPU graph's,
 through one and the same pipeline.
 """
@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from targets.vitis.workspace import Workspace, load_template
+from targets.vitis.workspace import Workspace
 from toolchain.artifact_eval import evaluate_callable
+from toolchain.prepost import decode
 
 
-def _as_raw(board, maps_nchw: list[np.ndarray], spec) -> np.ndarray:
+def _as_raw(maps_nchw: list[np.ndarray], spec) -> np.ndarray:
     """Per-stride NCHW maps -> Ultralytics' ``(1, 4 + nc, anchors)`` decoded layout."""
-    decoded = board.decode([m[0].transpose(1, 2, 0) for m in maps_nchw], spec.strides, spec.reg_max, spec.nc)
+    decoded = decode([m[0].transpose(1, 2, 0) for m in maps_nchw], spec.strides, spec.reg_max, spec.nc)
     return decoded.T[None]
 
 
@@ -28,18 +29,17 @@ def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data:
     """Quantised vs float mAP on the workspace's evaluation images (None when the container saved none)."""
     if not ws.eval_sources or not ws.eval_outputs.is_file():
         return None
-    board = load_template("run_kv260")
     files = [Path(s) for s in ws.eval_sources]
     with np.load(ws.eval_outputs) as saved:
         outputs = [[saved[f"img{i:05d}_out{k}"] for k in range(len(spec.strides))] for i in range(len(files))]
     replay = iter(outputs)
 
     def quantized(x: np.ndarray) -> np.ndarray:
-        return _as_raw(board, next(replay), spec)
+        return _as_raw(next(replay), spec)
 
     def float_graph(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return _as_raw(board, [o.numpy() for o in graph_module(torch.from_numpy(x))], spec)
+            return _as_raw([o.numpy() for o in graph_module(torch.from_numpy(x))], spec)
 
     q = evaluate_callable(quantized, data, imgsz, spec.nc, files=files)
     f = evaluate_callable(float_graph, data, imgsz, spec.nc, files=files)
@@ -47,4 +47,4 @@ def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data:
         res.pop("per_class")
     return {"data": str(data), "split": "val", "images": len(files), "quantized_int8": q, "float": f,
             "map50_drop": f["map50"] - q["map50"], "map50_95_drop": f["map50_95"] - q["map50_95"],
-            "how": "vai_q_pytorch test-mode outputs, decoded by run_kv260.py's numpy decode on the host"}
+            "how": "vai_q_pytorch test-mode outputs, decoded on the host by the numpy decode run_kv260.py embeds"}

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from targets.artifacts import atomic_folder
-from targets.vitis.workspace import TEMPLATES
+from targets.vitis.workspace import render_template
 
 BOARD_SCRIPT = "run_kv260.py"
 LAYOUT = "one int8 NHWC map per stride: [4*reg_max box logits | nc class logits]; decode on the board CPU"
@@ -31,6 +31,6 @@ def write_bundle(folder: Path, xmodel: Path, metadata: dict) -> Path:
     with atomic_folder(folder) as tmp:
         shutil.copyfile(xmodel, tmp / metadata["edgeprune"]["vitis"]["xmodel"])
         (tmp / "metadata.yaml").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
-        shutil.copyfile(TEMPLATES / BOARD_SCRIPT, tmp / BOARD_SCRIPT)
+        (tmp / BOARD_SCRIPT).write_text(render_template(Path(BOARD_SCRIPT).stem))
         (tmp / BOARD_SCRIPT).chmod(0o755)
     return folder

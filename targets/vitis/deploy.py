@@ -101,7 +101,7 @@ def deploy_vitis(model_path: str | Path, out_dir: str | Path, cfg: VitisConfig) 
         CompileLogError: no subgraph count in the compile log, or more than one DPU subgraph.
         EdgepruneError: bad configuration, unsupported model or op.
     """
-    from targets.source import prepare
+    from targets.export_source import prepare
     from targets.vitis.accuracy import quantized_accuracy
     from targets.vitis.bundle import board_metadata, write_bundle
     from targets.vitis.compile_log import parse_compile_log, require_single_subgraph
@@ -110,7 +110,7 @@ def deploy_vitis(model_path: str | Path, out_dir: str | Path, cfg: VitisConfig) 
     from targets.vitis.trace import trace_ops
     from targets.vitis.workspace import write_workspace
     from toolchain.loading import read_data_yaml
-    from toolchain.preflight import analyse
+    from targets.vitis.preflight import analyse
 
     cfg.validate()
     model_path, out_dir = str(model_path), Path(out_dir)

@@ -2,7 +2,7 @@
 
 One handler per op type in :data:`RULES` (like ONNX Runtime's quantiser registry); an op with
 no handler falls back to the CPU. The numbers are the DPU's documented limits; the sources
-are listed in :mod:`toolchain.preflight`. The compiler has the last word: ``vai_c_xir``'s
+are listed in :mod:`targets.vitis.preflight`. The compiler has the last word: ``vai_c_xir``'s
 "DPU subgraph number" is what ``deploy vitis`` checks.
 """
 
@@ -245,7 +245,7 @@ def _linear(node: OpNode, graph: OpGraph, arch: DPUArch) -> Verdict:
 def _reshape(node: OpNode, graph: OpGraph, arch: DPUArch) -> Verdict:
     consumers = [n for n in graph.nodes if any(r.node == node.index for r in n.inputs)]
     if consumers and all(n.op == "linear" for n in consumers) and len(node.out_shapes[0]) == 2:
-        return Verdict(DPU, "folded into the fully connected layer")  # assumption, see toolchain.preflight
+        return Verdict(DPU, "folded into the fully connected layer")  # assumption, see targets.vitis.preflight
     return _cpu("", f"{node.op} has no DPU implementation", _fix(node, "move it out of the network "
                                                                    "(pre/post-processing)"))
 

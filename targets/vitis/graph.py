@@ -45,7 +45,7 @@ class DPUGraph(nn.Module):
     """A fused Ultralytics detection model, run up to (and including) its head's convolutions.
 
     Args:
-        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``targets.source.prepare`` gives one).
+        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``targets.export_source.prepare`` gives one).
     """
 
     def __init__(self, yolo: nn.Module):
@@ -80,7 +80,7 @@ class DPUGraph(nn.Module):
 
 
 def dpu_graph(source) -> DPUGraph:
-    """The DPU part of ``source`` (a YOLO :class:`targets.source.ExportSource`)."""
+    """The DPU part of ``source`` (a YOLO :class:`targets.export_source.ExportSource`)."""
     if source.task == "module":
         raise UnsupportedModelError(f"{source.path} is a plain nn.Module; the DPU export takes Ultralytics YOLO "
                                     "detection checkpoints")

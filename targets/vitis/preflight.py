@@ -164,10 +164,10 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
     Raises:
         EdgepruneError: unknown target; model errors from :func:`toolchain.loading.load_model`.
     """
-    from targets.source import prepare
+    from targets.export_source import prepare
     from targets.vitis.graph import dpu_graph
     from targets.vitis.trace import trace_ops
-    from toolchain.dpu_rewrite import has_host_decode
+    from targets.vitis.dpu_rewrite import has_host_decode
 
     if target not in BOARDS:
         raise EdgepruneError(f"unknown --target {target!r}; known targets: {', '.join(BOARDS)}")

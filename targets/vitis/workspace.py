@@ -40,11 +40,45 @@ COMPILE_LOG = "compile.log"
 INTERPRETER_TOLERANCE = 1e-4
 
 
+EMBED_MARKER = "# edgeprune:embed "
+
+
+def embedded_source(module_name: str) -> str:
+    """The source text of a host module that a template embeds (``toolchain.prepost``...)."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError(f"template embeds {module_name}, which cannot be found")
+    return Path(spec.origin).read_text()
+
+
+def render_template(name: str) -> str:
+    """A template script's text with every ``# edgeprune:embed MODULE`` line replaced by that module's source.
+
+    Why embed instead of copy: the board script needs the host's pre/post-processing and
+    latency statistics but cannot import edgeprune; embedding at bundle time keeps one
+    implementation, and tests check the embedded text is the host module's, byte for byte.
+    """
+    lines = []
+    for line in (TEMPLATES / f"{name}.py").read_text().splitlines(keepends=True):
+        if line.startswith(EMBED_MARKER):
+            module_name = line[len(EMBED_MARKER):].strip()
+            lines.append(f"# ---- {module_name}, embedded verbatim from edgeprune ----\n")
+            lines.append(embedded_source(module_name))
+            lines.append(f"# ---- end of {module_name} ----\n")
+        else:
+            lines.append(line)
+    return "".join(lines)
+
+
 def load_template(name: str):
-    """Import a template script (``run_kv260``, ``dpu_graph``) as a module, without installing it anywhere."""
-    spec = importlib.util.spec_from_file_location(f"edgeprune_vitis_{name}", TEMPLATES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Import a template script (``run_kv260``, ``dpu_graph``) as rendered, without installing it anywhere."""
+    import sys
+    import types
+
+    module = types.ModuleType(f"edgeprune_vitis_{name}")
+    module.__file__ = str(TEMPLATES / f"{name}.py")
+    sys.modules[module.__name__] = module  # dataclasses look their module up while the class is built
+    exec(compile(render_template(name), module.__file__, "exec"), module.__dict__)
     return module
 
 
@@ -152,8 +186,8 @@ def write_workspace(root: Path, *, name: str, board: str, arch_json: str, progra
     imgsz = int(example.shape[-1])
     n_calib = _calibration(root, data, imgsz, calib_images)
     eval_sources = _evaluation(root, data, imgsz, eval_images)
-    for script in ("dpu_graph.py", "quantize.py"):
-        shutil.copyfile(TEMPLATES / script, root / script)
+    for script in ("dpu_graph", "quantize"):
+        (root / f"{script}.py").write_text(render_template(script))
     (root / "compile.sh").write_text(_render_compile_script(arch_json, name, board))
     (root / "compile.sh").chmod(0o755)
     config = {"format": FORMAT, "name": name, "board": board, "imgsz": imgsz, "graph": "model/graph.json",

@@ -14,8 +14,8 @@ import pytest
 from targets.bench import BenchConfig
 from targets.bench_run import open_runner, run_bench
 from targets.e2e import Detector
-from targets.sources import FolderSource, SyntheticSource, VideoSource, open_source
-from targets.splice import splice, tile_origin, unsplice
+from targets.frame_sources import FolderSource, SyntheticSource, VideoSource, open_source
+from toolchain.prepost import splice, tile_origin, unsplice
 from toolchain.detection_metrics import box_iou
 from toolchain.errors import EdgepruneError
 

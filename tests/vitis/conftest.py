@@ -85,7 +85,7 @@ def fake_tools(tmp_path, monkeypatch) -> ToolLog:
 @pytest.fixture(scope="session")
 def rewritten_pt(baseline_pt, session_tmp) -> Path:
     """The baseline after ``dpu-rewrite --act hardswish`` (not fine-tuned: its accuracy is not the point)."""
-    from toolchain.dpu_rewrite import dpu_rewrite_file
+    from targets.vitis.dpu_rewrite import dpu_rewrite_file
 
     out = session_tmp / "yolov8n-synth-dpu.pt"
     if not out.exists():
@@ -104,7 +104,7 @@ def make_fake_bundle(model_pt: Path, folder: Path, imgsz: int, calib_images: lis
     Output fix points come from the float graph's ranges on ``calib_images`` (float32 NCHW inputs);
     the DPU lists its outputs smallest map first, the reverse of the graph's order.
     """
-    from targets.source import prepare
+    from targets.export_source import prepare
     from targets.vitis.bundle import board_metadata, write_bundle
     from targets.vitis.graph import dpu_graph
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from targets.vitis.dpu import KV260, LEAKY_SLOPE
 from targets.vitis.trace import trace_ops
-from toolchain.preflight import analyse, preflight
+from targets.vitis.preflight import analyse, preflight
 
 from conftest import invoke, one_error_line
 

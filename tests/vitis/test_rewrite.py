@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from toolchain.dpu_rewrite import HOST_DECODE_ATTR, LEAKY_SLOPE, dpu_rewrite_file, rewrite_module
+from targets.vitis.dpu_rewrite import HOST_DECODE_ATTR, LEAKY_SLOPE, dpu_rewrite_file, rewrite_module
 from toolchain.errors import EdgepruneError
 from toolchain.loading import load_model
 
@@ -104,8 +104,8 @@ def test_prune_dpu_friendly_writes_a_rewritten_pruned_checkpoint(baseline_pt, tm
 
 def test_finetune_trains_the_rewritten_model_and_keeps_it_dpu_friendly(rewritten_pt, tmp_path):
     """One epoch on a tiny set: the point is that training runs and saves the rewrite, not accuracy."""
-    from toolchain.dpu_rewrite import has_host_decode
-    from toolchain.preflight import preflight
+    from targets.vitis.dpu_rewrite import has_host_decode
+    from targets.vitis.preflight import preflight
     from toolchain.synth import SynthConfig, generate
     from toolchain.training import TrainConfig, finetune
 

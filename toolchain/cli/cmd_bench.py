@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.opts import backend_choice, compute_precision_choice
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -18,15 +19,15 @@ class _DefaultRunGroup(click.Group):
 
 def _bench_options(func):
     for option in reversed([
-        click.option("--backend", type=click.Choice(["auto", "openvino", "onnx", "torch", "vart"]), default="auto",
-                     show_default=True),
+        click.option("--backend", type=backend_choice, default="auto", show_default=True,
+                     help="Runtime (auto: the one the artifact belongs to). KV260 bundles: `edgeprune board bench`."),
         click.option("--device", default="cpu", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); cpu, cuda."),
         click.option("--hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True),
         click.option("--requests", type=click.IntRange(min=1), default=None,
                      help="Inferences in flight (default: 1 for latency, the runtime's optimum for throughput)."),
         click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads."),
-        click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto",
-                     show_default=True, help="Compute precision (OpenVINO); auto = the runtime's choice, reported."),
+        click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
+                     help="Compute precision to force where the runtime allows; auto = the runtime's choice, reported."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                      help="Seconds per measurement."),
         click.option("--iterations", type=click.IntRange(min=1), default=None, help="Run this many instead."),

@@ -30,16 +30,21 @@ def _common(func):
     return func
 
 
-def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
-         device, max_drop=None) -> None:
+def _run(target_name, model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
+         device, **target_options) -> None:
+    import dataclasses
+
     from targets.base import ExportConfig
     from targets.deploy import deploy
 
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
-    cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
-                       device=device, dynamic=dynamic_shape)
-    with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target} ({precision})"):
-        result = deploy(target, model, out, cfg, input_shape=input_shape, evaluate=not no_eval)
+    fields = {f.name for f in dataclasses.fields(ExportConfig)}
+    direct = {k: v for k, v in target_options.items() if k in fields}
+    cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, device=device,
+                       dynamic=dynamic_shape, options={k: v for k, v in target_options.items() if k not in fields},
+                       **direct)
+    with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target_name} ({precision})"):
+        result = deploy(target_name, model, out, cfg, input_shape=input_shape, evaluate=not no_eval)
     if as_json:
         print_json(result)
         return
@@ -56,43 +61,66 @@ def _run(target, model, out, precision, data, calib_images, imgsz, input_shape, 
         acc = rec["accuracy"]
         rows.append(["mAP50-95 artifact / torch", f"{acc['artifact']['map50_95']:.4f} / {acc['torch_fp32']['map50_95']:.4f}"])
         rows.append(["mAP50 artifact / torch", f"{acc['artifact']['map50']:.4f} / {acc['torch_fp32']['map50']:.4f}"])
-    console().print(table(f"Deployed to {target}", ["", "value"], rows, caption=f"record: {result.deploy_json}"))
+    console().print(table(f"Deployed to {target_name}", ["", "value"], rows, caption=f"record: {result.deploy_json}"))
 
 
-@click.group()
+def _click_option(opt) -> click.Option:
+    """A target's declared :class:`targets.base.TargetOption` as a click option."""
+    names = [opt.flag, opt.key]
+    if opt.is_flag:
+        return click.Option(names, is_flag=True, default=bool(opt.default), help=opt.help)
+    if opt.choices:
+        kind = click.Choice(opt.choices)
+    elif opt.type is float:
+        kind = click.FloatRange(min=opt.min, min_open=opt.min is not None)
+    elif opt.type is int:
+        kind = click.IntRange(min=opt.min, min_open=opt.min is not None)
+    else:
+        kind = click.STRING
+    return click.Option(names, type=kind, default=opt.default, show_default=opt.default is not None,
+                        help=opt.help)
+
+
+def pipeline_command(target) -> click.Command:
+    """``deploy <target>`` for a registered target: the common options, its precisions, device and options."""
+
+    def run(**kwargs):
+        _run(target.name, **kwargs)
+
+    command = click.command(target.name, help=target.summary, short_help=target.summary)(_common(run))
+    for param in command.params:
+        if param.name == "precision":
+            param.type = click.Choice(target.precisions)
+            param.default = "fp32" if "fp32" in target.precisions else target.precisions[0]
+    command.params.append(click.Option(["--device"], default=target.default_device, show_default=True,
+                                       help=target.device_help))
+    command.params += [_click_option(opt) for opt in target.options]
+    return command
+
+
+class _TargetGroup(click.Group):
+    """One ``deploy`` subcommand per registered target that builds artifacts, made when asked.
+
+    So a new target (one module under ``targets/``) appears here without an edit to the CLI.
+    Targets whose flow is not the shared pipeline yet register an explicit command (vitis).
+    """
+
+    def list_commands(self, ctx):
+        from targets.registry import deploy_targets
+
+        return sorted(set(deploy_targets()) | set(self.commands))
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        from targets.registry import deploy_targets, get_target
+
+        return pipeline_command(get_target(name)) if name in deploy_targets() else None
+
+
+@click.group(cls=_TargetGroup)
 def deploy() -> None:
     """Export a model to a runtime (OpenVINO, ONNX Runtime, Vitis AI for the KV260 DPU) and check the artifact."""
-
-
-@deploy.command("openvino")
-@_common
-@click.option("--device", default="CPU", show_default=True, help="OpenVINO device: CPU, GPU, NPU, AUTO.")
-@click.option("--max-drop", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="INT8 with accuracy control: largest accepted mAP50-95 drop (e.g. 0.01).")
-def deploy_openvino(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
-                    device, max_drop) -> None:
-    """OpenVINO IR (Ultralytics layout, so YOLO(folder) runs it too); INT8 through NNCF."""
-    if max_drop is not None and precision != "int8":
-        raise click.BadParameter("--max-drop applies to --precision int8 only", param_hint="--max-drop")
-    _run("openvino", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
-         device, max_drop)
-
-
-@deploy.command("onnx")
-@_common
-@click.option("--device", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="ONNX Runtime execution provider used to check the artifact.")
-@click.option("--dynamic", is_flag=True, help="Dynamic INT8 quantisation (refused for conv models, with the reason).")
-def deploy_onnx(model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
-                device, dynamic) -> None:
-    """ONNX (simplified with onnxslim); INT8 is static QDQ per-channel with the head's decode in float."""
-    if dynamic:
-        from targets.onnxruntime import DYNAMIC_REFUSAL
-        from toolchain.errors import EdgepruneError
-
-        raise EdgepruneError(DYNAMIC_REFUSAL)
-    _run("onnx", model, out, precision, data, calib_images, imgsz, input_shape, no_eval, dynamic_shape, as_json,
-         device)
 
 
 @deploy.command("vitis")

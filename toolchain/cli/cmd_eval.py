@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
+from toolchain.cli.opts import (compute_precision_choice, eval_backend_choice, existing_file, imgsz_option, json_option,
+                                resolve_imgsz)
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -17,13 +18,13 @@ from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Batch size of the Ultralytics validator (checkpoints only).")
 @click.option("--split", type=click.Choice(["val", "test", "train"]), default="val", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "ultralytics", "torch", "openvino", "onnx"]), default="auto",
+@click.option("--backend", type=eval_backend_choice, default="auto",
               show_default=True,
               help="auto: the Ultralytics validator for .pt checkpoints, the artifact's runtime otherwise; "
                    "torch: a .pt through edgeprune's pipeline, comparable with artifacts.")
 @click.option("--device", default="cpu", show_default=True, help="Device for artifacts (e.g. CPU, GPU, cuda).")
-@click.option("--precision", type=click.Choice(["auto", "f32", "bf16", "f16"]), default="auto", show_default=True,
-              help="Compute precision for OpenVINO artifacts (auto = the runtime's choice, reported).")
+@click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
+              help="Compute precision to force where the runtime allows (auto = the runtime's choice, reported).")
 @json_option
 def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_json) -> None:
     """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class.
@@ -36,7 +37,7 @@ def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_js
     imgsz = resolve_imgsz(model, imgsz)
     use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
     if use_validator:
-        from toolchain.evaluation import evaluate
+        from toolchain.validator import evaluate
 
         with stdout_to_stderr(as_json):
             result = evaluate(model, data, imgsz=imgsz, batch=batch, split=split)

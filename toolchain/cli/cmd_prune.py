@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, open_ratio, resolve_imgsz
+from toolchain.cli.opts import (existing_file, imgsz_option, input_shape_option, json_option, method_choice, open_ratio,
+                                resolve_imgsz)
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
-
-METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
 
 
 @click.command()
@@ -16,7 +15,7 @@ METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
               help="Fraction of channels (or weights, with --unstructured) to remove, 0 < R < 1.")
 @click.option("--layers", type=click.IntRange(min=1), default=None,
               help="Instead of channels, remove the K least important residual units (BN gamma).")
-@click.option("--method", type=click.Choice(METHODS), default="l1", show_default=True, help="Channel importance.")
+@click.option("--method", type=method_choice, default="l1", show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
               help="Keep channel counts multiples of this (1 = no rounding).")
@@ -56,7 +55,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
             progress=lambda i, n: status.update(f"pruning step {i}/{n}"), layers=layers or 0,
         )
         if dpu_friendly:
-            from toolchain.dpu_rewrite import rewrite_saved_model
+            from targets.vitis.dpu_rewrite import rewrite_saved_model
 
             rewrite = rewrite_saved_model(out, dpu_act)  # rewrites the saved pruned model in place, atomically
             report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
@@ -86,7 +85,10 @@ def _render(report) -> None:
                         lambda v: f"{v:.2f} ms"))
     what = "" if report.mode == "layers" else f", method {report.method}, ratio {report.ratio}"
     caption = [f"{report.mode} pruning{what}, input {report.input_shape}"]
-    if b.latency:
-        caption.append(f"latency: {b.latency.label()}")
+    if report.latency_measured:
+        m = report.latency_measured
+        caption.append(f"latency: CPU ({m['cpu']}), {m['backend']}, {m['executed_precision']}, batch {m['batch']}, "
+                       f"{m['threads']} threads, median of {m['iterations']} runs after {m['warmup']} warm-up, "
+                       f"{'with' if m['includes_pre_post'] else 'no'} pre/post-processing")
     caption.append(f"saved to {report.out}")
     console().print(table("Pruning result", ["", "before", "after", "after/before"], rows, caption="\n".join(caption)))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
+from toolchain.cli.opts import existing_file, host_target_choice, imgsz_option, json_option, method_choice, resolve_imgsz
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
-METHODS = ("l1", "l2", "lamp", "taylor", "bn", "random")
-TARGETS = ("openvino", "onnx", "torch")
 
 
 def _ratios(ctx, param, value):
@@ -28,7 +26,7 @@ def _ratios(ctx, param, value):
 @click.argument("model", type=existing_file)
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to train on.")
 @click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="L1 strength on BatchNorm gamma (seed 002 starts at 1e-3; lower it if mAP collapses).")
+              help="L1 strength on BatchNorm gamma (1e-3 is the usual start; lower it if mAP collapses).")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @imgsz_option()
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
@@ -71,12 +69,12 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml (val split scored, train fine-tunes).")
 @click.option("--ratios", default="0.1:0.9:0.1", show_default=True, callback=_ratios,
               help="START:STOP:STEP (stop included) or a comma list.")
-@click.option("--method", type=click.Choice(METHODS), default="l1", show_default=True, help="Channel importance.")
+@click.option("--method", type=method_choice, default="l1", show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers.")
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
               help="Keep channel counts multiples of this (1 = no rounding).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--target", type=click.Choice(TARGETS), default="openvino", show_default=True,
+@click.option("--target", type=host_target_choice, default="openvino", show_default=True,
               help="Where latency and FPS are measured (FP32 artifact).")
 @click.option("--refine", is_flag=True, help="Bisect between the last good and the first bad ratio.")
 @click.option("--refine-steps", type=click.IntRange(min=1), default=3, show_default=True)

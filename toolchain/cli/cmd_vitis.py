@@ -24,7 +24,7 @@ def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
     The subgraph count is an estimate (DPU regions separated by CPU ops); `deploy vitis`
     reads the compiler's real count.
     """
-    from toolchain.preflight import preflight as run_preflight
+    from targets.vitis.preflight import preflight as run_preflight
 
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
 
@@ -66,7 +66,7 @@ def dpu_rewrite(model, out, act, as_json) -> None:
     The output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; it must be
     fine-tuned, since the activations changed.
     """
-    from toolchain.dpu_rewrite import dpu_rewrite_file
+    from targets.vitis.dpu_rewrite import dpu_rewrite_file
 
     with stdout_to_stderr(as_json):
         report = dpu_rewrite_file(model, out, act)

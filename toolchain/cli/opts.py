@@ -4,6 +4,56 @@ from __future__ import annotations
 
 import click
 
+class RegistryChoice(click.Choice):
+    """A ``click.Choice`` read from a registry each time it is asked, so a newly registered entry appears.
+
+    ``names`` returns the registered names (e.g. :func:`targets.registry.host_targets`);
+    ``extra`` are fixed choices listed first (``auto``).
+    """
+
+    def __init__(self, names, extra: tuple[str, ...] = ()):
+        self._names, self._extra = names, tuple(extra)
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self):
+        return (*self._extra, *self._names())
+
+    @choices.setter
+    def choices(self, _value):  # click.Choice.__init__ assigns it; the registry is the value
+        pass
+
+
+def _targets(kind: str):
+    def names():
+        from targets import registry
+
+        return {"host": registry.host_targets, "deploy": registry.deploy_targets}[kind]()
+    return names
+
+
+def _compute_precisions():
+    from targets.registry import get_target, host_targets
+
+    seen: dict[str, None] = {}
+    for name in host_targets():
+        seen.update(dict.fromkeys(get_target(name).compute_precisions))
+    return list(seen)
+
+
+def _methods():
+    from toolchain.importance import list_importances
+
+    return list_importances()
+
+
+host_target_choice = RegistryChoice(_targets("host"))  # runtimes whose artifacts run here
+backend_choice = RegistryChoice(_targets("host"), extra=("auto",))
+eval_backend_choice = RegistryChoice(_targets("host"), extra=("auto", "ultralytics"))
+compute_precision_choice = RegistryChoice(_compute_precisions)
+method_choice = RegistryChoice(_methods)  # channel-importance criteria, as registered
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")
 
 

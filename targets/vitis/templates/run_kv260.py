@@ -9,8 +9,8 @@ The DPU graph ends at the YOLO head's convolutions: one int8 NHWC map per stride
 ``[4 * reg_max box logits | nc class logits]`` per cell. As on the DPU, the letterboxed RGB
 input is quantised with the input tensor's ``fix_point`` (``int8 = round(x * 2**fix_point)``)
 and every output is dequantised with its own (``x = int8 * 2**-fix_point``); the DFL
-expectation, anchor decode, class sigmoid and NMS then run in numpy. Letterbox, NMS and
-splicing follow edgeprune's host implementation, and edgeprune's tests check they agree.
+expectation, anchor decode, class sigmoid and NMS then run in numpy, in the host's own
+pre/post-processing code (toolchain/prepost.py), which the bundle embeds below.
 
 Usage (on the board, in the bundle folder):
     python3 run_kv260.py bench [--threads 2] [--iterations N | --duration S] [--json]
@@ -24,143 +24,29 @@ JSON format of ``edgeprune bench``.
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
 import threading
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import cv2
 import numpy as np
 
-PAD_VALUE = 114
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-MAX_WH = 7680  # class offset for class-aware NMS (Ultralytics' value)
-MAX_NMS = 30000
-DETECT_CONF, DETECT_IOU, MAX_DET = 0.25, 0.45, 300
 MAX_FRAMES = 200  # frames of a SOURCE kept in memory, so decoding is not what is measured
 
-
-# ---------------------------------------------------------------- pre-processing
-
-def letterbox(image_bgr, size):
-    """Resize keeping aspect, centre, pad with 114 to ``size`` (int or (h, w)); returns (canvas, (scale, left, top))."""
-    h_out, w_out = (size, size) if isinstance(size, int) else size
-    h, w = image_bgr.shape[:2]
-    scale = min(h_out / h, w_out / w)
-    new_w, new_h = int(round(w * scale)), int(round(h * scale))
-    resized = image_bgr if (new_w, new_h) == (w, h) else cv2.resize(image_bgr, (new_w, new_h),
-                                                                      interpolation=cv2.INTER_LINEAR)
-    left, top = int(round((w_out - new_w) / 2 - 0.1)), int(round((h_out - new_h) / 2 - 0.1))
-    canvas = np.full((h_out, w_out, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[top:top + new_h, left:left + new_w] = resized
-    return canvas, (scale, left, top)
+# The host's pre/post-processing and latency statistics, embedded verbatim when the bundle is written
+# (`edgeprune deploy vitis`), so the board decodes and measures exactly as the host does.
+# edgeprune:embed toolchain.prepost
+# edgeprune:embed toolchain.latency
 
 
-def to_original(boxes_xyxy, box, shape_hw):
-    """Map xyxy boxes from network-input pixels back to the original image, clipped to it."""
-    scale, left, top = box
-    out = boxes_xyxy.copy()
-    out[:, [0, 2]] = ((out[:, [0, 2]] - left) / scale).clip(0, shape_hw[1])
-    out[:, [1, 3]] = ((out[:, [1, 3]] - top) / scale).clip(0, shape_hw[0])
-    return out
-
+# ---------------------------------------------------------------- DPU input
 
 def quantize_input(padded_bgr, fix_point):
     """BGR uint8 HWC -> int8 NHWC RGB, scaled by 2**fix_point as the DPU input tensor expects."""
     rgb = padded_bgr[..., ::-1].astype(np.float32) * (2.0 ** fix_point / 255.0)
     return np.clip(np.round(rgb), -128, 127).astype(np.int8)[None]
-
-
-# ---------------------------------------------------------------- multi-stream splicing
-
-def tile_origin(index, tile, grid=2):
-    return (index % grid) * tile, (index // grid) * tile
-
-
-def splice(frames, tile, grid=2):
-    """Tile grid*grid BGR frames (resized to ``tile`` if needed) into one square frame, row-major."""
-    if len(frames) != grid * grid:
-        raise ValueError("splicing needs %d frames, got %d" % (grid * grid, len(frames)))
-    canvas = np.empty((tile * grid, tile * grid, 3), np.uint8)
-    for i, frame in enumerate(frames):
-        if frame.shape[:2] != (tile, tile):
-            frame = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_LINEAR)
-        x, y = tile_origin(i, tile, grid)
-        canvas[y:y + tile, x:x + tile] = frame
-    return canvas
-
-
-def unsplice(detections, tile, grid=2, min_side=1.0):
-    """Split (n, 6) detections of a spliced frame by the tile holding each box centre, in tile coordinates."""
-    streams = [[] for _ in range(grid * grid)]
-    for det in detections:
-        col = int(min(max(((det[0] + det[2]) / 2) // tile, 0), grid - 1))
-        row = int(min(max(((det[1] + det[3]) / 2) // tile, 0), grid - 1))
-        x0, y0 = tile_origin(row * grid + col, tile, grid)
-        box = det.copy()
-        box[[0, 2]] = np.clip(box[[0, 2]] - x0, 0, tile)
-        box[[1, 3]] = np.clip(box[[1, 3]] - y0, 0, tile)
-        if box[2] - box[0] >= min_side and box[3] - box[1] >= min_side:
-            streams[row * grid + col].append(box)
-    return [np.array(s, dtype=np.float32).reshape(-1, 6) for s in streams]
-
-
-# ---------------------------------------------------------------- decode and NMS
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def decode(maps, strides, reg_max, nc):
-    """Per-stride float maps (H, W, 4*reg_max + nc) -> (anchors, 4 + nc): xywh in input pixels, class probabilities."""
-    rows = []
-    bins = np.arange(reg_max, dtype=np.float32)
-    for fmap, stride in zip(maps, strides):
-        h, w, _ = fmap.shape
-        logits = fmap[..., :4 * reg_max].reshape(h * w, 4, reg_max).astype(np.float32)
-        logits = np.exp(logits - logits.max(-1, keepdims=True))
-        dist = (logits / logits.sum(-1, keepdims=True)) @ bins  # (h*w, 4): left, top, right, bottom in cells
-        ys, xs = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
-        anchors = np.stack((xs + 0.5, ys + 0.5), -1).reshape(-1, 2)
-        lt, rb = anchors - dist[:, :2], anchors + dist[:, 2:]
-        xywh = np.concatenate(((lt + rb) / 2, rb - lt), 1) * stride
-        rows.append(np.concatenate((xywh, _sigmoid(fmap[..., 4 * reg_max:4 * reg_max + nc].reshape(h * w, nc))), 1))
-    return np.concatenate(rows, 0).astype(np.float32)
-
-
-def _iou(box, boxes):
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    area = (box[2:] - box[:2]).prod()
-    areas = (boxes[:, 2:] - boxes[:, :2]).prod(1)
-    return inter / (area + areas - inter)
-
-
-def nms(pred, conf=DETECT_CONF, iou=DETECT_IOU, max_det=MAX_DET, multi_label=False, agnostic=False):
-    """(anchors, 4 + nc) xywh + scores -> (n, 6) xyxy, score, class; class-aware greedy NMS (IoU > iou suppressed)."""
-    nc = pred.shape[1] - 4
-    x = pred[pred[:, 4:].max(1) > conf]
-    boxes = np.concatenate((x[:, :2] - x[:, 2:4] / 2, x[:, :2] + x[:, 2:4] / 2), 1)
-    scores = x[:, 4:]
-    if multi_label and nc > 1:
-        i, j = np.nonzero(scores > conf)
-        dets = np.concatenate((boxes[i], scores[i, j, None], j[:, None].astype(np.float32)), 1)
-    else:
-        j = scores.argmax(1)
-        best = scores[np.arange(len(j)), j]
-        dets = np.concatenate((boxes, best[:, None], j[:, None].astype(np.float32)), 1)[best > conf]
-    order = np.argsort(-dets[:, 4], kind="stable")[:MAX_NMS]
-    shifted = dets[:, :4] + dets[:, 5:6] * (0 if agnostic else MAX_WH)
-    keep = []
-    while order.size and len(keep) < max_det:
-        first, order = order[0], order[1:]
-        keep.append(first)
-        order = order[_iou(shifted[first], shifted[order]) <= iou]
-    return dets[keep].astype(np.float32).reshape(-1, 6)
 
 
 # ---------------------------------------------------------------- the DPU
@@ -227,7 +113,7 @@ class Detector:
         t2 = time.perf_counter()
         dets = nms(decode(self.model.dequantize(self.outputs), self.strides, self.reg_max, self.nc), self.conf,
                    self.iou)
-        dets[:, :4] = to_original(dets[:, :4], box, frame.shape[:2])
+        dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
         t3 = time.perf_counter()
         if timings is not None:
             for key, value in (("preprocess", t1 - t0), ("inference", t2 - t1), ("postprocess", t3 - t2)):
@@ -236,28 +122,6 @@ class Detector:
 
 
 # ---------------------------------------------------------------- measurement
-
-def latency_stats(seconds):
-    """median/avg/p90/p99/min/max in ms, computed as edgeprune's bench does."""
-    ms = sorted(s * 1000 for s in seconds)
-
-    def pick(q):
-        return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
-
-    return {"median_ms": statistics.median(ms), "avg_ms": statistics.fmean(ms), "p90_ms": pick(0.9),
-            "p99_ms": pick(0.99), "min_ms": ms[0], "max_ms": ms[-1]}
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def _stop_rule(args):
     if args.iterations:
@@ -277,7 +141,7 @@ def _result(mode, model, meta, args, iterations, wall, first_ms, latencies, fps,
         "input_shape": [int(model.input_dims[0]), int(model.input_dims[3]), int(model.input_dims[1]),
                         int(model.input_dims[2])],
         "warmup": args.warmup, "iterations": iterations, "duration_s": wall, "first_inference_ms": first_ms,
-        "latency": latency_stats(latencies), "throughput_fps": fps, "includes_pre_post": pre_post,
+        "latency": asdict(LatencyStats.of(latencies)), "throughput_fps": fps, "includes_pre_post": pre_post,
         "requested": requested, "extra": extra or {}, "notes": notes or [],
         "timestamp": datetime.now(timezone.utc).isoformat(), "command": " ".join(sys.argv),
     }
@@ -401,7 +265,7 @@ def bench_streams(model, meta, args):
     per_stream = len(latencies) / wall
     extra = {"streams": 4, "tile": tile, "spliced_input": [height, width], "sources": list(args.sources),
              "spliced": {"per_stream_fps": per_stream, "aggregate_fps": per_stream * 4, "rounds": len(latencies),
-                         "round_latency_median_ms": latency_stats(latencies)["median_ms"]}}
+                         "round_latency_median_ms": LatencyStats.of(latencies).median_ms}}
     notes = ["a round = one frame from every stream, spliced, detected and mapped back",
              "separate 4-inference rounds need an xmodel compiled at the tile size; not measured here"]
     return _result("streams", model, meta, args, len(latencies), wall, first_ms, latencies, per_stream * 4, True,
