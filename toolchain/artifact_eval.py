@@ -14,10 +14,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from targets.imagedata import image_files, letterbox, read_labels, to_input
+from targets.imagedata import image_files, read_labels
 from toolchain.detection_metrics import MapAccumulator, nms
 from toolchain.errors import InputFileError, ModelMismatchError
 from toolchain.loading import read_data_yaml
+from toolchain.prepost import letterbox, to_input
 
 
 def evaluate_callable(infer: Callable[[np.ndarray], np.ndarray], data_yaml: str | Path, imgsz: int, nc: int,

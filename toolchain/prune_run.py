@@ -81,7 +81,17 @@ def _latency(model, example, iterations: int):
     return measure_inference(TorchRunner(model, tuple(example.shape)), "torch", cfg)
 
 
-def _side(model, example, saved_path: Path, latency_iters: int) -> tuple[Side, dict | None]:
+def _latency_conditions(bench) -> dict:
+    """How a latency row was measured, from its bench result (what the prune table's caption says)."""
+    return {
+        "cpu": bench.cpu, "backend": f"torch {bench.backend_version}", "executed_precision": bench.executed_precision,
+        "batch": bench.batch, "threads": bench.threads, "iterations": bench.iterations, "warmup": bench.warmup,
+        "includes_pre_post": bench.includes_pre_post,
+    }
+
+
+def _side(model, example, saved_path: Path, latency_iters: int) -> tuple[Side, object | None]:
+    """One model's numbers, and the bench result its latency came from (None when not timed)."""
     stats = model_stats(model, example)
     bench = _latency(model, example, latency_iters) if latency_iters > 0 else None
     side = Side(
@@ -92,12 +102,7 @@ def _side(model, example, saved_path: Path, latency_iters: int) -> tuple[Side, d
         zero_fraction=zero_fraction(model),
         latency=bench.latency if bench else None,
     )
-    conditions = None if bench is None else {
-        "cpu": bench.cpu, "backend": f"torch {bench.backend_version}", "executed_precision": bench.executed_precision,
-        "batch": bench.batch, "threads": bench.threads, "iterations": bench.iterations, "warmup": bench.warmup,
-        "includes_pre_post": bench.includes_pre_post,
-    }
-    return side, conditions
+    return side, bench
 
 
 def prune_file(
@@ -152,7 +157,8 @@ def prune_file(
     with tempfile.TemporaryDirectory(prefix="edgeprune-") as tmp:
         baseline_file = save_model(loaded, loaded.model, Path(tmp) / "baseline.pt")
         before, _ = _side(loaded.model, example, baseline_file, latency_iters)
-    after, measured = _side(pruned, example, Path(out), latency_iters)
+    after, bench = _side(pruned, example, Path(out), latency_iters)
+    measured = _latency_conditions(bench) if bench else None
     return PruneReport(
         model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,
         global_pruning=cfg.global_pruning, steps=cfg.steps, round_to=cfg.round_to,

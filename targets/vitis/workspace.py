@@ -13,7 +13,7 @@ Layout (``/workspace`` inside the container)::
                            come back in quantize_result/eval_outputs.npz
 
 Why letterboxed PNGs: the container then needs no letterbox code of its own (one
-implementation, :func:`targets.imagedata.letterbox`), and the images are easy to inspect.
+implementation, :func:`toolchain.prepost.letterbox`), and the images are easy to inspect.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import cv2
 import numpy as np
 import torch
 
-from targets.imagedata import calibration_batches, image_files, letterbox
+from targets.imagedata import calibration_batches, image_files
 from toolchain.errors import InputFileError, ModelMismatchError
 from toolchain.fileio import atomic_output
+from toolchain.prepost import letterbox
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORMAT = "edgeprune-vitis-workspace/1"

@@ -24,12 +24,10 @@ class RegistryChoice(click.Choice):
         pass
 
 
-def _targets(kind: str):
-    def names():
-        from targets import registry
+def _host_targets():
+    from targets.registry import host_targets
 
-        return {"host": registry.host_targets, "deploy": registry.deploy_targets}[kind]()
-    return names
+    return host_targets()
 
 
 def _compute_precisions():
@@ -47,9 +45,9 @@ def _methods():
     return list_importances()
 
 
-host_target_choice = RegistryChoice(_targets("host"))  # runtimes whose artifacts run here
-backend_choice = RegistryChoice(_targets("host"), extra=("auto",))
-eval_backend_choice = RegistryChoice(_targets("host"), extra=("auto", "ultralytics"))
+host_target_choice = RegistryChoice(_host_targets)  # runtimes whose artifacts run here
+backend_choice = RegistryChoice(_host_targets, extra=("auto",))
+eval_backend_choice = RegistryChoice(_host_targets, extra=("auto", "ultralytics"))
 compute_precision_choice = RegistryChoice(_compute_precisions)
 method_choice = RegistryChoice(_methods)  # channel-importance criteria, as registered
 
