@@ -1,4 +1,7 @@
-"""Darknet cfg parser, .weights reader/writer, PyTorch code generator, OpenVINO IR build and pruning.
+"""Darknet cfg parser, .weights reader/writer, PyTorch code generator and pruning.
+
+Deploying a cfg (OpenVINO, ONNX Runtime, the KV260) is the one deploy pipeline's job: the
+generated module is a model source (:mod:`toolchain.sources.darknet`).
 
 The public API is the names below; they are imported lazily (PEP 562), so parsing a cfg does
 not pay for importing torch or OpenVINO.
@@ -22,7 +25,6 @@ _EXPORTS = {
     "read_weights": "weights", "write_weights": "weights",
     "generate_source": "codegen", "write_model_py": "codegen",
     "build_model": "build", "load_weights": "build", "extract_weights": "build", "random_model": "build",
-    "IrConfig": "ir", "convert_to_ir": "ir",
     "PruneConfig": "prune", "prune_darknet": "prune", "prune_channels": "prune",
     "remove_residual_units": "prune",
     "render_cfg": "cfgwrite",

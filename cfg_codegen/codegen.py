@@ -94,9 +94,8 @@ def _route(e: _Emitter, layer: Route) -> None:
     for src in layer.layers:
         if layer.groups == 1:
             parts.append(var(src))
-        else:
-            width = e.channels(src) // layer.groups
-            parts.append(f"{var(src)}[:, {layer.group_id * width}:{(layer.group_id + 1) * width}]")
+        else:  # equal channel groups (Darknet requires divisibility); chunk is also what the DPU graph rebuilds
+            parts.append(f"{var(src)}.chunk({layer.groups}, 1)[{layer.group_id}]")
     expression = parts[0] if len(parts) == 1 else f"torch.cat([{', '.join(parts)}], 1)"
     groups = f" groups={layer.groups} group_id={layer.group_id}" if layer.groups != 1 else ""
     e.assign(layer, expression, f"{','.join(map(str, layer.layers))}{groups} ")

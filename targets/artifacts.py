@@ -72,3 +72,9 @@ def read_metadata(artifact: Path) -> dict:
     folder = artifact if artifact.is_dir() else artifact.parent
     meta = folder / "metadata.yaml"
     return yaml.safe_load(meta.read_text()) if meta.is_file() else {}
+
+
+def read_decoding(artifact: Path) -> tuple[dict | None, str]:
+    """(head description, resize mode) an artifact's metadata records; an older artifact: (None, letterbox)."""
+    ours = read_metadata(artifact).get("edgeprune") or {}
+    return ours.get("head"), ours.get("resize") or "letterbox"

@@ -33,6 +33,9 @@ class ExportConfig:
             accuracy-aware quantisation where the backend supports it.
         device: device the artifact is checked on after export.
         dynamic: input height/width left dynamic, so the artifact runs at other sizes.
+        weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).
+        decode: Darknet only: the artifact outputs OpenCV's decoded yolo rows instead of the raw maps.
+        bn_eps: Darknet only: BatchNorm epsilon (None = Darknet's 1e-5; 1e-6 reproduces OpenCV's importer).
     """
 
     precision: str = "fp32"
@@ -42,6 +45,9 @@ class ExportConfig:
     max_drop: float | None = None
     device: str = "cpu"
     dynamic: bool = False
+    weights: str | None = None
+    decode: bool = False
+    bn_eps: float | None = None
     options: dict = field(default_factory=dict)  # a target's own options (:attr:`Target.options`), by key
 
 
@@ -90,11 +96,16 @@ class Runner(abc.ABC):
 
     Input is a float32 NCHW array in [0, 1]. :meth:`outputs` returns every output in the
     artifact's order (a segment model's second one is its Proto masks); calling the runner
-    returns the first (for YOLO detectors ``(batch, 4 + nc, anchors)`` with xywh boxes in input
-    pixels), which is what the pre/post-processing and the benchmarks consume.
+    returns the first, which is what the benchmarks time. :meth:`predict` turns the outputs
+    into ``(batch, 4 + nc, anchors)`` (xywh boxes in input pixels, class scores) with the
+    artifact's ``head`` description, and ``resize`` says how images are fitted into the input;
+    both come from the artifact's metadata (:func:`targets.artifacts.read_decoding`), so
+    evaluation and the e2e bench handle every model source alike.
     """
 
     info: RunnerInfo
+    head: dict | None = None
+    resize: str = "letterbox"
 
     @abc.abstractmethod
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
@@ -103,6 +114,12 @@ class Runner(abc.ABC):
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run one synchronous inference; the first output."""
         return self.outputs(x)[0]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """One inference as detections before NMS: ``(batch, 4 + nc, anchors)``."""
+        from toolchain.prepost import predictions
+
+        return predictions(self.outputs(x), self.head, tuple(x.shape[-2:]))
 
     def default_requests(self) -> int:
         """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""
@@ -201,6 +218,17 @@ class Target(abc.ABC):
     def describe(self, artifact: Path) -> dict:
         """Backend-specific facts about an artifact for deploy.json (opset, op counts...)."""
         return {}
+
+    def verify(self, source, artifact: Path, cfg: ExportConfig, device: str, evaluate: bool = True) -> dict:
+        """deploy.json's proof that ``artifact`` works: ``runner``, ``fidelity``, ``accuracy`` (with ``cfg.data``).
+
+        The default runs the artifact on this host (:func:`targets.verify.verify_on_host`). A
+        target whose artifacts run elsewhere overrides it with the checks it can make here; a
+        result with ``dry_run`` set means only a plan was written, and no deploy.json is.
+        """
+        from targets.verify import verify_on_host
+
+        return verify_on_host(self, source, artifact, cfg, device, evaluate)
 
     def check_device(self, device: str) -> str:
         """Normalise ``device``; raise listing the present devices when it is not one of them."""

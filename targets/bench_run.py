@@ -16,18 +16,26 @@ from targets.frame_sources import open_source
 from toolchain.errors import EdgepruneError
 
 
-def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None):
-    """The runner for ``artifact`` with the bench settings applied."""
+def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
+                weights: str | None = None):
+    """The runner for ``artifact`` with the bench settings applied (``weights``: a Darknet cfg's .weights)."""
+    from toolchain.sources import is_darknet
+
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
     if not target.owns(path):
         raise EdgepruneError(f"{artifact} is not a {cfg.backend} artifact")
+    if weights is not None and not is_darknet(path):
+        raise EdgepruneError(f"--weights applies to Darknet .cfg models; {artifact} carries its own weights")
+    extra = {"weights": weights} if is_darknet(path) else {}
     return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
-                       input_hw=input_hw)
+                       input_hw=input_hw, **extra)
 
 
 def class_count(artifact: str | Path, runner) -> int:
-    """Classes predicted by a detector artifact (metadata names, else the output width minus 4)."""
+    """Classes predicted by a detector artifact (its head description, metadata names, else the output width - 4)."""
+    if runner.head and "nc" in runner.head:
+        return int(runner.head["nc"])
     path = resolve_artifact(Path(artifact))
     if path.suffix in (".pt", ".pth"):
         from toolchain.loading import load_model
@@ -40,12 +48,13 @@ def class_count(artifact: str | Path, runner) -> int:
         return len(names)
     import numpy as np
 
-    out = runner(np.zeros(runner.info.input_shape, np.float32))
+    out = runner.predict(np.zeros(runner.info.input_shape, np.float32))
     return int(out.shape[1]) - 4
 
 
 def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int = 0, splice: int | None = None,
-              source: str = "synthetic", frame_interval: int = 1, imgsz: int | None = None) -> list[BenchResult]:
+              source: str = "synthetic", frame_interval: int = 1, imgsz: int | None = None,
+              weights: str | None = None) -> list[BenchResult]:
     """Inference-only, then (if asked) end-to-end or multi-stream, all with the same settings."""
     size = (imgsz, imgsz) if imgsz else None
     if streams or splice:
@@ -55,8 +64,8 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
         if splice % 64:
             raise EdgepruneError(f"--splice must be a multiple of 64 (two tiles of a multiple of 32), got {splice}")
         tile = splice // 2
-        single = open_runner(artifact, cfg, (tile, tile))
-        spliced = open_runner(artifact, cfg, (splice, splice))
+        single = open_runner(artifact, cfg, (tile, tile), weights)
+        spliced = open_runner(artifact, cfg, (splice, splice), weights)
         nc = class_count(artifact, single)
         sources = [open_source(source, tile, seed=i) for i in range(streams)]
         return [
@@ -64,7 +73,7 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
             measure_inference(spliced, artifact, cfg),
             measure_streams(Detector(spliced, nc), Detector(single, nc), artifact, cfg, sources, tile),
         ]
-    runner = open_runner(artifact, cfg, size)
+    runner = open_runner(artifact, cfg, size, weights)
     results = [measure_inference(runner, artifact, cfg)]
     if e2e:
         side = int(runner.info.input_shape[-1])

@@ -1,4 +1,10 @@
-"""``deploy``: export a model with one target, then prove the artifact works by running it.
+"""``deploy``: the one pipeline from any model source to any target, and the proof that the artifact works.
+
+prepare the source (:mod:`toolchain.sources`: Ultralytics checkpoint, torch module, Darknet
+cfg + .weights) → the target's export (with its quantization, if asked) → verify by running the
+artifact (raw-output fidelity against the torch source; mAP of artifact and source through
+the same pre/post-processing with ``--data``) → one ``deploy.json`` schema for every source
+and target, written last, so a folder with deploy.json is a finished one.
 
 Why the proof is part of deploy: each step (new runtime, FP16, INT8) costs something, and
 users only trust a number measured on the artifact they will ship. Every deploy writes
@@ -13,64 +19,21 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from targets.artifacts import folder_bytes, write_deploy_record
 from targets.base import ExportConfig, ExportResult
 from targets.registry import get_target
-from targets.export_source import ExportSource, prepare
-from toolchain.errors import EdgepruneError, InputFileError
+from toolchain.errors import EdgepruneError, InputFileError, ModelMismatchError
 from toolchain.loading import read_data_yaml
-
-
-def _fidelity(source: ExportSource, runner) -> dict:
-    """Max absolute and relative difference of every raw output of the artifact vs PyTorch on one input.
-
-    Each output is compared relative to its own scale (a segment model's Proto masks are
-    small next to its box coordinates); the top-level figures are the worst over outputs.
-    """
-    from targets.torch_ref import TorchRunner
-
-    x = source.example.numpy()
-    refs = TorchRunner(source.module, tuple(source.example.shape)).outputs(x)
-    outs = runner.outputs(x)
-    if len(outs) != len(refs):
-        raise EdgepruneError(f"artifact has {len(outs)} outputs, PyTorch's model {len(refs)}")
-    per_output = []
-    for i, (out, ref) in enumerate(zip(outs, refs)):
-        if out.shape != ref.shape:
-            raise EdgepruneError(f"artifact output {i} has shape {out.shape}, PyTorch's {ref.shape}")
-        diff = float(np.abs(out.astype(np.float64) - ref).max())
-        per_output.append({"shape": list(ref.shape), "max_abs_diff": diff,
-                           "max_rel_diff": diff / max(float(np.abs(ref).max()), 1e-12)})
-    return {"max_abs_diff": max(o["max_abs_diff"] for o in per_output),
-            "max_rel_diff": max(o["max_rel_diff"] for o in per_output),
-            "output_shape": per_output[0]["shape"], "outputs": per_output,
-            "input": "uniform random in [0, 1], seed-free"}
-
-
-def _accuracy(source: ExportSource, runner, data: str) -> dict:
-    """mAP of the artifact and of the PyTorch source through the same letterbox/NMS pipeline."""
-    from targets.torch_ref import TorchRunner
-    from toolchain.artifact_eval import evaluate_callable
-
-    data_cfg = read_data_yaml(data)
-    nc = data_cfg["nc"]
-    artifact = evaluate_callable(runner, data, source.imgsz, nc)
-    reference = evaluate_callable(TorchRunner(source.module, tuple(source.example.shape)), data, source.imgsz, nc)
-    for res in (artifact, reference):
-        res.pop("per_class")
-    return {"data": str(data), "split": "val", "artifact": artifact, "torch_fp32": reference,
-            "map50_drop": reference["map50"] - artifact["map50"],
-            "map50_95_drop": reference["map50_95"] - artifact["map50_95"]}
+from toolchain.sources import ExportSource, prepare
 
 
 def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportConfig,
            input_shape: tuple[int, ...] | None = None, evaluate: bool = True) -> ExportResult:
-    """Export ``model_path`` with ``target_name`` into ``out_dir`` and record the proof.
+    """Export ``model_path`` (any model source) with ``target_name`` into ``out_dir`` and record the proof.
 
     Raises:
-        EdgepruneError: unknown target or device, bad precision, missing calibration data.
+        EdgepruneError: unknown target or device, bad precision, missing calibration data, a
+            model whose class count differs from the data set's.
     """
     target = get_target(target_name)
     if cfg.precision not in target.precisions:
@@ -79,35 +42,51 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     target.check_config(cfg)
     device = target.check_device(cfg.device)
     out_dir = Path(out_dir)
-    if out_dir.resolve() == Path(model_path).resolve():
-        raise InputFileError(f"--out {out_dir} is the input model; choose a folder")
-    source = prepare(model_path, cfg.imgsz, input_shape, dynamic=cfg.dynamic)
-    if cfg.data and source.task != "module":
-        nc = read_data_yaml(cfg.data)["nc"]
-        if nc != len(source.names):
-            raise EdgepruneError(f"{model_path} predicts nc={len(source.names)} classes but {cfg.data} has nc={nc}")
+    if out_dir.resolve() in {Path(p).resolve() for p in (model_path, cfg.weights) if p}:
+        raise InputFileError(f"--out {out_dir} is an input file; choose a folder")
+    source = prepare_for_data(model_path, cfg, input_shape)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = Path(target.export(source, out_dir, cfg))
-    # the runner records the precision the runtime executed; the target says which to force, if any
-    runner = target.open(artifact, device, target.verify_precision(cfg.precision))
+    proof = target.verify(source, artifact, cfg, device, evaluate=evaluate)
+    if proof.get("dry_run"):  # the target only wrote its plan (e.g. the Docker commands): nothing to record
+        return ExportResult(str(artifact), None, proof)
     record = {
         "target": target_name,
         "artifact": artifact.name,
         "created": datetime.now(timezone.utc).isoformat(),
-        "source": {"path": str(model_path), "sha256": source.sha256, "bytes": Path(model_path).stat().st_size,
-                   "task": source.task},
+        "source": source_record(source),
         "precision": cfg.precision,
         "imgsz": source.imgsz,
         "dynamic_shape": cfg.dynamic,
         "calibration": ({"data": str(cfg.data), "split": "train", "images": cfg.calib_images,
-                         "max_drop": cfg.max_drop} if cfg.precision == "int8" else None),
+                         "resize": source.resize, "max_drop": cfg.max_drop} if cfg.precision == "int8" else None),
         "artifact_bytes": folder_bytes(artifact),
         "graph": target.describe(artifact),
-        "runner": runner.info.to_json(),
-        "fidelity": _fidelity(source, runner),
         "host": {"machine": platform.machine(), "python": platform.python_version()},
     }
-    if evaluate and cfg.data and source.task != "module":
-        record["accuracy"] = _accuracy(source, runner, cfg.data)
+    record.update(proof)  # runner, fidelity, accuracy, and a target's own facts
+    record["notes"] = list(source.notes) + list(proof.get("notes", []))
     path = write_deploy_record(out_dir, record)
     return ExportResult(str(artifact), str(path), record)
+
+
+def prepare_for_data(model_path: str, cfg: ExportConfig, input_shape: tuple[int, ...] | None = None) -> ExportSource:
+    """The source of ``model_path`` for an export, checked against (and named from) ``cfg.data``."""
+    darknet_only = {"bn_eps": cfg.bn_eps} if cfg.bn_eps is not None else {}
+    source = prepare(model_path, cfg.imgsz, input_shape, weights=cfg.weights, dynamic=cfg.dynamic,
+                     decode=cfg.decode, **darknet_only)
+    if cfg.data and source.task != "module":
+        data = read_data_yaml(cfg.data)
+        if data["nc"] != source.nc:
+            raise ModelMismatchError(f"{model_path} predicts nc={source.nc} classes but {cfg.data} has nc={data['nc']}")
+        if source.kind == "darknet":  # a cfg names no classes; the data set does
+            source.with_names(data["names"])
+    return source
+
+
+def source_record(source: ExportSource) -> dict:
+    """deploy.json's ``source``: the model file(s), their hashes, and how the model is fed and decoded."""
+    first = source.files[0] if source.files else {"path": source.path, "sha256": source.sha256, "bytes": None}
+    return {"path": first["path"], "sha256": first["sha256"], "bytes": first["bytes"], "kind": source.kind,
+            "task": source.task, "files": source.files, "input_hw": list(source.input_hw), "resize": source.resize,
+            "head": source.head}

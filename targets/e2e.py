@@ -1,4 +1,4 @@
-"""End-to-end and multi-stream measurements: decode → letterbox → infer → NMS, timed per stage.
+"""End-to-end and multi-stream measurements: decode → letterbox → infer → box decode → NMS, timed per stage.
 
 Why apart from inference-only numbers: what a camera application gets is frames per second
 including decode and post-processing, which can differ from inference-only FPS by a
@@ -17,12 +17,12 @@ import numpy as np
 from targets.base import Runner
 from targets.bench import BenchConfig, BenchResult, _base_fields, _stop_rule
 from toolchain.latency import LatencyStats
-from toolchain.prepost import DETECT_CONF, DETECT_IOU, letterbox, nms, splice, to_input, unsplice
+from toolchain.prepost import DETECT_CONF, DETECT_IOU, fit, nms, predictions, splice, to_input, unsplice
 
 
 @dataclass
 class Detector:
-    """A runner wrapped with the pre/post-processing a deployed detector needs."""
+    """A runner wrapped with the pre/post-processing a deployed detector needs (as its metadata describes)."""
 
     runner: Runner
     nc: int
@@ -36,11 +36,12 @@ class Detector:
     def detect(self, frame: np.ndarray, timings: dict | None = None) -> np.ndarray:
         """``(n, 6)`` xyxy, score, class in frame pixels; adds stage seconds to ``timings``."""
         t0 = time.perf_counter()
-        padded, box = letterbox(frame, self.size)
+        padded, box = fit(frame, self.size, self.runner.resize)
         x = to_input([padded])
         t1 = time.perf_counter()
-        raw = self.runner(x)
+        outputs = self.runner.outputs(x)
         t2 = time.perf_counter()
+        raw = predictions(outputs, self.runner.head, self.size)
         dets = nms(raw[0, :4 + self.nc].T, conf=self.conf, iou=self.iou)  # the board script's NMS, too
         dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
         t3 = time.perf_counter()

@@ -14,7 +14,7 @@ import numpy as np
 
 from toolchain.errors import InputFileError
 from toolchain.loading import read_data_yaml
-from toolchain.prepost import IMAGE_SUFFIXES, letterbox, to_input
+from toolchain.prepost import IMAGE_SUFFIXES, fit, to_input
 
 
 def image_files(data_yaml: str | Path, split: str) -> list[Path]:
@@ -60,8 +60,9 @@ def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.
     return rows[:, 0].astype(np.int64), boxes
 
 
-def calibration_batches(data_yaml: str | Path, imgsz: int, count: int, split: str = "train") -> list[np.ndarray]:
-    """``count`` images spread evenly over ``split``, letterboxed, each as a 1x3xSxS array."""
+def calibration_batches(data_yaml: str | Path, input_hw: int | tuple[int, int], count: int, split: str = "train",
+                        resize: str = "letterbox") -> list[np.ndarray]:
+    """``count`` images spread evenly over ``split``, fitted as the model expects (``resize``), each 1x3xHxW."""
     files = image_files(data_yaml, split)
     picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
     batches = []
@@ -69,5 +70,5 @@ def calibration_batches(data_yaml: str | Path, imgsz: int, count: int, split: st
         image = cv2.imread(str(files[i]))
         if image is None:
             raise InputFileError(f"calibration image {files[i]} cannot be read")
-        batches.append(to_input([letterbox(image, imgsz)[0]]))
+        batches.append(to_input([fit(image, input_hw, resize)[0]]))
     return batches

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.artifacts import atomic_folder, read_deploy_record, read_metadata
+from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
@@ -34,8 +34,14 @@ def export_onnx(source, path: Path, opset: int | None = None) -> int:
     from ultralytics.utils.export.engine import best_onnx_opset, torch2onnx
 
     opset = opset or best_onnx_opset(onnx)
-    dynamic = {"images": {2: "height", 3: "width"}, "output0": {2: "anchors"}} if source.dynamic else None
-    torch2onnx(source.module, source.example, str(path), opset=opset, dynamic=dynamic)
+    dynamic = None
+    if source.dynamic:  # YOLO heads: (B, 4 + nc, anchors); Darknet maps: (B, C, H, W); Darknet rows: (N, 5 + nc)
+        dynamic = {"images": {2: "height", 3: "width"}}
+        for name in source.output_names:
+            dynamic[name] = {0: "rows"} if source.head and source.head.get("format") == "darknet-rows" else \
+                ({2: "height", 3: "width"} if source.head else {2: "anchors"})
+    torch2onnx(source.module, source.example, str(path), opset=opset, output_names=list(source.output_names),
+               dynamic=dynamic)
     model = onnxslim.slim(onnx.load(str(path)))
     meta = source.metadata("fp32")
     for key in ("stride", "task", "batch", "imgsz", "names", "channels", "args"):
@@ -93,7 +99,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, source, cfg: ExportConfig) ->
     prepped = out_path.with_name(out_path.stem + ".prep.onnx")
     quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
     excluded = head_decode_nodes(prepped, source.head_scope)
-    reader = _CalibrationReader("images", calibration_batches(cfg.data, source.imgsz, cfg.calib_images))
+    reader = _CalibrationReader("images", calibration_batches(cfg.data, source.input_hw, cfg.calib_images,
+                                                             resize=source.resize))
     quantize_static(
         str(prepped), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
@@ -145,6 +152,7 @@ class ONNXRuntimeRunner(Runner):
             threads=threads or opts.intra_op_num_threads or None, input_name=inp.name,
             input_shape=tuple(int(d) if isinstance(d, int) else 1 for d in shape),
         )
+        self.head, self.resize = read_decoding(path)
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: x})

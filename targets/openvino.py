@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.artifacts import atomic_folder, read_deploy_record, read_metadata
+from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
@@ -94,6 +94,7 @@ class OpenVINORunner(Runner):
             executed_precision=executed, threads=_threads(self.compiled, threads),
             input_name=port.get_any_name(), input_shape=tuple(port.get_partial_shape().to_shape()),
         )
+        self.head, self.resize = read_decoding(xml)
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         result = self.compiled(x)
@@ -197,7 +198,8 @@ class OpenVINOTarget(Target):
             shape[2:] = [-1, -1]
         model = ov.convert_model(source.module, example_input=source.example, input=[ov.PartialShape(shape)])
         model.inputs[0].get_tensor().set_names({"images"})
-        model.outputs[0].get_tensor().set_names({"output0"})
+        for port, name in zip(model.outputs, source.output_names):
+            port.get_tensor().set_names({name})
         if cfg.precision == "int8":
             from targets.quantize_openvino import quantize_ir
 

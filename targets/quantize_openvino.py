@@ -20,7 +20,7 @@ def quantize_ir(model, source, cfg: ExportConfig):
 
     if not cfg.data:
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
-    calib = nncf.Dataset(calibration_batches(cfg.data, source.imgsz, cfg.calib_images))
+    calib = nncf.Dataset(calibration_batches(cfg.data, source.input_hw, cfg.calib_images, resize=source.resize))
     common = dict(
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=cfg.calib_images,
@@ -31,14 +31,19 @@ def quantize_ir(model, source, cfg: ExportConfig):
 
     from toolchain.artifact_eval import evaluate_callable
     from toolchain.loading import read_data_yaml
+    from toolchain.prepost import predictions
 
     nc = read_data_yaml(cfg.data)["nc"]
     val_files = image_files(cfg.data, "val")
 
     def validate(compiled_model, items) -> float:
         # NNCF calls this on the whole set and on single images (to rank per-sample damage).
-        return evaluate_callable(lambda x: compiled_model(x)[0], cfg.data, source.imgsz, nc,
-                                 files=list(items))["map50_95"]
+        def predict(x):
+            result = compiled_model(x)
+            return predictions([result[port] for port in compiled_model.outputs], source.head, x.shape[-2:])
+
+        return evaluate_callable(predict, cfg.data, source.input_hw, nc, files=list(items),
+                                 resize=source.resize)["map50_95"]
 
     return nncf.quantize_with_accuracy_control(
         model, calib, nncf.Dataset(val_files), validation_fn=validate, max_drop=cfg.max_drop,

@@ -20,7 +20,8 @@ from toolchain.errors import EdgepruneError
 class TorchRunner(Runner):
     """A torch module on the CPU in float32 under ``inference_mode``, fed ``input_shape`` arrays."""
 
-    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], threads: int | None = None):
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], threads: int | None = None,
+                 head: dict | None = None, resize: str = "letterbox"):
         if threads:
             torch.set_num_threads(int(threads))
         self.module = module.eval()
@@ -29,6 +30,12 @@ class TorchRunner(Runner):
             executed_precision="f32", threads=torch.get_num_threads(), input_name="images",
             input_shape=tuple(int(d) for d in input_shape),
         )
+        self.head, self.resize = head, resize
+
+    @classmethod
+    def of(cls, source, threads: int | None = None) -> "TorchRunner":
+        """The runner of a prepared :class:`toolchain.sources.ExportSource`, decoding as its artifacts will."""
+        return cls(source.module, tuple(source.example.shape), threads, source.head, source.resize)
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
@@ -38,7 +45,10 @@ class TorchRunner(Runner):
 
 @register_target
 class TorchTarget(Target):
-    """The PyTorch checkpoint itself, run as the reference; it builds no artifact."""
+    """The model itself in PyTorch (a checkpoint, or a Darknet cfg's generated module), run as the reference.
+
+    It builds no artifact.
+    """
 
     name = "torch"
     summary = "The PyTorch reference runner (bench/eval only)."
@@ -50,18 +60,20 @@ class TorchTarget(Target):
         raise EdgepruneError("the torch target is a reference runner; deploy to openvino or onnx instead")
 
     def owns(self, artifact: Path) -> bool:
-        return Path(artifact).suffix in (".pt", ".pth")
+        return Path(artifact).suffix.lower() in (".pt", ".pth", ".cfg")
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
-             ) -> TorchRunner:
-        from targets.export_source import prepare
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
+             weights: str | None = None) -> TorchRunner:
+        from toolchain.sources import prepare
 
         if device.lower() != "cpu":
             raise EdgepruneError(f"the torch reference runner uses the CPU only, got --device {device}")
         if precision not in ("auto", "f32"):
             raise EdgepruneError(f"the torch reference runner computes in f32 only, got --precision {precision}")
-        if input_hw and input_hw[0] != input_hw[1]:
+        shape = (1, 3, *input_hw) if input_hw and input_hw[0] != input_hw[1] else None
+        if shape and Path(artifact).suffix.lower() != ".cfg":
             raise EdgepruneError(f"the torch reference runner takes square inputs, got {input_hw[0]}x{input_hw[1]}")
-        source = prepare(artifact, input_hw[0] if input_hw else None)  # None: the size it was trained at
-        return TorchRunner(source.module, tuple(source.example.shape), threads)
+        # None: the model's own size (a checkpoint's training size, a cfg's [net] size)
+        source = prepare(artifact, None if shape else (input_hw[0] if input_hw else None), shape, weights=weights)
+        return TorchRunner.of(source, threads)

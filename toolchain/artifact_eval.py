@@ -18,20 +18,27 @@ from targets.imagedata import image_files, read_labels
 from toolchain.detection_metrics import MapAccumulator, nms
 from toolchain.errors import InputFileError, ModelMismatchError
 from toolchain.loading import read_data_yaml
-from toolchain.prepost import letterbox, to_input
+from toolchain.prepost import fit, to_input
 
 
-def evaluate_callable(infer: Callable[[np.ndarray], np.ndarray], data_yaml: str | Path, imgsz: int, nc: int,
-                      split: str = "val", files: list[Path] | None = None, progress=None) -> dict:
-    """Run ``infer`` on every image of ``split`` and return overall and per-class metrics."""
+def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: str | Path,
+                      input_hw: int | tuple[int, int], nc: int, split: str = "val", files: list[Path] | None = None,
+                      progress=None, resize: str = "letterbox") -> dict:
+    """Run ``predict`` on every image of ``split`` and return overall and per-class metrics.
+
+    Args:
+        predict: input batch -> ``(batch, 4 + nc, anchors)`` predictions (a runner's ``predict``).
+        input_hw: the network input size (an int for square inputs).
+        resize: how images are fitted into the input (:func:`toolchain.prepost.fit`), as the model was trained.
+    """
     files = files if files is not None else image_files(data_yaml, split)
     acc = MapAccumulator(nc)
     for i, path in enumerate(files):
         image = cv2.imread(str(path))
         if image is None:
             raise InputFileError(f"image {path} cannot be read")
-        padded, box = letterbox(image, imgsz)
-        raw = infer(to_input([padded]))
+        padded, box = fit(image, input_hw, resize)
+        raw = predict(to_input([padded]))
         if raw.shape[1] < 4 + nc:
             raise ModelMismatchError(f"the model outputs {raw.shape[1]} rows per anchor but {data_yaml} has nc={nc} "
                                      f"(expected at least {4 + nc})")
@@ -50,7 +57,7 @@ class ArtifactEval:
     artifact: str
     data: str
     split: str
-    imgsz: int
+    imgsz: int | list
     runner: dict
     precision: float
     recall: float
@@ -63,22 +70,32 @@ class ArtifactEval:
 
 
 def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu", precision: str = "auto",
-                      imgsz: int | None = None, split: str = "val", progress=None) -> ArtifactEval:
-    """Open ``artifact`` with its target and evaluate it on ``data``."""
+                      imgsz: int | None = None, split: str = "val", progress=None,
+                      weights: str | None = None) -> ArtifactEval:
+    """Open ``artifact`` (or a model source run in PyTorch) with its target and evaluate it on ``data``.
+
+    Args:
+        weights: a Darknet cfg's .weights (when ``artifact`` is a .cfg).
+    """
     from targets.artifacts import read_metadata, resolve_artifact
     from targets.registry import target_for_artifact
     from targets.torch_ref import TorchTarget
+    from toolchain.sources import is_darknet
 
     data_cfg = read_data_yaml(data)
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path)
     size_hw = (imgsz, imgsz) if imgsz and isinstance(target, TorchTarget) else None
-    runner = target.open(path, device, precision, input_hw=size_hw)
-    size = int(runner.info.input_shape[-1])
+    extra = {"weights": weights} if is_darknet(path) else {}
+    runner = target.open(path, device, precision, input_hw=size_hw, **extra)
+    size = tuple(int(v) for v in runner.info.input_shape[-2:])
     meta_names = read_metadata(path).get("names") or {}
-    if meta_names and len(meta_names) != data_cfg["nc"]:
-        raise ModelMismatchError(f"{artifact} predicts nc={len(meta_names)} classes but {data} has nc={data_cfg['nc']}")
-    metrics = evaluate_callable(runner, data, size, data_cfg["nc"], split, progress=progress)
+    nc = (runner.head or {}).get("nc") or len(meta_names) or None
+    if nc is not None and nc != data_cfg["nc"]:
+        raise ModelMismatchError(f"{artifact} predicts nc={nc} classes but {data} has nc={data_cfg['nc']}")
+    metrics = evaluate_callable(runner.predict, data, size, data_cfg["nc"], split, progress=progress,
+                                resize=runner.resize)
     names = data_cfg["names"]
     per_class = {str(names[c]): v for c, v in metrics.pop("per_class").items()}
-    return ArtifactEval(str(artifact), str(data), split, size, runner.info.to_json(), per_class=per_class, **metrics)
+    shown = size[0] if size[0] == size[1] else list(size)
+    return ArtifactEval(str(artifact), str(data), split, shown, runner.info.to_json(), per_class=per_class, **metrics)

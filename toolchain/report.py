@@ -226,7 +226,10 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
         (p for p in points if p.ratio == BASELINE_RATIO), None)
     if chosen and chosen.per_class:
         images = [plot_per_class(chosen, img_dir / "per_class_ap.png")]
-        if curves:
+        if curves and Path(chosen.model).suffix.lower() not in (".pt", ".pth"):
+            notes.append("PR/F1 curves come from the Ultralytics validator, which runs .pt checkpoints only; "
+                         f"omitted for {Path(chosen.model).name}")
+        elif curves:
             if progress:
                 progress(f"validating the ratio {chosen.ratio:g} model for PR/F1 curves")
             names = [c["name"] for c in chosen.per_class]

@@ -2,6 +2,9 @@
 
 Why: done by hand, the point is found with coarse ratios (0.7/0.8/0.9), then subdividing
 around the cliff (0.88/0.89) — with a table of P, R, mAP, params, size, latency and FLOPs.
+For an Ultralytics checkpoint the ratio is Torch-Pruning's channel ratio; for a Darknet cfg +
+.weights it is ``cfg-prune --global-percent`` (BN-gamma slimming, optionally with
+``--shortcuts`` residual units removed first), evaluated by running the generated module.
 This module automates exactly that, reusing ``prune_file`` / ``finetune`` / ``evaluate`` /
 ``deploy`` / ``measure_inference`` for each point. Every finished point is appended as one
 JSON line to ``RUN_DIR/sweep.jsonl`` so an interrupted sweep resumes where it stopped: a
@@ -52,6 +55,9 @@ class SweepConfig:
         workers: data-loader workers of fine-tuning.
         device: torch device of fine-tuning (``auto``, ``cpu``, ``cuda:N``); not part of the
             resume key, since it does not change what a point means.
+        weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).
+        shortcuts: Darknet only: residual units removed at every point (``cfg-prune --shortcuts``).
+        keep: Darknet only: every pruned conv keeps at least this fraction of its channels.
     """
 
     data: str
@@ -70,6 +76,9 @@ class SweepConfig:
     batch: int = 16
     workers: int = 0
     device: str = "auto"
+    weights: str | None = None
+    shortcuts: int = 0
+    keep: float = 0.01
 
     def validate(self) -> None:
         bad = [r for r in self.ratios if not 0.0 < r < 1.0]
@@ -80,8 +89,11 @@ class SweepConfig:
 
     def settings_key(self, model_path: str) -> str:
         """Hash of everything that changes a point's numbers; resume matches on it."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("ratios", "refine", "refine_steps", "max_drop", "device")}
+        fields = {k: v for k, v in asdict(self).items()
+                  if k not in ("ratios", "refine", "refine_steps", "max_drop", "device", "weights")}
         fields["model_sha256"] = _file_sha(model_path)
+        if self.weights:
+            fields["weights_sha256"] = _file_sha(self.weights)
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -190,18 +202,38 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
     from targets.bench import BenchConfig, append_jsonl, measure_inference
     from targets.bench_run import open_runner
     from targets.deploy import deploy
-    from toolchain.validator import evaluate
-    from toolchain.loading import example_input, load_model
-    from toolchain.model_stats import model_stats
-    from toolchain.prune_run import prune_file
-    from toolchain.pruning import PruneConfig
-    from toolchain.training import TrainConfig, finetune
+    from toolchain.sources import is_darknet
 
     started = time.perf_counter()
     here = point_dir(Path(run_dir), key, ratio)
     if here.exists():  # leftovers of an interrupted attempt at this point
         shutil.rmtree(here)
     here.mkdir(parents=True)
+    produce = _darknet_point if is_darknet(model_path) else _checkpoint_point
+    model, weights, scores, stats = produce(model_path, ratio, cfg, here)
+    exported = deploy(cfg.target, str(model), here / cfg.target,
+                      ExportConfig(precision="fp32", imgsz=cfg.imgsz, weights=weights), evaluate=False)
+    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
+    bench = measure_inference(open_runner(exported.artifact, bench_cfg), exported.artifact, bench_cfg)
+    append_jsonl(here / BENCH_FILE, [bench])
+    return SweepPoint(
+        ratio=ratio, key=key, model=str(model), precision=scores["precision"], recall=scores["recall"],
+        map50=scores["map50"], map50_95=scores["map50_95"], params=stats.params, macs=stats.macs,
+        file_bytes=sum(Path(f).stat().st_size for f in (model, weights) if f), latency_ms=bench.latency.median_ms,
+        fps=bench.throughput_fps, target=cfg.target, seconds=time.perf_counter() - started,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), per_class=scores["per_class"],
+    )
+
+
+def _checkpoint_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
+    """An Ultralytics point: Torch-Pruning at ``ratio``, optional fine-tune, the Ultralytics validator."""
+    from toolchain.loading import example_input, load_model
+    from toolchain.model_stats import model_stats
+    from toolchain.prune_run import prune_file
+    from toolchain.pruning import PruneConfig
+    from toolchain.training import TrainConfig, finetune
+    from toolchain.validator import evaluate
+
     model = here / "model.pt"
     if ratio == BASELINE_RATIO:
         shutil.copyfile(model_path, model)
@@ -217,19 +249,32 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
     scores = evaluate(str(model), cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
     loaded = load_model(model)
     stats = model_stats(loaded.model, example_input(loaded, cfg.imgsz, None))
-    exported = deploy(cfg.target, str(model), here / cfg.target, ExportConfig(precision="fp32", imgsz=cfg.imgsz),
-                      evaluate=False)
-    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
-    bench = measure_inference(open_runner(exported.artifact, bench_cfg), exported.artifact, bench_cfg)
-    append_jsonl(here / BENCH_FILE, [bench])
-    return SweepPoint(
-        ratio=ratio, key=key, model=str(model), precision=scores.precision, recall=scores.recall,
-        map50=scores.map50, map50_95=scores.map50_95, params=stats.params, macs=stats.macs,
-        file_bytes=model.stat().st_size, latency_ms=bench.latency.median_ms, fps=bench.throughput_fps,
-        target=cfg.target, seconds=time.perf_counter() - started,
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
-        per_class=[asdict(c) for c in scores.per_class],
-    )
+    return model, None, {"precision": scores.precision, "recall": scores.recall, "map50": scores.map50,
+                         "map50_95": scores.map50_95, "per_class": [asdict(c) for c in scores.per_class]}, stats
+
+
+def _darknet_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
+    """A Darknet point: ``cfg-prune`` at global percent ``ratio`` (after ``shortcuts``), scored by running it."""
+    from cfg_codegen.prune import PruneConfig as DarknetPrune
+    from cfg_codegen.prune import prune_darknet
+    from toolchain.artifact_eval import evaluate_artifact
+    from toolchain.model_stats import model_stats
+    from toolchain.sources import prepare
+    from toolchain.sources.darknet import default_weights
+
+    weights = cfg.weights or str(default_weights(Path(model_path)))
+    model, pruned_weights = here / "pruned.cfg", here / "pruned.weights"
+    if ratio == BASELINE_RATIO:  # the unpruned model: what every point's drop is measured against
+        shutil.copyfile(model_path, model)
+        shutil.copyfile(weights, pruned_weights)
+    else:
+        prune_darknet(model_path, weights, here, DarknetPrune(ratio, cfg.keep, cfg.shortcuts))
+    scores = evaluate_artifact(str(model), cfg.data, imgsz=cfg.imgsz, weights=str(pruned_weights))
+    source = prepare(model, cfg.imgsz, weights=str(pruned_weights))
+    stats = model_stats(source.module, source.example)
+    per_class = [{"name": name, **values} for name, values in scores.per_class.items()]
+    return model, str(pruned_weights), {"precision": scores.precision, "recall": scores.recall, "map50": scores.map50,
+                                        "map50_95": scores.map50_95, "per_class": per_class}, stats
 
 
 def choose(points: list[SweepPoint], max_drop: float) -> Choice:
@@ -323,13 +368,9 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
         SweepError: bad ratios.
     """
     from toolchain.fileio import atomic_output
-    from toolchain.loading import DEFAULT_IMGSZ, check_model_fits_data, load_model
 
     cfg.validate()
-    loaded = load_model(model_path)
-    check_model_fits_data(loaded, cfg.data)
-    if cfg.imgsz is None:  # fixed once, so every point (and the resume key) uses the same size
-        cfg = replace(cfg, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
+    cfg = _fit_to_model(model_path, cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     key = cfg.settings_key(model_path)
@@ -366,6 +407,43 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
     with atomic_output(run_dir / "sweep.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _fit_to_model(model_path: str, cfg: SweepConfig) -> SweepConfig:
+    """Check the model against the data and the options against the model; fix the size once.
+
+    The size is fixed here, so every point (and the resume key) uses the same one.
+    """
+    from toolchain.loading import DEFAULT_IMGSZ, check_model_fits_data, load_model, read_data_yaml
+    from toolchain.sources import is_darknet, prepare
+
+    if not is_darknet(model_path):
+        if cfg.weights or cfg.shortcuts:
+            raise SweepError("--weights and --shortcuts apply to Darknet .cfg models")
+        loaded = load_model(model_path)
+        check_model_fits_data(loaded, cfg.data)
+        return cfg if cfg.imgsz else replace(cfg, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
+    defaults = SweepConfig(data=cfg.data)
+    ignored = [flag for flag, field_name in (("--method", "method"), ("--global", "global_pruning"),
+                                             ("--iterative", "steps"), ("--round-to", "round_to"))
+               if getattr(cfg, field_name) != getattr(defaults, field_name)]
+    if ignored:
+        raise SweepError(f"{', '.join(ignored)} do not apply to a Darknet cfg: its sweep prunes with cfg-prune's "
+                         "global BN-gamma percent (and --shortcuts)")
+    if cfg.finetune_epochs:
+        raise SweepError("fine-tuning a Darknet cfg is not available yet: sweep it without --finetune-epochs, then "
+                         "fine-tune the chosen pruned.cfg + pruned.weights in Darknet")
+    source = prepare(model_path, cfg.imgsz, weights=cfg.weights)
+    if source.input_hw[0] != source.input_hw[1]:
+        raise SweepError(f"{model_path} has a {source.input_hw[1]}x{source.input_hw[0]} (WxH) input; the sweep runs "
+                         "square inputs: give --imgsz")
+    nc = read_data_yaml(cfg.data)["nc"]
+    if nc != source.nc:
+        raise SweepError(f"{model_path} predicts nc={source.nc} classes but {cfg.data} has nc={nc}")
+    weights = cfg.weights or (source.files[1]["path"] if len(source.files) > 1 else None)
+    if weights is None:
+        raise SweepError(f"no weights for {model_path}: pass --weights (a sweep prunes trained weights)")
+    return replace(cfg, imgsz=source.input_hw[0], weights=weights)
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:

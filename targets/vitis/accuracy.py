@@ -16,35 +16,32 @@ import torch
 
 from targets.vitis.workspace import Workspace
 from toolchain.artifact_eval import evaluate_callable
-from toolchain.prepost import decode
+from toolchain.prepost import predictions
 
 
-def _as_raw(maps_nchw: list[np.ndarray], spec) -> np.ndarray:
-    """Per-stride NCHW maps -> Ultralytics' ``(1, 4 + nc, anchors)`` decoded layout."""
-    decoded = decode([m[0].transpose(1, 2, 0) for m in maps_nchw], spec.strides, spec.reg_max, spec.nc)
-    return decoded.T[None]
-
-
-def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data: str, imgsz: int) -> dict | None:
+def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data: str, input_hw: tuple[int, int],
+                       resize: str = "letterbox") -> dict | None:
     """Quantised vs float mAP on the workspace's evaluation images (None when the container saved none)."""
     if not ws.eval_sources or not ws.eval_outputs.is_file():
         return None
     files = [Path(s) for s in ws.eval_sources]
+    head = spec.to_json()
     with np.load(ws.eval_outputs) as saved:
-        outputs = [[saved[f"img{i:05d}_out{k}"] for k in range(len(spec.strides))] for i in range(len(files))]
+        count = len({key.split("_")[1] for key in saved.files})
+        outputs = [[saved[f"img{i:05d}_out{k}"] for k in range(count)] for i in range(len(files))]
     replay = iter(outputs)
 
     def quantized(x: np.ndarray) -> np.ndarray:
-        return _as_raw(next(replay), spec)
+        return predictions(next(replay), head, input_hw)
 
     def float_graph(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return _as_raw([o.numpy() for o in graph_module(torch.from_numpy(x))], spec)
+            return predictions([o.numpy() for o in graph_module(torch.from_numpy(x))], head, input_hw)
 
-    q = evaluate_callable(quantized, data, imgsz, spec.nc, files=files)
-    f = evaluate_callable(float_graph, data, imgsz, spec.nc, files=files)
+    q = evaluate_callable(quantized, data, input_hw, spec.nc, files=files, resize=resize)
+    f = evaluate_callable(float_graph, data, input_hw, spec.nc, files=files, resize=resize)
     for res in (q, f):
         res.pop("per_class")
-    return {"data": str(data), "split": "val", "images": len(files), "quantized_int8": q, "float": f,
+    return {"data": str(data), "split": "val", "images": len(files), "artifact": q, "torch_fp32": f,
             "map50_drop": f["map50"] - q["map50"], "map50_95_drop": f["map50_95"] - q["map50_95"],
             "how": "vai_q_pytorch test-mode outputs, decoded on the host by the numpy decode run_kv260.py embeds"}

@@ -1,7 +1,8 @@
 """The folder copied to the board: compiled xmodel, metadata.yaml and run_kv260.py.
 
 ``metadata.yaml`` is Ultralytics' metadata (names, stride, imgsz...) plus what the board needs to
-decode the raw maps (``edgeprune.vitis``). It is written as JSON text: valid YAML for every
+feed the DPU and decode its raw maps (``edgeprune.head`` and ``edgeprune.resize``, the same keys
+every artifact carries) and the bundle's facts (``edgeprune.vitis``). It is written as JSON text: valid YAML for every
 YAML reader, and readable on the board with the standard library alone.
 """
 
@@ -15,13 +16,17 @@ from targets.artifacts import atomic_folder
 from targets.vitis.workspace import render_template
 
 BOARD_SCRIPT = "run_kv260.py"
-LAYOUT = "one int8 NHWC map per stride: [4*reg_max box logits | nc class logits]; decode on the board CPU"
+LAYOUTS = {
+    "dfl": "one int8 NHWC map per stride: [4*reg_max box logits | nc class logits]; decode on the board CPU",
+    "darknet": "one int8 NHWC map per [yolo] layer: anchors x (5 + nc) raw values; Darknet decode on the board CPU",
+}
 
 
 def board_metadata(source, spec, dpu: str, board: str, xmodel_name: str) -> dict:
     meta = source.metadata("int8")
-    meta["edgeprune"]["vitis"] = {"xmodel": xmodel_name, "board": board, "dpu": dpu, "layout": LAYOUT,
-                                  **spec.to_json()}
+    head = spec.to_json()
+    meta["edgeprune"]["head"] = head  # the DPU graph ends before any decode
+    meta["edgeprune"]["vitis"] = {"xmodel": xmodel_name, "board": board, "dpu": dpu, "layout": LAYOUTS[head["format"]]}
     return meta
 
 

@@ -135,3 +135,60 @@ def rewrite_saved_model(path: str | Path, act: str = "hardswish") -> RewriteRepo
     """Rewrite a model edgeprune just wrote (``prune --dpu-friendly``) in place, keeping its edgeprune note."""
     _check_act(act)
     return _rewrite_loaded(load_model(path), path, act, path)
+
+
+# Darknet activations without a DPU implementation; a [yolo] head's logistic is handled at deploy
+# (it moves to the board's decode), so only these are rewritten in a cfg.
+CFG_REPLACED = ("mish", "swish", "hard_mish")
+CFG_ACTIVATIONS = ("leaky", "relu")  # what Darknet itself and the DPU both run
+
+
+def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weights: str | Path | None = None
+                    ) -> RewriteReport:
+    """Rewrite a Darknet cfg for the DPU: mish/swish/hard_mish convs get ``act``; the weights are copied.
+
+    Writes ``out`` (a .cfg) and ``<out stem>.weights`` beside it, so edgeprune finds the pair.
+    Darknet's leaky (slope 0.1) is kept in the cfg: ``deploy vitis`` runs it as the DPU's 26/256.
+
+    Raises:
+        EdgepruneError: ``act`` not a Darknet activation the DPU runs; ``out`` is an input.
+    """
+    import shutil
+
+    from cfg_codegen.cfgwrite import render_cfg
+    from cfg_codegen.layers import Convolutional
+    from cfg_codegen.parser import parse_cfg
+    from cfg_codegen.weights import read_weights
+    from toolchain.fileio import atomic_output
+    from toolchain.sources.darknet import default_weights
+
+    if act not in CFG_ACTIVATIONS:
+        raise EdgepruneError(f"--act for a Darknet cfg must be one of {', '.join(CFG_ACTIVATIONS)} (activations "
+                             f"Darknet and the DPU both run), got {act!r}")
+    out = Path(out)
+    if out.suffix.lower() != ".cfg":
+        raise EdgepruneError(f"--out for a Darknet cfg must be a .cfg file, got {out}")
+    weights = Path(weights) if weights else default_weights(Path(cfg))
+    if weights is None:
+        raise EdgepruneError(f"no weights for {cfg}: pass --weights (the rewritten cfg needs its .weights beside it)")
+    weights_out = out.with_suffix(".weights")
+    for target in (out, weights_out):
+        ensure_not_input(target, cfg, weights)
+    network = parse_cfg(cfg)
+    read_weights(weights, network)  # the pair must fit before anything is written
+    overrides, replaced = {}, {}
+    for layer in network.conv_layers:
+        if layer.activation.value in CFG_REPLACED:
+            overrides[layer.index] = {"activation": act}
+            replaced[layer.activation.value] = replaced.get(layer.activation.value, 0) + 1
+    header = f"Rewritten for the DPU by edgeprune dpu-rewrite from {Path(cfg).name}: " + (
+        ", ".join(f"{n} {kind} -> {act}" for kind, n in replaced.items()) or "nothing to replace")
+    with atomic_output(weights_out) as tmp:
+        shutil.copyfile(weights, tmp)
+    with atomic_output(out) as tmp:
+        tmp.write_text(f"# {header}\n\n" + render_cfg(network, overrides=overrides))
+    report = RewriteReport(str(cfg), str(out), act, replaced)
+    if report.changed_function:
+        report.warnings.append(f"activations were replaced, so the network computes a different function: fine-tune "
+                               f"{out} + {weights_out} before judging or deploying its accuracy")
+    return report

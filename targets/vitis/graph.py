@@ -1,5 +1,9 @@
 """The part of a YOLO detector that goes to the DPU: everything up to the head's convolutions.
 
+A Darknet model already ends there (its [yolo] decode is not part of the generated module's
+forward), so its DPU graph is the model itself; the board decodes its maps with the anchors
+of the cfg (:func:`toolchain.prepost.decode_darknet`).
+
 Why cut there: the head's decode (DFL softmax, anchor arithmetic, reshapes, sigmoid) has no
 DPU implementation, and leaving it in the graph splits the compiled model into DPU and CPU
 subgraphs. The board script (run_kv260.py) does that decode in numpy, as the Vitis AI YOLOv8
@@ -17,6 +21,8 @@ from torch import nn
 
 from toolchain.errors import UnsupportedModelError
 
+DPU_LEAKY_SLOPE = 26 / 256  # the only LeakyReLU slope the DPU implements
+
 
 @dataclass(frozen=True)
 class HeadSpec:
@@ -27,7 +33,22 @@ class HeadSpec:
     nc: int
 
     def to_json(self) -> dict:
-        return {"strides": list(self.strides), "reg_max": self.reg_max, "nc": self.nc}
+        """The head description artifacts carry (:func:`toolchain.prepost.predictions`, format ``dfl``)."""
+        return {"format": "dfl", "strides": list(self.strides), "reg_max": self.reg_max, "nc": self.nc}
+
+
+@dataclass(frozen=True)
+class DarknetHeadSpec:
+    """A Darknet model's head description (format ``darknet``), as its source made it."""
+
+    head: dict
+
+    @property
+    def nc(self) -> int:
+        return int(self.head["nc"])
+
+    def to_json(self) -> dict:
+        return dict(self.head)
 
 
 class HeadMaps(nn.Module):
@@ -45,7 +66,7 @@ class DPUGraph(nn.Module):
     """A fused Ultralytics detection model, run up to (and including) its head's convolutions.
 
     Args:
-        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``targets.export_source.prepare`` gives one).
+        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``toolchain.sources.prepare`` gives one).
     """
 
     def __init__(self, yolo: nn.Module):
@@ -79,8 +100,67 @@ class DPUGraph(nn.Module):
         return self.head([x if j == -1 else saved[j] for j in self.model[-1].f])
 
 
-def dpu_graph(source) -> DPUGraph:
-    """The DPU part of ``source`` (a YOLO :class:`targets.export_source.ExportSource`)."""
+class DarknetDPUGraph(nn.Module):
+    """A Darknet model's generated module, as the DPU runs it: it returns the maps feeding its [yolo] layers.
+
+    BatchNorm is folded into each conv (as Ultralytics' fuse() does for its models). Two
+    adaptations change the maths, both recorded: Darknet's LeakyReLU(0.1) becomes the DPU's LeakyReLU(26/256)
+    (the only slope it implements; the quantizer would make the same change), and a logistic
+    activation on a conv feeding a [yolo] layer (``new_coords`` heads) moves to the board's
+    decode (``host_logistic``), since the DPU has no sigmoid.
+    """
+
+    def __init__(self, model: nn.Module, head: dict):
+        import copy
+
+        super().__init__()
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.model = copy.deepcopy(model).eval()
+        head = copy.deepcopy(head)
+        for block in self.model.modules():
+            if isinstance(getattr(block, "conv", None), nn.Conv2d) and isinstance(getattr(block, "bn", None),
+                                                                                 nn.BatchNorm2d):
+                block.conv, block.bn = fuse_conv_bn_eval(block.conv, block.bn), nn.Identity()
+        self.leaky_slopes_fixed = 0
+        for parent in list(self.model.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.LeakyReLU) and child.negative_slope != DPU_LEAKY_SLOPE:
+                    setattr(parent, name, nn.LeakyReLU(DPU_LEAKY_SLOPE))
+                    self.leaky_slopes_fixed += 1
+        for entry in head["heads"]:
+            conv = getattr(self.model, f"l{entry['layer'] - 1}", None)
+            if conv is not None and isinstance(getattr(conv, "act", None), nn.Sigmoid):
+                conv.act = nn.Identity()
+                entry["host_logistic"] = True
+        self.spec = DarknetHeadSpec(head)
+
+    @property
+    def adaptations(self) -> list[str]:
+        """What differs from the cfg's own maths (deploy.json notes)."""
+        notes = []
+        if self.leaky_slopes_fixed:
+            notes.append(f"{self.leaky_slopes_fixed} LeakyReLU(0.1) run as the DPU's LeakyReLU(26/256)")
+        moved = sum(bool(h.get("host_logistic")) for h in self.spec.head["heads"])
+        if moved:
+            notes.append(f"the logistic of {moved} head conv(s) runs in the board's decode, not on the DPU")
+        return notes
+
+    @property
+    def head_scopes(self) -> tuple[str, ...]:
+        """The convs feeding the [yolo] layers (``model.l29``...), for preflight's backbone/neck vs head split."""
+        return tuple(f"model.l{h['layer'] - 1}" for h in self.spec.head["heads"])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(x))
+
+
+def dpu_graph(source) -> nn.Module:
+    """The DPU part of ``source`` (a :class:`toolchain.sources.ExportSource`): DPUGraph or DarknetDPUGraph."""
+    if source.kind == "darknet":
+        if source.head.get("format") != "darknet":
+            raise UnsupportedModelError(f"{source.path}: the DPU runs the raw head maps; deploy without --decode")
+        return DarknetDPUGraph(source.module, source.head).eval()
     if source.task == "module":
         raise UnsupportedModelError(f"{source.path} is a plain nn.Module; the DPU export takes Ultralytics YOLO "
                                     "detection checkpoints")

@@ -66,6 +66,7 @@ SOURCES = (
     "https://github.com/Xilinx/Vitis-AI/issues/1245",
 )
 HOST_POSTPROCESS = ("DFL softmax and expectation", "anchor grid and box decode", "class sigmoid", "NMS")
+DARKNET_POSTPROCESS = ("[yolo] decode: sigmoid, anchors, scale_x_y", "objectness x class scores", "NMS")
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,16 @@ def analyse(graph: OpGraph, arch: DPUArch, head_scopes: tuple[str, ...] = ()) ->
 
 
 def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None = None,
-              input_shape: tuple[int, ...] | None = None) -> PreflightReport:
-    """Trace ``model_path`` at ``imgsz`` and judge every op against ``target``'s DPU.
+              input_shape: tuple[int, ...] | None = None, weights: str | None = None) -> PreflightReport:
+    """Trace ``model_path`` (any model source) at ``imgsz`` and judge every op against ``target``'s DPU.
+
+    A Darknet cfg is judged as ``deploy vitis`` builds it: up to its [yolo] layers, with the
+    DPU's leaky slope (:class:`targets.vitis.graph.DarknetDPUGraph`).
 
     Raises:
-        EdgepruneError: unknown target; model errors from :func:`toolchain.loading.load_model`.
+        EdgepruneError: unknown target; model errors from the model source.
     """
-    from targets.export_source import prepare
+    from toolchain.sources import prepare
     from targets.vitis.graph import dpu_graph
     from targets.vitis.trace import trace_ops
     from targets.vitis.dpu_rewrite import has_host_decode
@@ -172,7 +176,14 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
     if target not in BOARDS:
         raise EdgepruneError(f"unknown --target {target!r}; known targets: {', '.join(BOARDS)}")
     arch = BOARDS[target]
-    source = prepare(model_path, imgsz, input_shape)
+    source = prepare(model_path, imgsz, input_shape, weights=weights)
+    if source.kind == "darknet":
+        module = dpu_graph(source)
+        rows, subgraphs = analyse(trace_ops(module, source.example), arch, module.head_scopes)
+        return PreflightReport(str(model_path), target, arch.name, source.imgsz,
+                               "the Darknet model up to its [yolo] layers, as deploy vitis builds it "
+                               + "; ".join(["(decode on the board's CPU)"] + module.adaptations), rows, subgraphs,
+                               list(DARKNET_POSTPROCESS))
     host_decode = source.task != "module" and has_host_decode(source.module)
     if host_decode:
         module = dpu_graph(source)

@@ -8,12 +8,12 @@ Layout (``/workspace`` inside the container)::
     dpu_graph.py           rebuilds the graph as a torch module (torch + numpy only)
     quantize.py            vai_q_pytorch: calib, then test + export_xmodel
     compile.sh             vai_c_xir with the board's arch.json; tees compile.log
-    calib/*.png            letterboxed calibration images (train split)
-    eval/*.png             letterboxed validation images; the quantised model's outputs on them
+    calib/*.png            calibration images (train split), fitted into the input as the model expects
+    eval/*.png             validation images, fitted likewise; the quantised model's outputs on them
                            come back in quantize_result/eval_outputs.npz
 
-Why letterboxed PNGs: the container then needs no letterbox code of its own (one
-implementation, :func:`toolchain.prepost.letterbox`), and the images are easy to inspect.
+Why fitted PNGs: the container then needs no letterbox or stretch code of its own (one
+implementation, :func:`toolchain.prepost.fit`), and the images are easy to inspect.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 from targets.imagedata import calibration_batches, image_files
 from toolchain.errors import InputFileError, ModelMismatchError
 from toolchain.fileio import atomic_output
-from toolchain.prepost import letterbox
+from toolchain.prepost import fit
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORMAT = "edgeprune-vitis-workspace/1"
@@ -128,16 +128,16 @@ def _write_png(path: Path, image_bgr: np.ndarray) -> None:
         raise InputFileError(f"cannot write {path}")
 
 
-def _calibration(root: Path, data: str, imgsz: int, count: int) -> int:
+def _calibration(root: Path, data: str, input_hw: tuple[int, int], count: int, resize: str) -> int:
     (root / "calib").mkdir()
-    batches = calibration_batches(data, imgsz, count)  # the letterboxed images every other target calibrates on
+    batches = calibration_batches(data, input_hw, count, resize=resize)  # what every other target calibrates on
     for i, batch in enumerate(batches):
         rgb = (batch[0].transpose(1, 2, 0) * 255.0).round().astype(np.uint8)
         _write_png(root / "calib" / f"{i:05d}.png", np.ascontiguousarray(rgb[..., ::-1]))
     return len(batches)
 
 
-def _evaluation(root: Path, data: str, imgsz: int, count: int) -> tuple[str, ...]:
+def _evaluation(root: Path, data: str, input_hw: tuple[int, int], count: int, resize: str) -> tuple[str, ...]:
     (root / "eval").mkdir()
     if count <= 0:
         return ()
@@ -148,7 +148,7 @@ def _evaluation(root: Path, data: str, imgsz: int, count: int) -> tuple[str, ...
         image = cv2.imread(str(files[k]))
         if image is None:
             raise InputFileError(f"validation image {files[k]} cannot be read")
-        _write_png(root / "eval" / f"{i:05d}.png", letterbox(image, imgsz)[0])
+        _write_png(root / "eval" / f"{i:05d}.png", fit(image, input_hw, resize)[0])
         sources.append(str(files[k]))
     return tuple(sources)
 
@@ -175,7 +175,7 @@ def _render_compile_script(arch_json: str, name: str, board: str) -> str:
 
 def write_workspace(root: Path, *, name: str, board: str, arch_json: str, program: dict, weights: dict,
                     module: torch.nn.Module, example: torch.Tensor, data: str, calib_images: int, eval_images: int,
-                    names: dict, head: dict) -> Workspace:
+                    names: dict, head: dict, resize: str = "letterbox") -> Workspace:
     """Write everything the container needs under ``root`` (replacing an older edgeprune workspace)."""
     root = Path(root)
     diff = check_interpreter(program, weights, module, example)
@@ -184,14 +184,14 @@ def write_workspace(root: Path, *, name: str, board: str, arch_json: str, progra
         tmp.write_text(json.dumps(program))
     with atomic_output(root / "model" / "weights.npz", suffix=".npz") as tmp:
         np.savez(tmp, **weights)
-    imgsz = int(example.shape[-1])
-    n_calib = _calibration(root, data, imgsz, calib_images)
-    eval_sources = _evaluation(root, data, imgsz, eval_images)
+    input_hw = (int(example.shape[-2]), int(example.shape[-1]))
+    n_calib = _calibration(root, data, input_hw, calib_images, resize)
+    eval_sources = _evaluation(root, data, input_hw, eval_images, resize)
     for script in ("dpu_graph", "quantize"):
         (root / f"{script}.py").write_text(render_template(script))
     (root / "compile.sh").write_text(_render_compile_script(arch_json, name, board))
     (root / "compile.sh").chmod(0o755)
-    config = {"format": FORMAT, "name": name, "board": board, "imgsz": imgsz, "graph": "model/graph.json",
+    config = {"format": FORMAT, "name": name, "board": board, "imgsz": list(input_hw), "graph": "model/graph.json",
               "weights": "model/weights.npz", "calib_dir": "calib", "eval_dir": "eval", "batch": 8,
               "output_dir": "quantize_result", "names": {str(k): v for k, v in names.items()}, "head": head,
               "eval_sources": list(eval_sources)}

@@ -13,7 +13,7 @@ import torch
 from targets.base import ExportConfig
 from targets.deploy import deploy
 from targets.registry import get_target, list_targets
-from targets.export_source import prepare
+from toolchain.sources import prepare
 from toolchain.errors import EdgepruneError
 from toolchain.fileio import sha256_of
 

@@ -60,7 +60,7 @@ class PickleTarget(Target):
 def pickle_target():
     registry.register_target(PickleTarget)
     yield PickleTarget
-    registry._TARGETS.pop(PickleTarget.name)
+    registry.TARGETS.unregister(PickleTarget.name)
 
 
 def test_a_registered_target_gets_a_deploy_command_and_backend_choice(pickle_target, baseline_pt, tmp_path):

@@ -104,7 +104,7 @@ def make_fake_bundle(model_pt: Path, folder: Path, imgsz: int, calib_images: lis
     Output fix points come from the float graph's ranges on ``calib_images`` (float32 NCHW inputs);
     the DPU lists its outputs smallest map first, the reverse of the graph's order.
     """
-    from targets.export_source import prepare
+    from toolchain.sources import prepare
     from targets.vitis.bundle import board_metadata, write_bundle
     from targets.vitis.graph import dpu_graph
 

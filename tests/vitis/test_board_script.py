@@ -113,7 +113,7 @@ def test_splice_and_unsplice_keep_every_stream_apart():
 
 @pytest.fixture(scope="module")
 def baseline_graph(baseline_pt):
-    from targets.export_source import prepare
+    from toolchain.sources import prepare
     from targets.vitis.graph import dpu_graph
 
     source = prepare(baseline_pt, 256)

@@ -18,7 +18,8 @@ import pytest
 
 from targets.imagedata import calibration_batches
 from targets.vitis.compile_log import CompileLogError, parse_compile_log, require_single_subgraph
-from targets.vitis.deploy import VitisConfig, deploy_vitis
+from targets.base import ExportConfig
+from targets.deploy import deploy
 from targets.vitis.docker import DockerError, check_docker
 
 from conftest import IMAGE, invoke, one_error_line
@@ -32,10 +33,15 @@ def _run_prefix(workspace) -> list[str]:
             "-v", f"{workspace.resolve()}:/workspace", "-w", "/workspace", IMAGE, "bash", "-c"]
 
 
+def vitis_config(data, calib_images, **options) -> ExportConfig:
+    return ExportConfig(precision="int8", data=str(data), calib_images=calib_images, options=options)
+
+
 def test_quantize_and_compile_run_in_the_vitis_image_with_the_workspace_mounted(fake_tools, baseline_pt, synth_data,
                                                                                tmp_path):
     out = tmp_path / "kv260"
-    result = deploy_vitis(baseline_pt, out, VitisConfig(data=str(synth_data), calib_images=8, eval_images=6))
+    result = deploy("vitis", baseline_pt, out, vitis_config(synth_data, 8, eval_images=6))
+    commands = result.record["docker_commands"]
     ws = out / "workspace"
     prefix = _run_prefix(ws)
     assert fake_tools.calls("docker") == [
@@ -45,8 +51,8 @@ def test_quantize_and_compile_run_in_the_vitis_image_with_the_workspace_mounted(
     ]
     assert fake_tools.calls("vai_c_xir") == [["-x", "quantize_result/DPUGraph_int.xmodel", "-a", ARCH, "-o",
                                               "compiled", "-n", "yolov8n_synth"]]
-    assert (out / "docker_commands.sh").read_text().splitlines()[3:] == result.commands
-    assert result.commands[1] == shlex.join(["docker"] + prefix + [CONDA + "bash compile.sh"])
+    assert (out / "docker_commands.sh").read_text().splitlines()[3:] == commands
+    assert commands[1] == shlex.join(["docker"] + prefix + [CONDA + "bash compile.sh"])
 
     calib, test = json.loads((ws / "quantize_result" / "fake_nndct.json").read_text())
     assert calib["mode"] == "calib" and calib["module"] == "DPUGraph" and calib["input_args"] == [[1, 3, 256, 256]]
@@ -64,17 +70,19 @@ def test_quantize_and_compile_run_in_the_vitis_image_with_the_workspace_mounted(
     record = json.loads((out / "deploy.json").read_text())
     assert record["target"] == "vitis" and record["precision"] == "int8" and record["dpu"] == "DPUCZDX8G_ISA1_B4096"
     assert record["compile"]["dpu_subgraphs"] == 1 and record["calibration"]["images"] == 8
-    assert record["image"] == IMAGE and record["docker_commands"] == result.commands
+    assert record["image"] == IMAGE and record["docker_commands"] == commands
+    assert record["source"]["kind"] == "ultralytics" and record["fidelity"]["max_abs_diff"] <= 1e-4
     assert record["preflight"]["expected_dpu_subgraphs"] > 1 and "silu" in record["preflight"]["cpu_fallback_ops"]
     assert any("dpu-rewrite" in note for note in record["notes"])  # the SiLU model was flagged before Docker ran
     accuracy = record["accuracy"]  # fake quantizer = float model: the replayed outputs must score identically
-    assert accuracy["images"] == 6 and accuracy["float"]["map50"] > 0.5 and accuracy["map50_95_drop"] == 0.0
+    assert accuracy["images"] == 6 and accuracy["torch_fp32"]["map50"] > 0.5 and accuracy["map50_95_drop"] == 0.0
     assert record["runner"] is None and "board bench" in record["speed"]  # no invented speed
 
     bundle = out / "board"
     assert sorted(p.name for p in bundle.iterdir()) == ["metadata.yaml", "run_kv260.py", "yolov8n_synth.xmodel"]
-    vitis = json.loads((bundle / "metadata.yaml").read_text())["edgeprune"]["vitis"]
-    assert vitis == {**vitis, "xmodel": "yolov8n_synth.xmodel", "strides": [8, 16, 32], "reg_max": 16, "nc": 3}
+    ours = json.loads((bundle / "metadata.yaml").read_text())["edgeprune"]
+    assert ours["vitis"] == {**ours["vitis"], "xmodel": "yolov8n_synth.xmodel"}
+    assert ours["head"] == {"format": "dfl", "strides": [8, 16, 32], "reg_max": 16, "nc": 3}
 
 
 def test_more_than_one_dpu_subgraph_fails_unless_accepted(fake_tools, rewritten_pt, synth_data, tmp_path,
@@ -82,9 +90,9 @@ def test_more_than_one_dpu_subgraph_fails_unless_accepted(fake_tools, rewritten_
     monkeypatch.setenv("FAKE_DPU_SUBGRAPHS", "3")
     monkeypatch.setenv("FAKE_QUANTIZE_STUB", "1")  # quantize.py itself runs in the test above
     out = tmp_path / "kv260"
-    cfg = VitisConfig(data=str(synth_data), calib_images=1, eval_images=0)
+    cfg = vitis_config(synth_data, 1, eval_images=0)
     with pytest.raises(CompileLogError, match=r"the compiled model has 3 DPU subgraphs, expected 1") as failure:
-        deploy_vitis(rewritten_pt, out, cfg)
+        deploy("vitis", rewritten_pt, out, cfg)
     assert "edgeprune preflight" in str(failure.value) and "--allow-cpu-subgraphs" in str(failure.value)
     assert not (out / "deploy.json").exists() and not (out / "board").exists()
     summary = parse_compile_log(out / "workspace" / "compile.log")  # what the compiler said, kept for the user
@@ -135,6 +143,7 @@ def test_dry_run_writes_the_workspace_and_prints_the_commands_without_docker(fak
     ws = out / "workspace"
     assert len(list((ws / "calib").glob("*.png"))) == 3 and len(list((ws / "eval").glob("*.png"))) == 2
     config = json.loads((ws / "config.json").read_text())
-    assert config["imgsz"] == 256 and config["head"] == {"strides": [8, 16, 32], "reg_max": 16, "nc": 3}
+    assert config["imgsz"] == [256, 256]
+    assert config["head"] == {"format": "dfl", "strides": [8, 16, 32], "reg_max": 16, "nc": 3}
     assert "-a /opt/vitis_ai/compiler/arch/DPUCZDX8G/KV260/arch.json" in (ws / "compile.sh").read_text()
     assert not (out / "deploy.json").exists()

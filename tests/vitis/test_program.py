@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from targets.export_source import prepare
+from toolchain.sources import prepare
 from targets.vitis.docker import CONDA_ENV, CONDA_PROFILE, DEFAULT_IMAGE
 from targets.vitis.dpu import KV260
 from targets.vitis.graph import dpu_graph

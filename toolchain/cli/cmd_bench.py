@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import backend_choice, compute_precision_choice
+from toolchain.cli.opts import backend_choice, compute_precision_choice, weights_option
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -79,7 +79,7 @@ def _render(results) -> None:
     rows = []
     for r in results:
         label = {"inference": f"inference only, input {r.input_shape[-2]}x{r.input_shape[-1]}",
-                 "e2e": "end-to-end (decode+letterbox+infer+NMS)",
+                 "e2e": "end-to-end (decode+resize+infer+NMS)",
                  "streams": "4 streams spliced, end-to-end"}[r.mode]
         rows.append([label, f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{r.latency.p90_ms:.2f}",
                      f"{r.latency.p99_ms:.2f}", f"{r.latency.min_ms:.2f}", f"{r.latency.max_ms:.2f}",
@@ -122,15 +122,20 @@ def bench() -> None:
               help="synthetic, a video file, an image folder, or a camera index.")
 @click.option("--frame-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run detection on every K-th frame (e2e).")
+@weights_option
 def bench_run(artifact, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
-              json_out, e2e, streams, splice, source, frame_interval) -> None:
-    """Latency percentiles, throughput, first-inference time and the precision actually executed."""
+              json_out, e2e, streams, splice, source, frame_interval, weights) -> None:
+    """Latency percentiles, throughput, first-inference time and the precision actually executed.
+
+    ARTIFACT is a deployed artifact, or a model source run in PyTorch (a .pt checkpoint, a
+    Darknet .cfg with --weights).
+    """
     from targets.bench_run import run_bench
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
         results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
-                            frame_interval=frame_interval, imgsz=imgsz)
+                            frame_interval=frame_interval, imgsz=imgsz, weights=weights)
     if not _emit(results, json_out):
         _render(results)
 

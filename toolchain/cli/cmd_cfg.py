@@ -1,7 +1,8 @@
 """``edgeprune cfg2py``, ``cfg2ir`` and ``cfg-prune``: Darknet cfg + .weights to PyTorch, OpenVINO, pruned Darknet.
 
-Each command parses its options, makes one library call in :mod:`cfg_codegen` and renders the
-result; torch/openvino are imported inside the commands so ``--help`` stays fast.
+Each command parses its options, makes one library call and renders the result; ``cfg2ir`` is
+``deploy openvino`` on a cfg (the one deploy pipeline). torch/openvino are imported inside the
+commands so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -57,46 +58,54 @@ def cfg2py(cfg, out, weights, bn_eps, as_json) -> None:
     console().print(table("cfg2py", ["", "value"], rows, caption=f"wrote {result.source}"))
 
 
-@click.command("cfg2ir")
-@click.argument("cfg", type=existing_file)
-@click.argument("weights", type=existing_file, required=False)
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Directory for model.xml/.bin and metadata.yaml.")
-@click.option("--imgsz", nargs=2, type=click.IntRange(min=1), default=None, metavar="W H",
-              help="Input width and height (default: the cfg's [net] size).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("--data", type=existing_file, default=None,
-              help="YOLO data.yaml: calibration images for int8, class names for metadata.yaml.")
-@click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
-              help="At most this many images for int8 calibration.")
-@click.option("--decode", is_flag=True,
-              help="Output OpenCV DNN yolo rows [cx, cy, w, h, obj, scores...] instead of head maps.")
-@bn_eps_option
-@json_option
-def cfg2ir(cfg, weights, out, imgsz, precision, data, calib_images, decode, bn_eps, as_json) -> None:
-    """Convert the Darknet CFG (and WEIGHTS; random if omitted) to an OpenVINO IR in --out."""
-    if precision == "int8" and data is None:
-        raise click.BadParameter("int8 calibrates on real images: pass a YOLO data.yaml with --data",
-                                 param_hint="'--precision'")
-    from cfg_codegen.ir import IrConfig, convert_to_ir
+class _Cfg2Ir(click.Command):
+    """``cfg2ir CFG [WEIGHTS]``: ``deploy openvino`` on a Darknet cfg, with the same options and outputs.
 
-    width, height = imgsz if imgsz else (None, None)
-    config = IrConfig(width=width, height=height, precision=precision, data=data, decode=decode,
-                      calibration_images=calib_images, bn_eps=bn_eps)
-    with stdout_to_stderr(as_json), console(stderr=True).status("converting"):
-        result = convert_to_ir(cfg, weights, out, config)
-    _notes(result.notes)
-    if as_json:
-        print_json(result)
-        return
-    import os
+    Its options are ``deploy openvino``'s, read from the target registry when first needed (so
+    ``edgeprune --help`` stays fast and the two can never drift apart); WEIGHTS may also be given
+    positionally, as earlier versions took it.
+    """
 
-    rows = [[h.output, f"layer {h.layer}", f"{h.grid[0]}x{h.grid[1]}", f"{h.stride[0]:g}x{h.stride[1]:g}"]
-            for h in result.heads]
-    caption = (f"{result.precision}, input {result.imgsz[0]}x{result.imgsz[1]} (WxH), "
-               f"{'decoded rows' if result.decode else 'raw head maps'}, "
-               f"weights {human_bytes(os.path.getsize(result.bin))}\nwrote {result.xml} and {result.metadata}")
-    console().print(table("cfg2ir outputs", ["output", "yolo", "grid (WxH)", "stride"], rows, caption=caption))
+    def __init__(self):
+        super().__init__("cfg2ir", callback=self._run, short_help="Darknet cfg + weights to OpenVINO IR "
+                                                                  "(= deploy openvino CFG --weights W).",
+                         help="Convert the Darknet CFG (and WEIGHTS) to an OpenVINO IR: an alias of "
+                              "`edgeprune deploy openvino CFG --weights WEIGHTS`, with the same options and the same "
+                              "outputs (the IR folder, metadata.yaml with the heads' anchors, deploy.json with the "
+                              "fidelity check). Without weights the IR has random parameters (a note says so).")
+        self._params = None
+
+    @property
+    def params(self):
+        if self._params is None:
+            from targets.registry import get_target
+            from toolchain.cli.cmd_deploy import pipeline_command
+
+            params = list(pipeline_command(get_target("openvino")).params)
+            params.insert(1, click.Argument(["weights_file"], required=False, type=existing_file))
+            self._params = params
+        return self._params
+
+    @params.setter
+    def params(self, value):  # click.Command.__init__ assigns it; the registry is the value
+        pass
+
+    @staticmethod
+    def _run(model, weights_file, weights, **kwargs):
+        from pathlib import Path
+
+        from toolchain.cli.cmd_deploy import run_deploy
+
+        if Path(model).suffix.lower() != ".cfg":
+            raise click.BadParameter(f"cfg2ir converts Darknet .cfg files, got {model}; use `edgeprune deploy "
+                                     "openvino` for other models", param_hint="'CFG'")
+        if weights_file and weights and Path(weights_file).resolve() != Path(weights).resolve():
+            raise click.BadParameter(f"WEIGHTS {weights_file} and --weights {weights} differ; give one",
+                                     param_hint="'--weights'")
+        run_deploy("openvino", model=model, weights=weights or weights_file, **kwargs)
+
+
+cfg2ir = _Cfg2Ir()
 
 
 @click.command("cfg-prune")

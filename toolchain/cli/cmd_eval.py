@@ -7,12 +7,13 @@ from pathlib import Path
 import click
 
 from toolchain.cli.opts import (compute_precision_choice, eval_backend_choice, existing_file, imgsz_option, json_option,
-                                resolve_imgsz)
+                                resolve_imgsz, weights_option)
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
 @click.command("eval")
 @click.argument("model", type=click.Path(exists=True))
+@weights_option
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml.")
 @imgsz_option()
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True,
@@ -26,16 +27,24 @@ from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 @click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
               help="Compute precision to force where the runtime allows (auto = the runtime's choice, reported).")
 @json_option
-def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_json) -> None:
+def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precision, as_json) -> None:
     """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class.
 
-    MODEL is a .pt checkpoint or a deployed artifact (OpenVINO IR folder, .onnx, or a deploy
-    folder). Artifacts are run by their runtime with letterbox and NMS at their input size.
+    MODEL is a .pt checkpoint, a Darknet .cfg (with --weights), or a deployed artifact (OpenVINO
+    IR folder, .onnx, or a deploy folder). Artifacts and cfgs are run with the pre-processing the
+    model was trained with (letterbox; Darknet: stretch unless letter_box=1), their own box decode
+    (Darknet: anchors, scale_x_y, new_coords), then the shared NMS and metrics.
     The Ultralytics validator pads square images to a larger "rect" size (256 → 288), so its
     numbers are a little higher than the pipeline's; compare like with like (--backend torch).
     """
     imgsz = resolve_imgsz(model, imgsz)
     use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
+    if use_validator and Path(model).suffix.lower() not in (".pt", ".pth"):
+        raise click.BadParameter(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
+                                 "--backend auto", param_hint="'--backend'")
+    if weights is not None and Path(model).suffix.lower() != ".cfg":
+        raise click.BadParameter(f"--weights applies to Darknet .cfg models; {model} carries its own weights",
+                                 param_hint="'--weights'")
     if use_validator:
         from toolchain.validator import evaluate
 
@@ -50,11 +59,13 @@ def eval_cmd(model, data, imgsz, batch, split, backend, device, precision, as_js
 
         with stdout_to_stderr(as_json), console(stderr=True).status("evaluating") as status:
             result = evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
-                                       progress=lambda i, n: status.update(f"evaluating image {i}/{n}"))
+                                       progress=lambda i, n: status.update(f"evaluating image {i}/{n}"),
+                                       weights=weights)
         per_class = [[name, v["precision"], v["recall"], v["map50"], v["map50_95"]]
                      for name, v in result.per_class.items()]
         run = result.runner
-        caption = (f"{result.artifact} on {result.data} ({split}), input {result.imgsz}, {run['backend']} "
+        shown = result.imgsz if isinstance(result.imgsz, int) else "x".join(map(str, result.imgsz))
+        caption = (f"{result.artifact} on {result.data} ({split}), input {shown}, {run['backend']} "
                    f"{run['backend_version']} on {run['device']}, executed precision {run['executed_precision']}")
     if as_json:
         print_json(result)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, host_target_choice, imgsz_option, json_option, method_choice, resolve_imgsz
+from toolchain.cli.opts import (existing_file, host_target_choice, imgsz_option, json_option, method_choice,
+                                resolve_imgsz, weights_option)
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
@@ -91,22 +92,31 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
               help="CPUs reserved per point; set to a node's cores so concurrent points do not skew latency.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run folder; rerunning with the same folder resumes.")
+@weights_option
+@click.option("--shortcuts", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Darknet cfgs: also remove this many residual units at every pruned point (cfg-prune --shortcuts).")
+@click.option("--keep", type=click.FloatRange(min=0, max=1, max_open=True), default=0.01, show_default=True,
+              help="Darknet cfgs: every pruned conv keeps at least this fraction of its channels.")
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, as_json) -> None:
+          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, weights, shortcuts, keep,
+          as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
-    Every point is appended to OUT/sweep.jsonl as soon as it is measured; an interrupted
-    sweep rerun with the same settings skips the points already there.
+    MODEL is an Ultralytics checkpoint (ratio = Torch-Pruning's channel ratio) or a Darknet .cfg
+    with --weights (ratio = cfg-prune's global BN-gamma percent). Every point is appended to
+    OUT/sweep.jsonl as soon as it is measured; an interrupted sweep rerun with the same settings
+    skips the points already there.
     """
     from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
 
-    imgsz = resolve_imgsz(model, imgsz, fallback=640)
+    imgsz = resolve_imgsz(model, imgsz)
 
     cfg = SweepConfig(data=data, ratios=ratios, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
-                      bench_iterations=bench_iterations, device=device)
+                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts,
+                      keep=keep)
     run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
     err = console(stderr=True)
     with stdout_to_stderr(as_json), err.status("sweeping") as status:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz
+from toolchain.cli.opts import (existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
+                                weights_option)
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
-ACTS = ("hardswish", "leaky")
+ACTS = ("hardswish", "leaky", "relu")
 
 
 @click.command()
@@ -17,8 +18,9 @@ ACTS = ("hardswish", "leaky")
 @imgsz_option()
 @input_shape_option
 @click.option("--all", "show_all", is_flag=True, help="List every op, not only the CPU fallbacks.")
+@weights_option
 @json_option
-def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
+def preflight(model, target, imgsz, input_shape, show_all, weights, as_json) -> None:
     """Which layers of MODEL the DPU runs, why the others fall back to the CPU, and the fixes. No Docker needed.
 
     The subgraph count is an estimate (DPU regions separated by CPU ops); `deploy vitis`
@@ -26,10 +28,10 @@ def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
     """
     from targets.vitis.preflight import preflight as run_preflight
 
-    imgsz = resolve_imgsz(model, imgsz, fallback=640)
+    imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
 
     with stdout_to_stderr(as_json), console(stderr=True).status("tracing"):
-        report = run_preflight(model, target, imgsz, input_shape)
+        report = run_preflight(model, target, imgsz, input_shape, weights)
     if as_json:
         print_json(report)
         return
@@ -56,27 +58,39 @@ def preflight(model, target, imgsz, input_shape, show_all, as_json) -> None:
 
 @click.command("dpu-rewrite")
 @click.argument("model", type=existing_file)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the rewritten .pt.")
-@click.option("--act", type=click.Choice(ACTS), default="hardswish", show_default=True,
-              help="Activation replacing SiLU: Hardswish, or LeakyReLU with the DPU's slope 26/256.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the rewritten model: a .pt, or for a Darknet cfg a .cfg (its .weights beside it).")
+@click.option("--act", type=click.Choice(ACTS), default=None,
+              help="Activation replacing SiLU/Mish/Swish: Hardswish or LeakyReLU(26/256) for .pt models "
+                   "(default hardswish); leaky or relu for Darknet cfgs (default leaky).")
+@weights_option
 @json_option
-def dpu_rewrite(model, out, act, as_json) -> None:
-    """Replace SiLU by a DPU activation and move the head's decode to post-processing; saves a normal checkpoint.
+def dpu_rewrite(model, out, act, weights, as_json) -> None:
+    """Replace activations the DPU lacks; .pt models also get their head's decode moved to post-processing.
 
-    The output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; it must be
-    fine-tuned, since the activations changed.
+    A .pt output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; a Darknet cfg
+    gives OUT.cfg + OUT.weights. Either must be fine-tuned, since the activations changed.
     """
-    from targets.vitis.dpu_rewrite import dpu_rewrite_file
+    from pathlib import Path
 
+    from targets.vitis.dpu_rewrite import dpu_rewrite_cfg, dpu_rewrite_file
+
+    darknet = Path(model).suffix.lower() == ".cfg"
+    if weights is not None and not darknet:
+        raise click.BadParameter(f"--weights applies to Darknet .cfg models; {model} carries its own weights",
+                                 param_hint="'--weights'")
     with stdout_to_stderr(as_json):
-        report = dpu_rewrite_file(model, out, act)
+        if darknet:
+            report = dpu_rewrite_cfg(model, out, act or "leaky", weights)
+        else:
+            report = dpu_rewrite_file(model, out, act or "hardswish")
     for warning in report.warnings:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
         print_json(report)
         return
     replaced = ", ".join(f"{n} {kind}" for kind, n in report.replaced.items()) or "none"
-    rows = [["activations replaced", f"{replaced} -> {act}"],
+    rows = [["activations replaced", f"{replaced} -> {report.act}"],
             ["LeakyReLU slopes set to 26/256", report.leaky_slopes_fixed],
             ["head decode on the board's CPU", report.host_decode]]
     console().print(table("DPU rewrite", ["", "value"], rows,

@@ -65,27 +65,25 @@ def imgsz_option():
 
 
 def resolve_imgsz(model_path: str, imgsz: int | None, fallback: int | None = None) -> int | None:
-    """The ``--imgsz`` to use for ``model_path``, announced on stderr when it comes from the checkpoint.
+    """The ``--imgsz`` to use for ``model_path``, announced on stderr when it comes from the model file.
 
-    Checkpoints (``.pt``) give their training size; other inputs (artifacts, yaml files)
-    return ``fallback``, so artifacts keep the size they were built at.
+    Model sources say their own size (a checkpoint's training size, a Darknet cfg's [net]
+    size, see :func:`toolchain.sources.default_imgsz`); other inputs (artifacts) and models
+    that say nothing (plain modules, non-square cfgs) return ``fallback``, so artifacts keep
+    the size they were built at and non-square cfgs keep theirs.
     """
     if imgsz is not None:
         return imgsz
-    from pathlib import Path
-
-    if Path(model_path).suffix not in (".pt", ".pth"):
-        return fallback
     from toolchain.cli.render import console
-    from toolchain.loading import DEFAULT_IMGSZ, read_checkpoint, trained_imgsz
+    from toolchain.sources import default_imgsz
 
-    ckpt = read_checkpoint(model_path)
-    if not isinstance(ckpt, dict):  # a pickled nn.Module: its size comes from --input-shape
+    size, why = default_imgsz(model_path)
+    if size is None:
         return fallback
-    said = trained_imgsz(ckpt)
-    why = f"the size {model_path} was trained at" if said else "Ultralytics default: the checkpoint does not say"
-    console(stderr=True).print(f"imgsz {said or DEFAULT_IMGSZ} ({why}; --imgsz overrides)")
-    return said or DEFAULT_IMGSZ
+    from rich.markup import escape
+
+    console(stderr=True).print(escape(f"imgsz {size} ({why}; --imgsz overrides)"))
+    return size
 
 
 def open_ratio(ctx, param, value):
@@ -112,4 +110,10 @@ def _parse_input_shape(ctx, param, value):
 input_shape_option = click.option(
     "--input-shape", callback=_parse_input_shape, default=None,
     help="Input shape for plain nn.Module files, e.g. 1,3,224,224.",
+)
+
+
+weights_option = click.option(
+    "--weights", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="Darknet .weights for a .cfg MODEL (default: the .weights of the same name beside the cfg).",
 )

@@ -30,7 +30,7 @@ import dpu_graph  # noqa: E402  (the workspace's own module)
 
 
 def read_images(folder):
-    """Letterboxed BGR PNGs -> float32 NCHW RGB tensors in [0, 1], in file order."""
+    """Fitted (letterboxed or stretched) BGR PNGs -> float32 NCHW RGB tensors in [0, 1], in file order."""
     images = []
     for path in sorted(glob.glob(os.path.join(folder, "*.png"))):
         image = cv2.imread(path)
@@ -63,7 +63,8 @@ def main(argv=None):
         cfg = json.load(fh)
     model = dpu_graph.load(cfg["graph"], cfg["weights"])
     device = torch.device("cpu")
-    dummy = torch.rand(1, 3, cfg["imgsz"], cfg["imgsz"])
+    height, width = cfg["imgsz"] if isinstance(cfg["imgsz"], list) else (cfg["imgsz"], cfg["imgsz"])
+    dummy = torch.rand(1, 3, height, width)
     quantizer = torch_quantizer(args.quant_mode, model, (dummy,), device=device, output_dir=cfg["output_dir"])
     quant_model = quantizer.quant_model
     if args.quant_mode == "calib":

@@ -5,12 +5,13 @@ Self-contained on purpose: it is copied to the board, which has numpy, OpenCV an
 runtime (``xir``, ``vart``) but neither torch nor edgeprune. ``edgeprune deploy vitis`` writes
 it next to the compiled ``.xmodel`` and ``metadata.yaml`` (JSON text, which YAML readers accept).
 
-The DPU graph ends at the YOLO head's convolutions: one int8 NHWC map per stride with
-``[4 * reg_max box logits | nc class logits]`` per cell. As on the DPU, the letterboxed RGB
-input is quantised with the input tensor's ``fix_point`` (``int8 = round(x * 2**fix_point)``)
-and every output is dequantised with its own (``x = int8 * 2**-fix_point``); the DFL
-expectation, anchor decode, class sigmoid and NMS then run in numpy, in the host's own
-pre/post-processing code (toolchain/prepost.py), which the bundle embeds below.
+The DPU graph ends at the head's convolutions: one int8 NHWC map per stride (Ultralytics:
+``[4 * reg_max box logits | nc class logits]``; Darknet: the map feeding each [yolo] layer).
+As on the DPU, the fitted RGB input (letterboxed, or stretched for Darknet models) is quantised
+with the input tensor's ``fix_point`` (``int8 = round(x * 2**fix_point)``) and every output is
+dequantised with its own (``x = int8 * 2**-fix_point``); the box decode (DFL or Darknet anchors)
+and NMS then run in numpy, in the host's own pre/post-processing code (toolchain/prepost.py),
+which the bundle embeds below, driven by the metadata's ``head`` description.
 
 Usage (on the board, in the bundle folder):
     python3 run_kv260.py bench [--threads 2] [--iterations N | --duration S] [--json]
@@ -97,22 +98,22 @@ class DPUModel:
 
 
 class Detector:
-    """Letterbox, quantise, infer, decode and NMS for one worker's runner."""
+    """Fit (letterbox or stretch), quantise, infer, decode and NMS for one worker's runner."""
 
     def __init__(self, model, meta, worker=0, conf=DETECT_CONF, iou=DETECT_IOU):
         self.model, self.worker, self.conf, self.iou = model, worker, conf, iou
-        self.strides, self.reg_max, self.nc = meta["strides"], meta["reg_max"], meta["nc"]
+        self.head, self.resize, self.nc = meta["head"], meta["resize"], int(meta["head"]["nc"])
         self.inputs, self.outputs = model.buffers()
 
     def detect(self, frame, timings=None):
         t0 = time.perf_counter()
-        padded, box = letterbox(frame, self.model.size)
+        padded, box = fit(frame, self.model.size, self.resize)
         self.inputs[0][...] = quantize_input(padded, self.model.input_fix_point)
         t1 = time.perf_counter()
         self.model.run(self.worker, self.inputs, self.outputs)
         t2 = time.perf_counter()
-        dets = nms(decode(self.model.dequantize(self.outputs), self.strides, self.reg_max, self.nc), self.conf,
-                   self.iou)
+        raw = predictions(self.model.dequantize(self.outputs), self.head, self.model.size, nchw=False)
+        dets = nms(raw[0].T, self.conf, self.iou)
         dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
         t3 = time.perf_counter()
         if timings is not None:
@@ -213,7 +214,7 @@ def load_frames(source, size=None, limit=MAX_FRAMES):
 
 
 def bench_e2e(model, meta, args):
-    """Letterbox + quantise + infer + decode + NMS per frame, ``threads`` frames in flight."""
+    """Fit + quantise + infer + decode + NMS per frame, ``threads`` frames in flight."""
     frames = load_frames(args.source, model.size)
     detectors = [Detector(model, meta, w, args.conf, args.iou) for w in range(len(model.runners))]
     t0 = time.perf_counter()
@@ -297,8 +298,9 @@ def read_meta(path):
     """metadata.yaml written by edgeprune (JSON text) -> decode parameters and names."""
     with open(path) as fh:
         meta = json.load(fh)
-    vitis = meta["edgeprune"]["vitis"]
-    return {"strides": vitis["strides"], "reg_max": vitis["reg_max"], "nc": vitis["nc"], "dpu": vitis["dpu"],
+    ours = meta["edgeprune"]
+    vitis = ours["vitis"]
+    return {"head": ours["head"], "resize": ours.get("resize") or "letterbox", "dpu": vitis["dpu"],
             "names": {str(k): v for k, v in meta.get("names", {}).items()}, "xmodel": vitis["xmodel"]}
 
 
