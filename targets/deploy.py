@@ -39,6 +39,8 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     if cfg.precision not in target.precisions:
         what = ", ".join(target.precisions) or "nothing (it is a reference runner)"
         raise EdgepruneError(f"target {target_name} builds {what}; got --precision {cfg.precision!r}")
+    if cfg.precision == "int8" and not cfg.data:  # before any work: calibration needs real images
+        raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
     target.check_config(cfg)
     device = target.check_device(cfg.device)
     out_dir = Path(out_dir)

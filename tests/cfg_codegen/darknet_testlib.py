@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -110,3 +111,56 @@ def rows_err(actual, expected, thresh: float = 0.2) -> tuple[float, float, int]:
 
 def random_image(channels: int, height: int, width: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, (1, channels, height, width)).astype(np.float32)
+
+
+LABEL_SCORE, NMS_IOU = 0.5, 0.7  # OpenCV detections kept as labels: score, class-wise NMS IoU
+
+
+def opencv_detections(cfg, weights, image_bgr, size=256, classes=3):
+    """OpenCV DNN's decoded yolo rows for one image, turned into (class, xyxy normalised) after class-wise NMS."""
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setInput(cv2.dnn.blobFromImage(image_bgr, 1 / 255.0, (size, size), swapRB=True, crop=False))
+    rows = np.concatenate(net.forward(net.getUnconnectedOutLayersNames()), 0)
+    found = []
+    for c in range(classes):
+        keep = rows[:, 5 + c] >= LABEL_SCORE
+        boxes, scores = rows[keep, :4], rows[keep, 5 + c]
+        xywh = [[float(x - w / 2), float(y - h / 2), float(w), float(h)] for x, y, w, h in boxes]
+        for i in np.array(cv2.dnn.NMSBoxes(xywh, scores.tolist(), LABEL_SCORE, NMS_IOU)).reshape(-1):
+            x, y, w, h = xywh[i]
+            found.append((c, np.clip([x, y, x + w, y + h], 0, 1)))
+    return found
+
+
+def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 256, classes: int = 3):
+    """A yolov4-tiny with random weights, and a synthetic set labelled by what OpenCV's importer detects with it.
+
+    Nothing is trained, yet the model scores mAP ~1 on these labels by construction, and anything
+    that changes what it detects (a wrong decode, pruning) lowers that: an accuracy signal for
+    tests with no trained Darknet model. Returns (cfg, weights, data.yaml).
+    """
+    from cfg_codegen.build import random_model
+    from cfg_codegen.codegen import OPENCV_BN_EPS
+    from cfg_codegen.parser import parse_cfg
+    from cfg_codegen.weights import write_weights
+    from toolchain.synth import SynthConfig, generate
+
+    text = cfg_path("yolov4-tiny.cfg").read_text().replace("classes=80", f"classes={classes}")
+    cfg = resized_copy(root / "tiny.cfg", size, size, root, text.replace("filters=255", f"filters={3 * (5 + classes)}"))
+    net = parse_cfg(cfg)
+    assert {y.scale_x_y for y in net.yolo_layers} == {1.05}  # the decode's scale_x_y is exercised
+    weights = root / "tiny.weights"
+    write_weights(weights, net, random_model(net, size, size, seed=seed, bn_eps=OPENCV_BN_EPS)[1])
+    generate(root / "data", SynthConfig(train=2, val=val, imgsz=size, classes=classes, seed=5))
+    data = root / "data" / "data.yaml"
+    labels = 0
+    for image_path in sorted((root / "data" / "images" / "val").glob("*")):
+        lines = []
+        for c, (x0, y0, x1, y1) in opencv_detections(cfg, weights, cv2.imread(str(image_path)), size, classes):
+            if x1 - x0 > 0.01 and y1 - y0 > 0.01:
+                lines.append(f"{c} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+        label = root / "data" / "labels" / "val" / f"{image_path.stem}.txt"
+        label.write_text("\n".join(lines) + "\n")
+        labels += len(lines)
+    assert labels >= 40, f"only {labels} OpenCV detections: the reference would be too thin to judge a decode"
+    return cfg, weights, data

@@ -63,7 +63,7 @@ def test_cfg2ir_and_cfg_prune_errors(tmp_path):
     assert_one_line_error(invoke("cfg2ir", cfg, short, "--out", tmp_path / "ir"),
                           "short.weights", "expects 8858734 floats", "the file has 100")
     result = invoke("cfg2ir", cfg, "--out", tmp_path / "ir", "--precision", "int8")
-    assert result.exit_code == 2 and "pass a YOLO data.yaml with --data" in result.output
+    assert result.exit_code == 2 and "INT8 needs calibration images: pass --data DATA" in result.output
     result = invoke("cfg-prune", cfg, short, "--out", tmp_path / "p")
     assert result.exit_code == 2 and "nothing to prune" in result.output
     result = invoke("cfg-prune", cfg, short, "--out", tmp_path / "p", "--global-percent", 1.5)

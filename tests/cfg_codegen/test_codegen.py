@@ -55,7 +55,7 @@ def test_one_commented_line_per_layer_and_only_torch(name):
     assert imported == {"torch"}
     if name == "yolov4-tiny.cfg":
         assert "        x12 = self.l12(x11)  # [12] convolutional 64 3x3/1 leaky -> 64x52x52\n" in source
-        assert "        x11 = x10[:, 64:128]  # [11] route 10 groups=2 group_id=1 -> 64x52x52\n" in source
+        assert "        x11 = x10.chunk(2, 1)[1]  # [11] route 10 groups=2 group_id=1 -> 64x52x52\n" in source
 
 
 def test_generated_file_runs_alone_and_matches_opencv(tmp_path):

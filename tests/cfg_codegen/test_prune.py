@@ -275,9 +275,11 @@ def test_seed_002_flow_from_the_command_line(tmp_path):
     assert report["params"]["ratio"] < 0.7 and len(report["removed_layers"]) == 6
     pruned_cfg, pruned_weights = tmp_path / "pruned" / "pruned.cfg", tmp_path / "pruned" / "pruned.weights"
     ir = cli("cfg2ir", pruned_cfg, pruned_weights, "--out", tmp_path / "ir", "--decode", "--bn-eps", 1e-6)
+    assert ir["fidelity"]["max_rel_diff"] <= 1e-4 and ir["source"]["kind"] == "darknet"
     pruned = parse_cfg(pruned_cfg)
     image = random_image(3, 128, 160, seed=4)
-    compiled = ov.Core().compile_model(ir["xml"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    xml = next((tmp_path / "ir").glob("*_openvino_model/*.xml"))
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled(image)
     _, cv_rows = opencv_outputs(pruned_cfg, pruned_weights, image, [y.index for y in pruned.yolo_layers])
     for port, theirs in zip(compiled.outputs, cv_rows, strict=True):

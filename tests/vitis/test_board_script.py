@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_fake_bundle
 from targets.bench import BenchResult
 from targets.vitis.workspace import EMBED_MARKER, TEMPLATES, embedded_source, load_template, render_template
 from toolchain.detection_metrics import box_iou, nms as validator_nms
@@ -246,3 +247,85 @@ def test_multi_subgraph_xmodel_is_refused_with_a_clear_message(fake_bundle, tmp_
     (bundle / "fake.xmodel").write_text(json.dumps(spec))
     proc = _run_board(bundle, "bench", check=False)
     assert proc.returncode != 0 and "has 2 DPU subgraphs" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def darknet_bundle(synth_data, tmp_path_factory):
+    """A 3-class yolov4-tiny with yolov4-csp-style logistic heads (random weights) on the fake DPU, at 256 px."""
+    import re
+    import warnings
+
+    from cfg_codegen.build import random_model
+    from cfg_codegen.parser import parse_cfg_text
+    from cfg_codegen.weights import write_weights
+    from targets.imagedata import calibration_batches
+
+    stock = Path(__file__).resolve().parents[3] / "shared" / "darknet-cfg" / "yolov4-tiny.cfg"
+    if not stock.is_file():
+        pytest.skip(f"{stock} is absent; the real Darknet cfgs are needed for this test")
+    text = stock.read_text().replace("classes=80", "classes=3").replace("filters=255\nactivation=linear",
+                                                                          "filters=24\nactivation=logistic")
+    text = re.sub(r"\[yolo\]\n", "[yolo]\nnew_coords=1\n", text)
+    text = re.sub(r"(?m)^width=.*$", "width=256", re.sub(r"(?m)^height=.*$", "height=256", text))
+    root = tmp_path_factory.mktemp("darknet-board")
+    cfg = root / "tiny3.cfg"
+    cfg.write_text(text)
+    net = parse_cfg_text(text, str(cfg))
+    write_weights(root / "tiny3.weights", net, random_model(net, 256, 256, seed=4)[1])  # found beside the cfg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle = make_fake_bundle(cfg, root / "bundle", 256, calibration_batches(synth_data, 256, 8, resize="stretch"))
+    return cfg, bundle
+
+
+def _matched_share(bundle, folder, reference) -> tuple[float, float, int]:
+    """(share of confident host detections the board finds at IoU >= 0.9, median best IoU, count)."""
+    results = json.loads(_run_board(bundle, "detect", folder).stdout)
+    ious = []
+    for result in results:
+        ours = np.array(result["detections"], dtype=np.float32).reshape(-1, 6)
+        ref = reference.detect(cv2.imread(str(folder / Path(result["image"]).name)))
+        for det in ref[ref[:, 4] >= 0.5]:
+            same = ours[ours[:, 5] == det[5]]
+            ious.append(box_iou(det[None, :4], same[:, :4])[0].max() if len(same) else 0.0)
+    ious = np.array(ious)
+    return float((ious >= 0.9).mean()) if len(ious) else 0.0, float(np.median(ious)) if len(ious) else 0.0, len(ious)
+
+
+def test_board_decodes_a_darknet_model_as_the_host_does(darknet_bundle, val_images, tmp_path):
+    """Anchors, scale_x_y, new_coords and the head logistic moved to the board: the board's detections are the host's.
+
+    The reference is the DPU graph in float on the host (it runs leaky at the DPU's 26/256, as the
+    board does), decoded through edgeprune's own pipeline; only the int8 I/O differs. A random
+    network's boxes overlap densely, so 8-bit outputs flip some NMS survivors: most, not all,
+    confident boxes are found at IoU >= 0.9. A board told the wrong decode (the head logistic
+    left out) must fail the same check: the control that shows the check can fail.
+    """
+    import shutil
+
+    from targets.e2e import Detector
+    from targets.torch_ref import TorchRunner
+    from targets.vitis.graph import dpu_graph
+    from toolchain.sources import prepare
+
+    cfg, bundle = darknet_bundle
+    meta = json.loads((bundle / "metadata.yaml").read_text())
+    assert meta["edgeprune"]["head"]["format"] == "darknet" and meta["edgeprune"]["resize"] == "stretch"
+    assert all(h["host_logistic"] for h in meta["edgeprune"]["head"]["heads"])
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in val_images[:4]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    source = prepare(cfg)
+    graph = dpu_graph(source)
+    reference = Detector(TorchRunner(graph, (1, 3, 256, 256), head=graph.spec.to_json(), resize=source.resize), nc=3)
+    share, median_iou, count = _matched_share(bundle, folder, reference)
+    assert count >= 20 and share >= 0.8 and median_iou >= 0.97, (share, median_iou, count)
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    for head in meta["edgeprune"]["head"]["heads"]:
+        head["host_logistic"] = False
+    (broken / "metadata.yaml").write_text(json.dumps(meta))
+    wrong_share, wrong_iou, _ = _matched_share(broken, folder, reference)
+    assert wrong_share < 0.3 and wrong_iou < 0.5, (wrong_share, wrong_iou)
