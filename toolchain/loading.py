@@ -109,6 +109,11 @@ def _read_pickle(path: Path):
         raise InputFileError(f"model path {path} is a folder; expected a .pt file")
     if path.stat().st_size == 0:
         raise InputFileError(f"model file {path} is empty (0 bytes)")
+    if path.suffix.lower() == ".cfg":
+        raise UnsupportedModelError(
+            f"{path} is a Darknet cfg: prune it with `edgeprune cfg-prune CFG WEIGHTS --global-percent P` (or "
+            "`sweep CFG --weights W`); deploy, eval, bench, preflight and dpu-rewrite take it with --weights"
+        )
     try:
         return _torch_load(path)
     except ModuleNotFoundError as exc:
