@@ -95,16 +95,26 @@ def test_pruned_cfg_artifact_equals_opencv(pruned, tmp_path, target):
 
 
 @pytest.fixture(scope="module")
-def three_class(tmp_path_factory, synth_data):
+def three_class(tmp_path_factory):
     """A pruned 3-class pair at 256 px, the synthetic set's classes and size."""
     return pruned_pair(tmp_path_factory.mktemp("three"), 256, 256, classes=3, seed=7)
 
 
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A small synthetic set (8 train / 12 val images, 256 px, 3 classes): calibration and mAP in seconds."""
+    from toolchain.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("small-synth") / "data"
+    generate(root, SynthConfig(train=8, val=12, imgsz=256))
+    return root / "data.yaml"
+
+
 @pytest.mark.parametrize("target, quantized_op", [("openvino", "FakeQuantize"), ("onnx", "QuantizeLinear")])
-def test_int8_of_a_cfg_records_deploy_json(three_class, synth_data, tmp_path, target, quantized_op):
+def test_int8_of_a_cfg_records_deploy_json(three_class, small_data, tmp_path, target, quantized_op):
     cfg, weights = three_class
     result = deploy(target, str(cfg), tmp_path / target,
-                    ExportConfig(precision="int8", data=str(synth_data), calib_images=8, weights=str(weights)))
+                    ExportConfig(precision="int8", data=str(small_data), calib_images=8, weights=str(weights)))
     record = json.loads(open(result.deploy_json).read())
     assert record["precision"] == "int8" and record["calibration"]["images"] == 8
     assert record["calibration"]["resize"] == "stretch"
@@ -122,11 +132,11 @@ def test_int8_of_a_cfg_records_deploy_json(three_class, synth_data, tmp_path, ta
     assert [h["stride"] for h in head["heads"]] == [[32, 32], [16, 16]]
 
 
-def test_vitis_dry_run_writes_the_workspace_for_a_cfg(three_class, synth_data, tmp_path):
+def test_vitis_dry_run_writes_the_workspace_for_a_cfg(three_class, small_data, tmp_path):
     cfg, weights = three_class
     out = tmp_path / "kv260"
     run = CliRunner().invoke(cli, ["deploy", "vitis", str(cfg), "--weights", str(weights), "--out", str(out),
-                                   "--data", str(synth_data), "--calib-images", "3", "--eval-images", "2",
+                                   "--data", str(small_data), "--calib-images", "3", "--eval-images", "2",
                                    "--dry-run"])
     assert run.exit_code == 0, run.output
     ws = out / "workspace"
