@@ -25,12 +25,14 @@ class ExportConfig:
     """What to build.
 
     Args:
-        precision: weights/compute precision of the artifact: fp32, fp16 or int8.
+        precision: weights/compute precision of the artifact: fp32, fp16, int8, or auto (build the
+            target's precisions, measure each on this device, keep the fastest within ``max_drop``).
         imgsz: square input size the artifact is built for; None = the size the checkpoint was trained at.
         data: YOLO data.yaml; INT8 calibrates on its training images.
         calib_images: number of calibration images for INT8.
-        max_drop: with INT8, largest accepted mAP50-95 drop (absolute, e.g. 0.01); triggers
-            accuracy-aware quantisation where the backend supports it.
+        max_drop: largest accepted mAP50-95 drop (absolute, e.g. 0.01): with ``auto`` the budget a
+            candidate must stay within (default 0.01); with INT8, accuracy-aware quantisation
+            where the backend supports it (OpenVINO).
         device: device the artifact is checked on after export.
         dynamic: input height/width left dynamic, so the artifact runs at other sizes.
         weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).

@@ -6,6 +6,7 @@ Why apart from the CLI: the sweep (issue 7) and the demo measure through the sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from targets.artifacts import read_metadata, resolve_artifact
@@ -80,3 +81,50 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
         results.append(measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg,
                                    open_source(source, side), frame_interval))
     return results
+
+
+@dataclass
+class Comparison:
+    """Several artifacts measured in one run with the same settings, and what their speed is divided by.
+
+    ``base`` is the index of the fastest Ultralytics export of the unpruned model when references
+    were measured (what a user would pick instead), else the first artifact.
+    """
+
+    labels: list[str]
+    results: list[BenchResult]
+    references: list[int] = field(default_factory=list)  # indices of the Ultralytics exports
+    base: int = 0
+
+    def ratio(self, index: int) -> float:
+        return self.results[index].throughput_fps / self.results[self.base].throughput_fps
+
+    @property
+    def base_label(self) -> str:
+        return self.labels[self.base]
+
+    def to_json(self) -> dict:
+        return {"base": self.base_label, "base_is_ultralytics_export": bool(self.references),
+                "rows": [{"label": label, "is_reference": i in self.references, "ratio_to_base": self.ratio(i),
+                          **result.to_json()} for i, (label, result) in enumerate(zip(self.labels, self.results))]}
+
+
+def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
+            references: list | None = None, progress=None) -> Comparison:
+    """Measure ``references`` (Ultralytics exports, :mod:`targets.ultralytics_exports`) and ``artifacts`` alike.
+
+    Every runner is opened and measured in this process with ``cfg``; the base of the ratios is
+    the fastest reference (:func:`targets.ultralytics_exports.best_reference`), else the first artifact.
+    """
+    from targets.ultralytics_exports import best_reference
+
+    references = references or []
+    items = [(ref.label, ref.artifact) for ref in references] + [(str(a), str(a)) for a in artifacts]
+    results = []
+    for i, (label, artifact) in enumerate(items):
+        if progress:
+            progress(f"benchmarking {i + 1}/{len(items)}: {label}")
+        results.append(measure_inference(open_runner(artifact, cfg, input_hw), artifact, cfg))
+    ref_indices = list(range(len(references)))
+    base = results.index(best_reference([results[i] for i in ref_indices])) if references else 0
+    return Comparison([label for label, _ in items], results, ref_indices, base)

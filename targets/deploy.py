@@ -16,6 +16,7 @@ PyTorch model's mAP through the same pipeline.
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,11 +32,24 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
            input_shape: tuple[int, ...] | None = None, evaluate: bool = True) -> ExportResult:
     """Export ``model_path`` (any model source) with ``target_name`` into ``out_dir`` and record the proof.
 
+    ``cfg.precision`` ``auto`` builds every precision the target supports and keeps the fastest
+    on this device within ``cfg.max_drop`` (:mod:`targets.precision_choice`).
+
     Raises:
         EdgepruneError: unknown target or device, bad precision, missing calibration data, a
             model whose class count differs from the data set's.
     """
     target = get_target(target_name)
+    if cfg.precision == "auto" and not target.runs_on_host:  # nothing to measure here: its one precision
+        if len(target.precisions) != 1:
+            raise EdgepruneError(f"target {target_name} runs elsewhere, so --precision auto cannot measure its "
+                                 f"candidates; choose one of {', '.join(target.precisions)}")
+        cfg = replace(cfg, precision=target.precisions[0])
+    if cfg.precision == "auto":
+        from targets.precision_choice import deploy_auto
+
+        target.check_device(cfg.device)  # before any candidate is built
+        return deploy_auto(target_name, model_path, out_dir, cfg, input_shape)
     if cfg.precision not in target.precisions:
         what = ", ".join(target.precisions) or "nothing (it is a reference runner)"
         raise EdgepruneError(f"target {target_name} builds {what}; got --precision {cfg.precision!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
+from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
@@ -184,6 +184,9 @@ class ONNXRuntimeTarget(Target):
     def check_config(self, cfg: ExportConfig) -> None:
         if cfg.options.get("dynamic_quantization"):
             raise EdgepruneError(DYNAMIC_REFUSAL)
+        if cfg.max_drop is not None and cfg.precision != "auto":
+            raise EdgepruneError("ONNX Runtime's INT8 has no accuracy control: --max-drop applies to --precision auto "
+                                 "(which keeps INT8 only when it stays within the drop)")
 
     def devices(self) -> list[str]:
         import onnxruntime as ort
@@ -200,9 +203,13 @@ class ONNXRuntimeTarget(Target):
         return device
 
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
+        import tempfile
+
         out_dir = Path(out_dir)
         final = out_dir / f"{source.stem}.onnx"
-        with atomic_folder(out_dir / f".{source.stem}-onnx-build") as tmp:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{source.stem}-onnx-build-", dir=out_dir) as build:
+            tmp = Path(build)
             fp32 = tmp / f"{source.stem}.fp32.onnx"
             export_onnx(source, fp32)
             if cfg.precision == "fp32":
@@ -212,7 +219,7 @@ class ONNXRuntimeTarget(Target):
             else:
                 quantize_int8(fp32, tmp / final.name, source, cfg)
             source.write_metadata(tmp, cfg.precision)
-            (tmp / final.name).replace(final)
+            (tmp / final.name).replace(final)  # the model first: metadata never describes a missing file
             (tmp / "metadata.yaml").replace(out_dir / "metadata.yaml")
         return str(final)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
-from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
+from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
 
@@ -166,12 +166,9 @@ class OpenVINOTarget(Target):
     compute_precisions = ("auto", "f32", "bf16", "f16")
     default_device = "CPU"
     device_help = "OpenVINO device: CPU, GPU, NPU, AUTO."
-    options = (TargetOption("--max-drop", "INT8 with accuracy control: largest accepted mAP50-95 drop (e.g. 0.01).",
-                            type=float, min=0.0),)
-
     def check_config(self, cfg: ExportConfig) -> None:
-        if cfg.max_drop is not None and cfg.precision != "int8":
-            raise EdgepruneError("--max-drop applies to --precision int8 only")
+        if cfg.max_drop is not None and cfg.precision not in ("int8", "auto"):
+            raise EdgepruneError("--max-drop applies to --precision auto (the choice) and int8 (accuracy control)")
 
     def verify_precision(self, precision: str) -> str:
         # an FP32 IR is checked in f32: OpenVINO would otherwise pick bf16 on CPUs that have it

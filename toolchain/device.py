@@ -89,6 +89,6 @@ def open_yolo(source, task: str | None = None):
     def restore(_component) -> None:
         torch.set_num_threads(threads)
 
-    for event in ("on_pretrain_routine_start", "on_train_start", "on_val_start", "on_predict_start"):
+    for event in ("on_pretrain_routine_start", "on_train_start", "on_val_start", "on_predict_start", "on_export_end"):
         yolo.add_callback(event, restore)
     return yolo

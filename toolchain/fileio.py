@@ -67,3 +67,15 @@ def zip_compressed_size(path: str | os.PathLike) -> int:
             zf.write(path, arcname=Path(path).name)
         buf.seek(0, os.SEEK_END)
         return buf.tell()
+
+
+def cache_dir(kind: str) -> Path:
+    """edgeprune's own cache folder for ``kind`` (``$EDGEPRUNE_CACHE/kind``, default ``~/.cache/edgeprune/kind``).
+
+    Why: things derived from a user's files (reference exports, measured tables) are reused
+    between runs, but never written into the user's folders.
+    """
+    root = Path(os.environ.get("EDGEPRUNE_CACHE") or Path.home() / ".cache" / "edgeprune")
+    folder = root / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

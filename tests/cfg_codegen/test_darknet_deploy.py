@@ -155,7 +155,7 @@ def test_vitis_dry_run_writes_the_workspace_for_a_cfg(three_class, small_data, t
 
 def test_cfg2ir_is_deploy_openvino_on_a_cfg(pruned, tmp_path):
     cfg, weights = pruned
-    run = CliRunner().invoke(cli, ["cfg2ir", str(cfg), str(weights), "--out", str(tmp_path / "ir"), "--decode",
+    run = CliRunner().invoke(cli, ["cfg2ir", str(cfg), str(weights), "--out", str(tmp_path / "ir"), "--decode", "--precision", "fp32",
                                    "--bn-eps", str(OPENCV_BN_EPS), "--json"])
     assert run.exit_code == 0, run.output
     record = json.loads((tmp_path / "ir" / "deploy.json").read_text())

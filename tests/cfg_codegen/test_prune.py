@@ -274,7 +274,8 @@ def test_seed_002_flow_from_the_command_line(tmp_path):
                  "--out", tmp_path / "pruned")
     assert report["params"]["ratio"] < 0.7 and len(report["removed_layers"]) == 6
     pruned_cfg, pruned_weights = tmp_path / "pruned" / "pruned.cfg", tmp_path / "pruned" / "pruned.weights"
-    ir = cli("cfg2ir", pruned_cfg, pruned_weights, "--out", tmp_path / "ir", "--decode", "--bn-eps", 1e-6)
+    ir = cli("cfg2ir", pruned_cfg, pruned_weights, "--out", tmp_path / "ir", "--decode", "--bn-eps", 1e-6,
+             "--precision", "fp32")
     assert ir["fidelity"]["max_rel_diff"] <= 1e-4 and ir["source"]["kind"] == "darknet"
     pruned = parse_cfg(pruned_cfg)
     image = random_image(3, 128, 160, seed=4)

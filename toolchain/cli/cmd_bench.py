@@ -144,31 +144,52 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
 @_bench_options
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
+@click.option("--vs-ultralytics", "unpruned", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The unpruned .pt: build Ultralytics' own FP32/FP16/INT8 exports of it for each runtime compared, "
+                   "measure them alike, and divide every FPS by the fastest (what a user would pick instead).")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --vs-ultralytics: calibration images for Ultralytics' INT8 export (skipped without).")
 def bench_compare(artifacts, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
-                  json_out, plot) -> None:
-    """Run several artifacts in one process with the same settings; ratios against the first."""
-    from targets.bench_run import open_runner
-    from targets.bench import measure_inference
+                  json_out, plot, unpruned, data) -> None:
+    """Run several artifacts in one process with the same settings; ratios against the best Ultralytics export.
+
+    Without --vs-ultralytics the ratios are against the first artifact.
+    """
+    from pathlib import Path
+
+    from targets.bench_run import compare
+    from targets.registry import target_for_artifact
+    from targets.artifacts import resolve_artifact
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
-    results = []
+    references = []
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking") as status:
-        for i, artifact in enumerate(artifacts):
-            status.update(f"benchmarking {i + 1}/{len(artifacts)}: {artifact}")
-            runner = open_runner(artifact, cfg, (imgsz, imgsz) if imgsz else None)
-            results.append(measure_inference(runner, artifact, cfg))
+        if unpruned:
+            from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
+            from toolchain.cli.opts import resolve_imgsz
+
+            size = resolve_imgsz(unpruned, imgsz)
+            runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
+            for runtime in runtimes:
+                references += build_ultralytics_exports(unpruned, runtime, size, data, progress=status.update)
+        result = compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references, status.update)
+    results = result.results
     if plot:
         from toolchain.plots import bar_chart
 
-        bar_chart([r.artifact for r in results], [r.throughput_fps for r in results], "inference FPS", plot,
+        bar_chart(result.labels, [r.throughput_fps for r in results], "inference FPS", plot,
                   title=f"{cfg.hint} hint, batch 1, inference only, {results[0].cpu}")
-    if _emit(results, json_out):
+    if json_out == "-":
+        print_json(result)
         return
-    base = results[0].throughput_fps
-    rows = [[r.artifact, f"{r.backend} ({r.device})", f"{r.artifact_precision} / {r.executed_precision}",
-             f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{r.throughput_fps / base:.2f}x"]
-            for r in results]
-    caption = f"inference only, {cfg.hint} hint, batch 1; ratio = FPS / FPS of the first artifact"
+    if json_out:
+        _emit(results, json_out)
+    rows = [[label, f"{r.backend} ({r.device})", f"{r.artifact_precision} / {r.executed_precision}",
+             f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{result.ratio(i):.2f}x"]
+            for i, (label, r) in enumerate(zip(result.labels, results))]
+    base = ("the fastest Ultralytics export of the unpruned model" if result.references else "the first artifact")
+    caption = (f"inference only, {cfg.hint} hint, batch 1, {results[0].threads} threads, {results[0].cpu}; "
+               f"ratio = FPS / FPS of {base} ({result.base_label})")
     if plot:
         caption += f"; chart: {plot}"
     console().print(table("Comparison", ["artifact", "backend", "precision stored / executed", "FPS", "median ms",

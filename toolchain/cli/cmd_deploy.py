@@ -19,7 +19,13 @@ def _common(func):
         click.argument("model", type=existing_file),
         click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder."),
         weights_option,
-        click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto",
+                     show_default=True,
+                     help="auto: build every precision the target supports, measure each on this device, keep the "
+                          "fastest whose mAP50-95 drop is within --max-drop (INT8 and accuracy need --data)."),
+        click.option("--max-drop", type=click.FloatRange(min=0), default=None,
+                     help="Largest accepted mAP50-95 drop vs the torch source (absolute; default 0.01 with auto). "
+                          "With --precision int8 on OpenVINO: accuracy-aware quantization."),
         click.option("--data", type=existing_file, default=None,
                      help="YOLO data.yaml: INT8 calibration images (train split) and the artifact's mAP (val split)."),
         click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
@@ -40,7 +46,7 @@ def _common(func):
     return func
 
 
-def run_deploy(target_name, model, out, weights, precision, data, calib_images, imgsz, input_shape, no_eval,
+def run_deploy(target_name, model, out, weights, precision, max_drop, data, calib_images, imgsz, input_shape, no_eval,
                dynamic_shape, decode, bn_eps, as_json, device, **target_options) -> None:
     """Parse → one library call (:func:`targets.deploy.deploy`) → render; shared by ``cfg2ir``."""
     import dataclasses
@@ -51,7 +57,8 @@ def run_deploy(target_name, model, out, weights, precision, data, calib_images, 
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
     direct = {k: v for k, v in target_options.items() if k in fields}
-    cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, device=device,
+    cfg = ExportConfig(precision=precision, max_drop=max_drop, imgsz=imgsz, data=data, calib_images=calib_images,
+                       device=device,
                        dynamic=dynamic_shape, weights=weights, decode=decode, bn_eps=bn_eps,
                        options={k: v for k, v in target_options.items() if k not in fields}, **direct)
     with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target_name} ({precision})"):
@@ -97,6 +104,9 @@ def _render(target_name: str, result) -> None:
         acc = rec["accuracy"]
         rows.append(["mAP50-95 artifact / torch", f"{acc['artifact']['map50_95']:.4f} / {acc['torch_fp32']['map50_95']:.4f}"])
         rows.append(["mAP50 artifact / torch", f"{acc['artifact']['map50']:.4f} / {acc['torch_fp32']['map50']:.4f}"])
+    choice = rec.get("precision_choice")
+    if choice:
+        rows.append(["precision chosen", choice["why"]])
     caption = f"record: {result.deploy_json}"
     if "speed" in rec:
         caption += f"; FPS: {rec['speed']}"
@@ -129,8 +139,7 @@ def pipeline_command(target) -> click.Command:
     command = click.command(target.name, help=target.summary, short_help=target.summary)(_common(run))
     for param in command.params:
         if param.name == "precision":
-            param.type = click.Choice(target.precisions)
-            param.default = "fp32" if "fp32" in target.precisions else target.precisions[0]
+            param.type = click.Choice(("auto",) + tuple(target.precisions))
     command.params.append(click.Option(["--device"], default=target.default_device, show_default=True,
                                        help=target.device_help))
     command.params += [_click_option(opt) for opt in target.options]
