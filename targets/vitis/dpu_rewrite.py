@@ -156,7 +156,6 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
     import shutil
 
     from cfg_codegen.cfgwrite import render_cfg
-    from cfg_codegen.layers import Convolutional
     from cfg_codegen.parser import parse_cfg
     from cfg_codegen.weights import read_weights
     from toolchain.fileio import atomic_output

@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.opts import existing_file, json_option
-from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
 def _notes(notes) -> None:
