@@ -95,6 +95,7 @@ class Comparison:
     results: list[BenchResult]
     references: list[int] = field(default_factory=list)  # indices of the Ultralytics exports
     base: int = 0
+    e2e: list = field(default_factory=list)  # end-to-end results in the same order, when asked
 
     def ratio(self, index: int) -> float:
         return self.results[index].throughput_fps / self.results[self.base].throughput_fps
@@ -104,27 +105,40 @@ class Comparison:
         return self.labels[self.base]
 
     def to_json(self) -> dict:
-        return {"base": self.base_label, "base_is_ultralytics_export": bool(self.references),
-                "rows": [{"label": label, "is_reference": i in self.references, "ratio_to_base": self.ratio(i),
-                          **result.to_json()} for i, (label, result) in enumerate(zip(self.labels, self.results))]}
+        rows = []
+        for i, (label, result) in enumerate(zip(self.labels, self.results)):
+            row = {"label": label, "is_reference": i in self.references, "ratio_to_base": self.ratio(i),
+                   **result.to_json()}
+            if self.e2e:
+                row["e2e_fps"] = self.e2e[i].throughput_fps
+                row["e2e_ratio_to_base"] = self.e2e[i].throughput_fps / self.e2e[self.base].throughput_fps
+            rows.append(row)
+        return {"base": self.base_label, "base_is_ultralytics_export": bool(self.references), "rows": rows}
 
 
 def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
-            references: list | None = None, progress=None) -> Comparison:
+            references: list | None = None, progress=None, e2e: bool = False) -> Comparison:
     """Measure ``references`` (Ultralytics exports, :mod:`targets.ultralytics_exports`) and ``artifacts`` alike.
 
     Every runner is opened and measured in this process with ``cfg``; the base of the ratios is
-    the fastest reference (:func:`targets.ultralytics_exports.best_reference`), else the first artifact.
+    the fastest reference (:func:`targets.ultralytics_exports.best_reference`), else the first
+    artifact. With ``e2e`` each is also measured end to end (decode, resize, infer, box decode,
+    NMS) on the same synthetic frames.
     """
     from targets.ultralytics_exports import best_reference
 
     references = references or []
     items = [(ref.label, ref.artifact) for ref in references] + [(str(a), str(a)) for a in artifacts]
-    results = []
+    results, e2e_results = [], []
     for i, (label, artifact) in enumerate(items):
         if progress:
             progress(f"benchmarking {i + 1}/{len(items)}: {label}")
-        results.append(measure_inference(open_runner(artifact, cfg, input_hw), artifact, cfg))
+        runner = open_runner(artifact, cfg, input_hw)
+        results.append(measure_inference(runner, artifact, cfg))
+        if e2e:
+            side = int(runner.info.input_shape[-1])
+            e2e_results.append(measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg,
+                                           open_source("synthetic", side)))
     ref_indices = list(range(len(references)))
     base = results.index(best_reference([results[i] for i in ref_indices])) if references else 0
-    return Comparison([label for label, _ in items], results, ref_indices, base)
+    return Comparison([label for label, _ in items], results, ref_indices, base, e2e_results)

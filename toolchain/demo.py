@@ -56,17 +56,50 @@ def _artifacts(out: Path, data_yaml: Path, baseline: Path, tuned: Path) -> list[
     """(label, runtime, deploy folder, deploy args) for every artifact the demo builds."""
     common = ["--data", str(data_yaml)]
     return [
-        ("unpruned FP32", "openvino", out / "deploy" / "base-ov-fp32", [str(baseline), "--precision", "fp32", *common]),
-        ("pruned FP32", "openvino", out / "deploy" / "pruned-ov-fp32", [str(tuned), "--precision", "fp32", *common]),
-        ("pruned INT8", "openvino", out / "deploy" / "pruned-ov-int8",
+        ("edgeprune unpruned FP32 IR, forced f32 (not the base)", "openvino", out / "deploy" / "base-ov-fp32",
+         [str(baseline), "--precision", "fp32", *common]),
+        ("edgeprune pruned FP32", "openvino", out / "deploy" / "pruned-ov-fp32",
+         [str(tuned), "--precision", "fp32", *common]),
+        ("edgeprune pruned INT8", "openvino", out / "deploy" / "pruned-ov-int8",
          [str(tuned), "--precision", "int8", "--dynamic-shape", *common]),
-        ("pruned FP32", "onnx", out / "deploy" / "pruned-onnx-fp32", [str(tuned), "--precision", "fp32", *common]),
-        ("pruned INT8", "onnx", out / "deploy" / "pruned-onnx-int8", [str(tuned), "--precision", "int8", *common]),
+        ("edgeprune pruned FP32", "onnx", out / "deploy" / "pruned-onnx-fp32", [str(tuned), "--precision", "fp32", *common]),
+        ("edgeprune pruned INT8", "onnx", out / "deploy" / "pruned-onnx-int8", [str(tuned), "--precision", "int8", *common]),
     ]
 
 
+def _comparison_rows(compared: dict, labels: dict, deploys: dict, prune: dict, base_map: float | None) -> list[dict]:
+    """Demo table rows from one ``bench compare --vs-ultralytics --e2e`` result (one runtime)."""
+    rows = []
+    for row in compared["rows"]:
+        folder = labels.get(row["artifact"])
+        deployed = deploys.get(folder)
+        if row["is_reference"]:
+            label, side, acc = row["label"], prune["before"], None
+        else:
+            label = deployed["label"]
+            side = prune["before"] if "unpruned" in label else prune["after"]
+            acc = deployed["record"]["accuracy"]["artifact"]
+        rows.append({
+            "model": label, "runtime": row["backend"], "is_reference": row["is_reference"],
+            "precision": f"{row['artifact_precision']} / {row['executed_precision']}",
+            "params": side["params"], "macs": side["macs"],
+            "artifact_bytes": deployed["record"]["artifact_bytes"] if deployed else None,
+            "map50_95": acc["map50_95"] if acc else None, "map50": acc["map50"] if acc else None,
+            "fps": row["throughput_fps"], "speedup": row["ratio_to_base"],
+            "e2e_fps": row.get("e2e_fps"), "e2e_speedup": row.get("e2e_ratio_to_base"),
+            "map50_95_drop": (base_map - acc["map50_95"]) if acc and base_map is not None else None,
+            "base": compared["base"],
+        })
+    return rows
+
+
 def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.3, log=print) -> DemoResult:
-    """Synthetic data → baseline → prune → fine-tune → deploy → bench → sweep → report, each an edgeprune command."""
+    """Synthetic data → baseline → prune → fine-tune → deploy → bench vs Ultralytics → sweep → report, as commands.
+
+    The speed of every artifact is divided by the fastest of Ultralytics' own FP32/FP16/INT8
+    exports of the unpruned model on the same runtime, built and measured in the same
+    ``bench compare`` run with the same settings (what a user would pick instead).
+    """
     out = Path(out).resolve()
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -90,26 +123,21 @@ def run_demo(out: str | Path, fast: bool = False, ratio: float = 0.3, log=print)
     for step in steps:
         demo.steps[step.name] = _run_step(step, log)
     prune = demo.steps["prune"]
+    deploys, labels, by_runtime = {}, {}, {}
     for label, runtime, folder, args in _artifacts(out, data_yaml, baseline, tuned):
-        key = folder.name
-        deploy = _run_step(Step(f"deploy {key}", ["deploy", runtime, *args, "--out", str(folder)],
-                                results / f"deploy-{key}.json"), log)
-        precision = ["--precision", "f32"] if label == "unpruned FP32" else []
-        bench = _run_step(Step(f"bench {key}", ["bench", str(folder), "--duration", bench_seconds, *precision],
-                               results / f"bench-{key}.json"), log)
-        side = prune["before"] if label.startswith("unpruned") else prune["after"]
-        acc = deploy["accuracy"]["artifact"]
-        demo.table.append({
-            "model": label, "runtime": runtime, "precision": f"{bench['artifact_precision']} / "
-                                                             f"{bench['executed_precision']}",
-            "params": side["params"], "macs": side["macs"], "artifact_bytes": deploy["artifact_bytes"],
-            "map50_95": acc["map50_95"], "map50": acc["map50"], "fps": bench["throughput_fps"],
-        })
-    base_fps = demo.table[0]["fps"]
-    base_map = demo.table[0]["map50_95"]
-    for row in demo.table:
-        row["speedup"] = row["fps"] / base_fps
-        row["map50_95_drop"] = base_map - row["map50_95"]
+        record = _run_step(Step(f"deploy {folder.name}", ["deploy", runtime, *args, "--out", str(folder)],
+                                results / f"deploy-{folder.name}.json"), log)
+        deploys[str(folder)] = {"label": label, "record": record}
+        by_runtime.setdefault(runtime, []).append(folder)
+    base_map = deploys[str(out / "deploy" / "base-ov-fp32")]["record"]["accuracy"]["torch_fp32"]["map50_95"]
+    for runtime, folders in by_runtime.items():
+        # one process, same settings: Ultralytics' exports of the unpruned model, then ours, inference and e2e
+        compared = _run_step(Step(f"bench compare {runtime}", [
+            "bench", "compare", *map(str, folders), "--vs-ultralytics", str(baseline), "--data", str(data_yaml),
+            "--e2e", "--duration", bench_seconds], results / f"compare-{runtime}.json"), log)
+        for folder in folders:
+            labels[str(folder)] = str(folder)
+        demo.table += _comparison_rows(compared, labels, deploys, prune, base_map)
     int8_dyn = out / "deploy" / "pruned-ov-int8"
     demo.streams = _run_step(Step("bench 4 streams", ["bench", str(int8_dyn), "--streams", "4", "--splice", "832",
                                                       "--duration", bench_seconds], results / "bench-streams.json"),

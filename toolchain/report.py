@@ -23,7 +23,8 @@ from toolchain.sweep import BASELINE_RATIO, SweepPoint, choose, read_points
 
 REPORT_DIR = "report"
 TEMPLATE = Path(__file__).with_name("report_template.html")
-COLUMNS = ["ratio", "P", "R", "mAP50", "mAP50-95", "params", "MACs (M)", "size (MB)", "latency (ms)", "FPS"]
+COLUMNS = ["ratio", "P", "R", "mAP50", "mAP50-95", "params", "MACs (M)", "size (MB)", "latency (ms)", "FPS",
+           "× best Ultralytics export"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,13 @@ class ReportResult:
         return asdict(self)
 
 
-def table_rows(points: list[SweepPoint]) -> list[list]:
-    """The sweep table (P, R, mAP, params, MACs, size, latency, FPS), one row per point, numbers still numbers."""
+def table_rows(points: list[SweepPoint], base_fps: float | None = None) -> list[list]:
+    """The sweep table, one row per point, numbers still numbers; the speedup column is FPS / ``base_fps``.
+
+    ``base_fps`` is the fastest Ultralytics export of the unpruned model (None: not measured, shown as "-").
+    """
     return [[p.ratio, p.precision, p.recall, p.map50, p.map50_95, p.params, p.macs / 1e6, p.file_bytes / 2**20,
-             p.latency_ms, p.fps] for p in points]
+             p.latency_ms, p.fps, p.fps / base_fps if base_fps else None] for p in points]
 
 
 def pareto_front(points: list[SweepPoint]) -> list[SweepPoint]:
@@ -241,7 +245,18 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     if not hists and not sparsity:
         notes.append("no sparsify output in the run folder (γ histograms omitted)")
 
-    rows = table_rows(points)
+    references = summary.get("references") or []
+    base_fps = max((r["fps"] for r in references), default=None)
+    rows = table_rows(points, base_fps)
+    if references:
+        best = max(references, key=lambda r: r["fps"])
+        notes.append("speedups are against the fastest of Ultralytics' own exports of the unpruned model, measured in "
+                     "the same run with the same settings: " + ", ".join(
+                         f"{r['label']} {r['fps']:.1f} FPS (executed {r['executed_precision']})" for r in references)
+                     + f"; base: {best['label']}")
+    else:
+        notes.append("no Ultralytics export of this model was measured (Ultralytics cannot export it to this target): "
+                     "the speedup column is empty")
     highlight = next((i for i, p in enumerate(points) if p.ratio == choice.ratio), None)
     deploy_rows, bench_rows = _deploy_rows(run_dir), _bench_rows(run_dir)
     deploy_cols = ["folder", "target", "precision", "artifact bytes", "max |Δ| vs torch"]

@@ -141,7 +141,12 @@ class Choice:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """All points of a run (sorted by ratio), the baseline, and the chosen point."""
+    """All points of a run (sorted by ratio), the baseline, the chosen point, and what speed is divided by.
+
+    ``references`` are Ultralytics' own exports of the unpruned model on the sweep's target,
+    measured at the end of this run with the points' settings; the fastest is the base of every
+    speedup (None for models Ultralytics cannot export, e.g. Darknet cfgs).
+    """
 
     run_dir: str
     model: str
@@ -150,14 +155,20 @@ class SweepResult:
     choice: Choice
     computed: int
     resumed: int
+    references: list[dict] = field(default_factory=list)
 
     def baseline(self) -> SweepPoint | None:
         return next((p for p in self.points if p.ratio == BASELINE_RATIO), None)
 
+    @property
+    def base_fps(self) -> float | None:
+        return max((r["fps"] for r in self.references), default=None)
+
     def to_json(self) -> dict:
         return {"run_dir": self.run_dir, "model": self.model, "config": asdict(self.config),
                 "points": [p.to_json() for p in self.points], "choice": self.choice.to_json(),
-                "computed": self.computed, "resumed": self.resumed}
+                "computed": self.computed, "resumed": self.resumed, "references": self.references,
+                "speedup_base": (max(self.references, key=lambda r: r["fps"])["label"] if self.references else None)}
 
 
 def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
@@ -403,10 +414,37 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
                 break
             run([mid])
     points = sorted(known.values(), key=lambda p: p.ratio)
-    result = SweepResult(str(run_dir), str(model_path), cfg, points, choose(points, cfg.max_drop), computed, resumed)
+    references = measure_references(model_path, cfg, run_dir, progress)
+    result = SweepResult(str(run_dir), str(model_path), cfg, points, choose(points, cfg.max_drop), computed, resumed,
+                         references)
     with atomic_output(run_dir / "sweep.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def measure_references(model_path: str, cfg: SweepConfig, run_dir: Path, progress=None) -> list[dict]:
+    """FPS of Ultralytics' FP32/FP16/INT8 exports of the unpruned model on ``cfg.target``, measured like the points.
+
+    Empty when Ultralytics cannot export the model (a Darknet cfg) or to the target.
+    """
+    from targets.bench import BenchConfig, append_jsonl, measure_inference
+    from targets.bench_run import open_runner
+    from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
+    from toolchain.sources import is_darknet
+
+    if is_darknet(model_path) or cfg.target not in FORMATS:
+        return []
+    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
+    references = []
+    for ref in build_ultralytics_exports(model_path, cfg.target, cfg.imgsz, cfg.data, progress=progress):
+        if progress:
+            progress(f"measuring {ref.label}")
+        bench = measure_inference(open_runner(ref.artifact, bench_cfg), ref.artifact, bench_cfg)
+        append_jsonl(Path(run_dir) / "references" / BENCH_FILE, [bench])
+        references.append({"label": ref.label, "precision": ref.precision, "artifact": ref.artifact,
+                           "fps": bench.throughput_fps, "latency_ms": bench.latency.median_ms,
+                           "executed_precision": bench.executed_precision})
+    return references
 
 
 def _fit_to_model(model_path: str, cfg: SweepConfig) -> SweepConfig:

@@ -131,7 +131,10 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
     for p in result.points:
         assert f"<tr><td>{p.ratio:.4g}</td>" in page or f'<tr class="chosen"><td>{p.ratio:.4g}</td>' in page
     assert '<tr class="chosen">' in page
-    assert page.count("<td>onnxruntime</td>") == len(result.points)  # one bench line per point, from bench.jsonl
+    # one bench line per point and per Ultralytics export of the unpruned model (the speedup base), from bench.jsonl
+    assert page.count("<td>onnxruntime</td>") == len(result.points) + len(result.references)
+    assert [r["label"] for r in result.references] == [f"Ultralytics onnx {p}" for p in ("FP32", "FP16", "INT8")]
+    assert "× best Ultralytics export" in page and "speedups are against the fastest" in page
     assert page.count("/onnx</td><td>onnx</td><td>fp32</td>") == len(result.points)  # deploy.json per point
     md = (run_dir / "report.md").read_text()
     assert "| ratio | P | R | mAP50" in md and md.count("\n| ") >= len(result.points) + 1

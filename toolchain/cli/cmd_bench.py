@@ -149,8 +149,9 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
                    "measure them alike, and divide every FPS by the fastest (what a user would pick instead).")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --vs-ultralytics: calibration images for Ultralytics' INT8 export (skipped without).")
+@click.option("--e2e", is_flag=True, help="Also measure each end to end (decode, resize, infer, NMS).")
 def bench_compare(artifacts, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
-                  json_out, plot, unpruned, data) -> None:
+                  json_out, plot, unpruned, data, e2e) -> None:
     """Run several artifacts in one process with the same settings; ratios against the best Ultralytics export.
 
     Without --vs-ultralytics the ratios are against the first artifact.
@@ -172,7 +173,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
             runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
             for runtime in runtimes:
                 references += build_ultralytics_exports(unpruned, runtime, size, data, progress=status.update)
-        result = compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references, status.update)
+        result = compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references, status.update, e2e)
     results = result.results
     if plot:
         from toolchain.plots import bar_chart
@@ -186,11 +187,12 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
         _emit(results, json_out)
     rows = [[label, f"{r.backend} ({r.device})", f"{r.artifact_precision} / {r.executed_precision}",
              f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{result.ratio(i):.2f}x"]
+            + ([f"{result.e2e[i].throughput_fps:.1f}"] if e2e else [])
             for i, (label, r) in enumerate(zip(result.labels, results))]
     base = ("the fastest Ultralytics export of the unpruned model" if result.references else "the first artifact")
     caption = (f"inference only, {cfg.hint} hint, batch 1, {results[0].threads} threads, {results[0].cpu}; "
                f"ratio = FPS / FPS of {base} ({result.base_label})")
     if plot:
         caption += f"; chart: {plot}"
-    console().print(table("Comparison", ["artifact", "backend", "precision stored / executed", "FPS", "median ms",
-                                         "ratio"], rows, caption=caption))
+    columns = ["artifact", "backend", "precision stored / executed", "FPS", "median ms", "ratio"]
+    console().print(table("Comparison", columns + (["e2e FPS"] if e2e else []), rows, caption=caption))

@@ -29,14 +29,22 @@ def demo(out, ratio, fast, as_json) -> None:
     if as_json:
         print_json(result)
         return
+    def pct(v):
+        return "-" if v is None else f"{v * 100:+.2f}"
+
     rows = [[r["model"], r["runtime"], r["precision"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
-             human_bytes(r["artifact_bytes"]), f"{r['map50_95']:.4f}", f"{r['map50_95_drop'] * 100:+.2f}",
-             f"{r['fps']:.1f}", f"{r['speedup']:.2f}x"] for r in result.table]
+             human_bytes(r["artifact_bytes"]) if r["artifact_bytes"] else "-",
+             "-" if r["map50_95"] is None else f"{r['map50_95']:.4f}", pct(r["map50_95_drop"]),
+             f"{r['fps']:.1f}", f"{r['speedup']:.2f}x", "-" if r["e2e_fps"] is None else f"{r['e2e_fps']:.1f}",
+             "-" if r["e2e_speedup"] is None else f"{r['e2e_speedup']:.2f}x"] for r in result.table]
+    bases = sorted({f"{r['runtime']}: {r['base']}" for r in result.table})
     console().print(table(
         "edgeprune demo", ["model", "runtime", "precision stored / executed", "params", "MACs", "size", "mAP50-95",
-                           "drop (pts)", "FPS", "speedup"], rows,
-        caption="FPS: inference only, batch 1, latency hint, this CPU; speedup vs the unpruned FP32 model executed "
-                "in f32; mAP50-95 of each artifact run by its runtime on the synthetic val set",
+                           "drop (pts)", "FPS", "speedup", "e2e FPS", "e2e speedup"], rows,
+        caption="speedup = FPS / FPS of the fastest Ultralytics export (FP32/FP16/INT8) of the unpruned model on the "
+                f"same runtime, measured in the same run with the same settings ({'; '.join(bases)}). FPS: inference "
+                "only, batch 1, latency hint, this CPU; e2e FPS: decode, resize, inference, box decode and NMS "
+                "included. mAP50-95: each artifact run by its runtime on the synthetic val set, edgeprune's pipeline.",
     ))
     streams = result.streams[-1]["extra"] if result.streams else None
     if streams:

@@ -128,9 +128,13 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
         return
     from toolchain.report import COLUMNS, table_rows
 
-    console().print(table("Pruning sweep", COLUMNS, table_rows(result.points),
+    base = (f"speedup vs the fastest Ultralytics export of the unpruned model "
+            f"({max(result.references, key=lambda r: r['fps'])['label']}, {result.base_fps:.1f} FPS)"
+            if result.references else "no Ultralytics export measured: no speedup column")
+    console().print(table("Pruning sweep", COLUMNS, table_rows(result.points, result.base_fps),
                           caption=f"optimal pruning point: {result.choice.ratio} — {result.choice.reason}\n"
-                                  f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"))
+                                  f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"
+                                  f"\n{base}; FPS: inference only, batch 1, {result.config.target}"))
 
 
 @click.command()
