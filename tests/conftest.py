@@ -60,6 +60,16 @@ def session_tmp(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_data(session_tmp):
+    """64 train / 16 val images, 256 px, 3 classes: enough for 1-2 epoch runs and quick validation."""
+    from toolchain.synth import SynthConfig, generate
+
+    root = session_tmp / "small-synth"
+    generate(root, SynthConfig(train=64, val=16, imgsz=256))
+    return root / "data.yaml"
+
+
+@pytest.fixture(scope="session")
 def pruned50(baseline_pt, session_tmp):
     """The baseline pruned at ratio 0.5 (L1, local) and its report."""
     from toolchain.pruning import PruneConfig

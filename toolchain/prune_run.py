@@ -151,8 +151,11 @@ def prune_file(
         split = outcome.split_blocks
         stock = True  # chunk halves are coupled, so every block is restored to its stock class
         protected_names = outcome.protected_layers
+    from toolchain.fileio import sha256_of
+
     note = {"mode": mode, "layers": layers, "method": cfg.method, "ratio": cfg.ratio,
-            "global": cfg.global_pruning, "steps": cfg.steps, "source": str(model_path)}
+            "global": cfg.global_pruning, "steps": cfg.steps, "source": str(Path(model_path).resolve()),
+            "source_sha256": sha256_of(model_path)}
     save_model(loaded, pruned, out, note=note)
     with tempfile.TemporaryDirectory(prefix="edgeprune-") as tmp:
         baseline_file = save_model(loaded, loaded.model, Path(tmp) / "baseline.pt")

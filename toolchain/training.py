@@ -83,7 +83,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where the weights went and the final validation numbers of the trainer."""
+    """Where the weights went and the final validation numbers of the trainer.
+
+    ``teacher`` is the model distilled from (fine-tuning), ``notes`` what the user should know.
+    """
 
     weights: str
     run_dir: str
@@ -91,9 +94,14 @@ class TrainResult:
     map50: float
     map50_95: float
     params: int
+    teacher: str | None = None
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+AUTO_TEACHER = "auto"  # the unpruned checkpoint the model records it was pruned from, when it is still there
 
 
 def _result(model, run_dir: Path, epochs: int) -> TrainResult:
@@ -134,17 +142,37 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResu
     return _result(yolo, out, cfg.epochs)
 
 
-def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
-    """Fine-tune a (pruned) checkpoint on ``data`` keeping its architecture."""
+def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teacher: str | None = AUTO_TEACHER,
+             distill_weight: float = 1.0) -> TrainResult:
+    """Fine-tune a (pruned) checkpoint on ``data`` keeping its architecture, distilling from ``teacher``.
+
+    Args:
+        teacher: a checkpoint whose head outputs the model learns to match as well as the labels
+            (:mod:`toolchain.distill`); ``auto`` (default) = the unpruned model ``prune`` recorded
+            as the source, when it is still there unchanged; None = labels only.
+        distill_weight: scale of the distillation loss against the task loss.
+    """
     from toolchain.device import open_yolo
+    from toolchain.distill import install, load_teacher, recorded_teacher
 
     _check_epochs(cfg)
     loaded = load_model(checkpoint)
     if not loaded.is_yolo:
         raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; finetune works on Ultralytics checkpoints")
     check_model_fits_data(loaded, data)
+    notes = []
+    if teacher == AUTO_TEACHER:
+        teacher, why = recorded_teacher(loaded)
+        notes.append(why if teacher else f"no distillation: {why}")
+    if teacher is not None and loaded.task == "classify":
+        raise ModelMismatchError("distillation works on detection heads (detect, segment, pose, obb); "
+                                 "fine-tune a classifier with --no-distill")
     out = Path(out).resolve()
     yolo = open_yolo(checkpoint)
+    if teacher is not None:
+        teacher_model = load_teacher(teacher, loaded.model)
+        yolo.add_callback("on_train_start", lambda trainer: install(trainer, teacher_model, distill_weight))
     trainer_cls = _keep_architecture_trainer(loaded.task)
     yolo.train(trainer=trainer_cls, data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
-    return _result(yolo, out, cfg.epochs)
+    result = _result(yolo, out, cfg.epochs)
+    return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes)})

@@ -57,17 +57,32 @@ def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, as
 @click.argument("checkpoint", type=existing_file)
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to fine-tune on.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
+@click.option("--distill", "teacher", type=existing_file, default=None,
+              help="Teacher checkpoint to distil from (its class probabilities and box distributions). "
+                   "Default: the unpruned model `prune` recorded, when it is still there unchanged.")
+@click.option("--no-distill", is_flag=True, help="Fine-tune on the labels alone.")
+@click.option("--distill-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Scale of the distillation loss against the task loss.")
 @_train_options
-def finetune(checkpoint, data, out, epochs, imgsz, batch, workers, seed, lr0, device, as_json) -> None:
+def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed, lr0,
+             device, as_json) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
-    original yaml, so the pruned widths survive.
+    original yaml, so the pruned widths survive. By default the unpruned model it was pruned
+    from teaches it (knowledge distillation on the head outputs) as well as the labels.
     """
-    from toolchain.training import TrainConfig, finetune as run_finetune
+    from toolchain.training import AUTO_TEACHER, TrainConfig, finetune as run_finetune
+
+    if teacher and no_distill:
+        raise click.BadParameter("--distill and --no-distill contradict each other; give one",
+                                 param_hint="'--no-distill'")
 
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
     cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
-        result = run_finetune(checkpoint, data, out, cfg)
+        result = run_finetune(checkpoint, data, out, cfg, None if no_distill else (teacher or AUTO_TEACHER),
+                              distill_weight)
+    for note in result.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     _render(result, "Fine-tuning finished", as_json)
