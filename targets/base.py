@@ -127,6 +127,27 @@ class Runner(abc.ABC):
         """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""
         return 1
 
+    def pipeline(self, produce: Callable[[], tuple], consume: Callable[[list, object], None], requests: int,
+                 keep_going: Callable[[int, float], bool]) -> tuple[list[float], float]:
+        """Keep ``requests`` inferences in flight on inputs ``produce()`` makes; ``consume`` each one's outputs.
+
+        ``produce() -> (x, token)`` prepares one input (decode, letterbox...); ``consume(outputs,
+        token)`` post-processes it. With more than one request, preparing the next input and
+        post-processing the previous overlap with inference (runtimes release the GIL while they
+        compute). Returns each item's latency (produce start to consume end, seconds) and the
+        wall time. This default runs one item at a time; runtimes with async requests override it.
+        """
+        latencies: list[float] = []
+        started = 0
+        t0 = time.perf_counter()
+        while keep_going(started, time.perf_counter() - t0):
+            begin = time.perf_counter()
+            x, token = produce()
+            started += 1
+            consume(self.outputs(x), token)
+            latencies.append(time.perf_counter() - begin)
+        return latencies, time.perf_counter() - t0
+
     def run_loop(self, x: np.ndarray, requests: int, keep_going: Callable[[int, float], bool]) -> tuple[list, float]:
         """Keep ``requests`` inferences in flight on ``x`` while ``keep_going(started, elapsed_s)``.
 

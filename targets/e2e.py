@@ -33,17 +33,27 @@ class Detector:
     def size(self) -> tuple[int, int]:
         return tuple(int(v) for v in self.runner.info.input_shape[-2:])
 
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """The network input for ``frame`` and what :meth:`finish` needs to map detections back."""
+        padded, box = fit(frame, self.size, self.runner.resize)
+        return to_input([padded]), (box, frame.shape[:2])
+
+    def finish(self, outputs: list, token: tuple) -> np.ndarray:
+        """Box decode + NMS of one inference's outputs, in the frame's pixels: ``(n, 6)`` xyxy, score, class."""
+        box, shape = token
+        raw = predictions(outputs, self.runner.head, self.size)
+        dets = nms(raw[0, :4 + self.nc].T, conf=self.conf, iou=self.iou)  # the board script's NMS, too
+        dets[:, :4] = box.to_original(dets[:, :4], shape)
+        return dets
+
     def detect(self, frame: np.ndarray, timings: dict | None = None) -> np.ndarray:
         """``(n, 6)`` xyxy, score, class in frame pixels; adds stage seconds to ``timings``."""
         t0 = time.perf_counter()
-        padded, box = fit(frame, self.size, self.runner.resize)
-        x = to_input([padded])
+        x, token = self.prepare(frame)
         t1 = time.perf_counter()
         outputs = self.runner.outputs(x)
         t2 = time.perf_counter()
-        raw = predictions(outputs, self.runner.head, self.size)
-        dets = nms(raw[0, :4 + self.nc].T, conf=self.conf, iou=self.iou)  # the board script's NMS, too
-        dets[:, :4] = box.to_original(dets[:, :4], frame.shape[:2])
+        dets = self.finish(outputs, token)
         t3 = time.perf_counter()
         if timings is not None:
             for key, value in (("preprocess", t1 - t0), ("inference", t2 - t1), ("postprocess", t3 - t2)):
@@ -99,61 +109,67 @@ def measure_e2e(detector: Detector, artifact: str, cfg: BenchConfig, source, fra
     )
 
 
-def _run_streams(step, cfg: BenchConfig) -> tuple[int, float, list[float]]:
-    keep_going = _stop_rule(cfg)
-    latencies: list[float] = []
-    n = 0
-    start = time.perf_counter()
-    while keep_going(n, time.perf_counter() - start):
-        t = time.perf_counter()
-        step()
-        latencies.append(time.perf_counter() - t)
-        n += 1
-    return n, time.perf_counter() - start, latencies
-
-
 def measure_streams(spliced: Detector, single: Detector, artifact: str, cfg: BenchConfig, sources: list,
                     tile: int) -> BenchResult:
     """Aggregate and per-stream FPS of N spliced streams vs the same N streams run separately.
 
-    Both modes include decode, splice/letterbox, inference and NMS (and the mapping back).
+    Both modes include decode, splice/letterbox, inference and NMS (and the mapping back), and
+    both run through the runner's request queue (:meth:`targets.base.Runner.pipeline`) with
+    ``cfg.requests`` in flight (default: the runtime's optimum for the throughput hint, 1 for
+    latency), so decoding the next frames and post-processing the last overlap with inference.
     """
     cfg.validate()
     iters = [s.frames() for s in sources]
     grid = int(round(len(sources) ** 0.5))
+    requests = cfg.requests or (spliced.runner.default_requests() if cfg.hint == "throughput" else 1)
 
-    def spliced_step():
-        frames = [next(it) for it in iters]
-        return unsplice(spliced.detect(splice(frames, tile, grid)), tile, grid)
+    def spliced_produce():
+        return spliced.prepare(splice([next(it) for it in iters], tile, grid))
 
-    def separate_step():
-        return [single.detect(next(it)) for it in iters]
+    def spliced_consume(outputs, token):
+        unsplice(spliced.finish(outputs, token), tile, grid)
+
+    pending: list = []
+
+    def separate_produce():  # one frame of the next stream; a round is complete every N frames
+        if not pending:
+            pending.extend(next(it) for it in iters)
+        return single.prepare(pending.pop(0))
+
+    def separate_consume(outputs, token):
+        single.finish(outputs, token)
 
     t0 = time.perf_counter()
-    spliced_step()
+    x, token = spliced_produce()
+    spliced_consume(spliced.runner.outputs(x), token)
     first_ms = (time.perf_counter() - t0) * 1000
-    for _ in range(cfg.warmup):
-        spliced_step()
-        separate_step()
-    n_sp, wall_sp, lat_sp = _run_streams(spliced_step, cfg)
-    n_se, wall_se, lat_se = _run_streams(separate_step, cfg)
+    warm = lambda started, _elapsed: started < cfg.warmup  # noqa: E731
+    spliced.runner.pipeline(spliced_produce, spliced_consume, requests, warm)
+    single.runner.pipeline(separate_produce, separate_consume, requests, warm)
+    stop = _stop_rule(cfg)
+    lat_sp, wall_sp = spliced.runner.pipeline(spliced_produce, spliced_consume, requests, stop)
     streams = len(sources)
+    lat_se, wall_se = single.runner.pipeline(separate_produce, separate_consume, requests,
+                                             lambda started, elapsed: stop(started // streams, elapsed))
+    n_sp, n_se = len(lat_sp), len(lat_se) / streams
     spliced_stream_fps, separate_stream_fps = n_sp / wall_sp, n_se / wall_se
     extra = {
         "streams": streams,
         "tile": tile,
+        "requests_in_flight": requests,
         "spliced_input": list(spliced.size),
         "separate_input": list(single.size),
         "sources": [s.describe for s in sources],
         "spliced": {"per_stream_fps": spliced_stream_fps, "aggregate_fps": spliced_stream_fps * streams,
                     "rounds": n_sp, "round_latency_median_ms": LatencyStats.of(lat_sp).median_ms},
         "separate": {"per_stream_fps": separate_stream_fps, "aggregate_fps": separate_stream_fps * streams,
-                     "rounds": n_se, "round_latency_median_ms": LatencyStats.of(lat_se).median_ms},
+                     "rounds": n_se, "frame_latency_median_ms": LatencyStats.of(lat_se).median_ms},
         "spliced_vs_separate": spliced_stream_fps / separate_stream_fps,
     }
     return BenchResult(
         mode="streams", iterations=n_sp, duration_s=wall_sp, first_inference_ms=first_ms,
         latency=LatencyStats.of(lat_sp), throughput_fps=spliced_stream_fps * streams, includes_pre_post=True,
-        extra=extra, notes=["a round = one frame from every stream, decoded, detected and mapped back"],
-        **_base_fields(spliced.runner, artifact, cfg, 1),
+        extra=extra, notes=[f"a round = one frame from every stream, decoded, detected and mapped back; {requests} "
+                            "request(s) in flight"],
+        **_base_fields(spliced.runner, artifact, cfg, requests),
     )

@@ -100,7 +100,8 @@ def _render(results) -> None:
                   f"{sp['per_stream_fps']:.1f}", f"{sp['aggregate_fps']:.1f}"],
                  ["4 separate inferences", "x".join(map(str, r.extra["separate_input"])),
                   f"{se['per_stream_fps']:.1f}", f"{se['aggregate_fps']:.1f}"]],
-                caption=f"spliced / separate = {r.extra['spliced_vs_separate']:.2f}x",
+                caption=f"spliced / separate = {r.extra['spliced_vs_separate']:.2f}x; "
+                        f"{r.extra.get('requests_in_flight', 1)} request(s) in flight ({r.hint} hint)",
             ))
         for note in r.notes:
             console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
