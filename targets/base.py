@@ -87,7 +87,8 @@ class RunnerInfo:
     executed_precision: str  # what the runtime computes in (e.g. OpenVINO "bf16" for an fp32 IR)
     threads: int | None
     input_name: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # the float NCHW shape callers feed
+    input_format: str = "float32 NCHW RGB"  # what the artifact's own input takes
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -108,6 +109,7 @@ class Runner(abc.ABC):
     info: RunnerInfo
     head: dict | None = None
     resize: str = "letterbox"
+    accepts_u8_bgr: bool = False  # the artifact also takes the letterboxed uint8 BGR image itself (NHWC)
 
     @abc.abstractmethod
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:

@@ -36,7 +36,9 @@ class Detector:
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, tuple]:
         """The network input for ``frame`` and what :meth:`finish` needs to map detections back."""
         padded, box = fit(frame, self.size, self.runner.resize)
-        return to_input([padded]), (box, frame.shape[:2])
+        # an IR with the pre-processing in its graph takes the uint8 BGR canvas as it is
+        x = padded[None] if self.runner.accepts_u8_bgr else to_input([padded])
+        return x, (box, frame.shape[:2])
 
     def finish(self, outputs: list, token: tuple) -> np.ndarray:
         """Box decode + NMS of one inference's outputs, in the frame's pixels: ``(n, 6)`` xyxy, score, class."""

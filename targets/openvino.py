@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
-from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target
+from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError
 
 FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+U8_INPUT = "u8_nhwc_bgr"  # metadata value of an IR whose input is the letterboxed uint8 BGR image
 
 
 def _core():
@@ -63,17 +64,27 @@ class OpenVINORunner(Runner):
 
         core = _core()
         self.model = core.read_model(str(xml))
+        # an IR built with --u8-input takes the letterboxed uint8 BGR image, NHWC (pre-processing is in the graph)
+        self.accepts_u8_bgr = (read_metadata(xml).get("edgeprune") or {}).get("input") == U8_INPUT
+        hw = slice(1, 3) if self.accepts_u8_bgr else slice(2, 4)
         shape = self.model.inputs[0].get_partial_shape()
-        if input_hw is not None and (shape.is_dynamic or tuple(shape.to_shape())[-2:] != tuple(input_hw)):
+
+        def with_hw(h, w):
+            dims = [shape[i] for i in range(4)]
+            dims[hw] = [h, w]
+            return ov.PartialShape([1 if i == 0 else d for i, d in enumerate(dims)])
+
+        if input_hw is not None and (shape.is_dynamic or tuple(shape.to_shape())[hw] != tuple(input_hw)):
             if not shape.is_dynamic:
+                static = tuple(shape.to_shape())[hw]
                 raise EdgepruneError(
-                    f"{xml} is a static {shape[2]}x{shape[3]} IR; deploy with --dynamic-shape to run it at "
+                    f"{xml} is a static {static[0]}x{static[1]} IR; deploy with --dynamic-shape to run it at "
                     f"{input_hw[0]}x{input_hw[1]}"
                 )
-            self.model.reshape({self.model.inputs[0]: ov.PartialShape([shape[0], shape[1], *input_hw])})
+            self.model.reshape({self.model.inputs[0]: with_hw(*input_hw)})
         elif shape.is_dynamic:
             imgsz = read_metadata(xml).get("imgsz") or [640, 640]
-            self.model.reshape({self.model.inputs[0]: ov.PartialShape([1, 3, *imgsz])})
+            self.model.reshape({self.model.inputs[0]: with_hw(*imgsz)})
         config: dict = {"PERFORMANCE_HINT": hint.upper()}
         if precision != "auto":
             if precision not in FORCEABLE:
@@ -89,15 +100,25 @@ class OpenVINORunner(Runner):
         if stored == "int8":
             executed = f"int8 + {executed}"
         port = self.compiled.inputs[0]
+        dims = tuple(port.get_partial_shape().to_shape())
         self.info = RunnerInfo(
             backend="openvino", backend_version=ov.__version__.split("-")[0], device=device, artifact_precision=stored,
-            executed_precision=executed, threads=_threads(self.compiled, threads),
-            input_name=port.get_any_name(), input_shape=tuple(port.get_partial_shape().to_shape()),
+            executed_precision=executed, threads=_threads(self.compiled, threads), input_name=port.get_any_name(),
+            # the logical NCHW float shape every caller feeds; a u8 IR converts it (see outputs)
+            input_shape=(dims[0], dims[3], dims[1], dims[2]) if self.accepts_u8_bgr else dims,
+            input_format="uint8 NHWC BGR, pre-processing in the graph" if self.accepts_u8_bgr else "float32 NCHW RGB",
         )
         self.head, self.resize = read_decoding(xml)
 
+    def _feed(self, x: np.ndarray) -> np.ndarray:
+        """What the IR takes: float NCHW RGB in [0, 1] becomes uint8 NHWC BGR for a --u8-input IR."""
+        if self.accepts_u8_bgr and x.dtype != np.uint8:
+            return np.ascontiguousarray(np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)[:, ::-1]
+                                        .transpose(0, 2, 3, 1))
+        return x
+
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        result = self.compiled(x)
+        result = self.compiled(self._feed(x))
         return [result[port] for port in self.compiled.outputs]
 
     def default_requests(self) -> int:
@@ -119,6 +140,7 @@ class OpenVINORunner(Runner):
         import openvino as ov
 
         pool = [self.compiled.create_infer_request() for _ in range(max(1, requests))]
+        x = self._feed(x)
         for request in pool:  # fill inputs once, outside the timed loop
             request.set_input_tensor(ov.Tensor(x))
         latencies: list[float] = []
@@ -159,7 +181,7 @@ class OpenVINORunner(Runner):
             nonlocal started
             begin = time.perf_counter()
             x, token = produce()
-            request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x)))
+            request.set_input_tensor(ov.Tensor(np.ascontiguousarray(self._feed(x))))
             request.start_async()
             in_flight.append((request, token, begin))
             started += 1
@@ -174,6 +196,19 @@ class OpenVINORunner(Runner):
             if keep_going(started, time.perf_counter() - t0):
                 start(request)
         return latencies, time.perf_counter() - t0
+
+
+def _u8_bgr_input(model):
+    """The model with OpenVINO's PrePostProcessor in front: uint8 NHWC BGR in, float NCHW RGB / 255 to the network."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    tensor = ppp.input().tensor()
+    tensor.set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    return ppp.build()
 
 
 def _executed_precision(compiled) -> str:
@@ -200,6 +235,10 @@ class OpenVINOTarget(Target):
     compute_precisions = ("auto", "f32", "bf16", "f16")
     default_device = "CPU"
     device_help = "OpenVINO device: CPU, GPU, NPU, AUTO."
+    options = (TargetOption("--u8-input", "Pre-processing in the IR (OpenVINO PrePostProcessor): it takes the letterboxed "
+                            "uint8 BGR image, NHWC, and converts, reorders and scales it itself. edgeprune's runners "
+                            "feed it either way; YOLO(folder) cannot run it.", is_flag=True, default=False),)
+
     def check_config(self, cfg: ExportConfig) -> None:
         if cfg.max_drop is not None and cfg.precision not in ("int8", "auto"):
             raise EdgepruneError("--max-drop applies to --precision auto (the choice) and int8 (accuracy control)")
@@ -234,11 +273,14 @@ class OpenVINOTarget(Target):
         if cfg.precision == "int8":
             from targets.quantize_openvino import quantize_ir
 
-            model = quantize_ir(model, source, cfg)
+            model = quantize_ir(model, source, cfg)  # calibrated on float inputs, so before the u8 pre-processing
+        extra = {}
+        if cfg.options.get("u8_input"):
+            model, extra = _u8_bgr_input(model), {"input": U8_INPUT}
         folder = Path(out_dir) / f"{source.stem}_openvino_model"
         with atomic_folder(folder) as tmp:
             ov.save_model(model, str(tmp / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
-            source.write_metadata(tmp, cfg.precision)
+            source.write_metadata(tmp, cfg.precision, **extra)
         return str(folder)
 
     def describe(self, artifact: Path) -> dict:

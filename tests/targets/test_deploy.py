@@ -128,3 +128,29 @@ def test_openvino_int8_with_accuracy_control(baseline_pt, synth_data, tmp_path):
     assert record["calibration"]["max_drop"] == 0.01
     assert record["graph"]["fake_quantize_ops"] > 0
     assert record["accuracy"]["map50_95_drop"] <= 0.01 + 0.005  # NNCF's budget, measured again on our pipeline
+
+
+def test_u8_input_ir_does_its_own_preprocessing_and_detects_the_same(baseline_pt, synth_data, deployed, tmp_path):
+    """--u8-input puts letterbox's conversion (u8 NHWC BGR -> f32 NCHW RGB / 255) into the IR (PrePostProcessor)."""
+    import cv2
+    import numpy as np
+
+    from targets.e2e import Detector
+    from targets.imagedata import image_files
+    from targets.registry import get_target
+
+    cfg = ExportConfig(precision="fp32", imgsz=IMGSZ, options={"u8_input": True})
+    result = deploy("openvino", str(baseline_pt), tmp_path / "u8", cfg, evaluate=False)
+    assert result.record["fidelity"]["max_rel_diff"] < 1e-4
+    u8 = get_target("openvino").open(result.artifact, precision="f32")
+    assert u8.accepts_u8_bgr and "uint8 NHWC BGR" in u8.info.input_format and u8.info.input_shape == (1, 3, 256, 256)
+    port = u8.compiled.inputs[0]
+    assert port.get_element_type().get_type_name() == "u8" and tuple(port.get_shape()) == (1, 256, 256, 3)
+    f32 = get_target("openvino").open(deployed("openvino", "fp32").artifact, precision="f32")
+    fast, ref = Detector(u8, nc=3), Detector(f32, nc=3)
+    for path in image_files(synth_data, "val")[:4]:
+        frame = cv2.imread(str(path))
+        x, _ = fast.prepare(frame)
+        assert x.dtype == np.uint8 and x.shape == (1, 256, 256, 3)  # no float conversion on the host
+        a, b = fast.detect(frame), ref.detect(frame)
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-2)

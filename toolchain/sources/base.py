@@ -111,7 +111,7 @@ class ExportSource:
         """Take class names from a data set (Darknet cfgs have none of their own)."""
         self.names = dict(names)
 
-    def metadata(self, precision: str) -> dict:
+    def metadata(self, precision: str, **edgeprune_extra) -> dict:
         """Ultralytics-style metadata.yaml content (what AutoBackend reads) plus edgeprune's keys.
 
         ``edgeprune.head`` and ``edgeprune.resize`` say how to feed the artifact and decode its
@@ -136,16 +136,17 @@ class ExportSource:
             "args": {"batch": batch, "half": precision == "fp16", "int8": precision == "int8",
                      "nms": False, "dynamic": self.dynamic},
             "edgeprune": {"precision": precision, "source_sha256": self.sha256, "source_kind": self.kind,
-                          "head": self.head, "resize": self.resize, "outputs": list(self.output_names)},
+                          "head": self.head, "resize": self.resize, "outputs": list(self.output_names),
+                          **edgeprune_extra},
         }
         if self.kpt_shape:
             meta["kpt_shape"] = list(self.kpt_shape)
         return meta
 
-    def write_metadata(self, folder: Path, precision: str) -> Path:
+    def write_metadata(self, folder: Path, precision: str, **edgeprune_extra) -> Path:
         out = Path(folder) / "metadata.yaml"
         with atomic_output(out) as tmp:
-            tmp.write_text(yaml.safe_dump(self.metadata(precision), sort_keys=False))
+            tmp.write_text(yaml.safe_dump(self.metadata(precision, **edgeprune_extra), sort_keys=False))
         return out
 
 
