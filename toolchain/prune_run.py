@@ -52,6 +52,7 @@ class PruneReport:
     protected_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     latency_measured: dict | None = None  # how both latency rows were measured (device, precision, threads...)
+    device_search: dict | None = None  # latency-aware pruning: the target, the device profile and every probe
 
     def ratios(self) -> dict:
         """after / before for each number (lower is smaller)."""

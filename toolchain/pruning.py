@@ -48,6 +48,8 @@ class PruneConfig:
             checkpoint was trained at (640 when it does not say).
         data: YOLO data.yaml, needed by gradient-based criteria.
         calib_batches: batches of ``data`` used per step by gradient-based criteria.
+        layer_ratios: per Ultralytics layer index, the ratio of that block (others get ``ratio``);
+            what latency-aware pruning chooses (:mod:`toolchain.latency_aware`). Local pruning only.
     """
 
     ratio: float
@@ -58,6 +60,7 @@ class PruneConfig:
     imgsz: int | None = None
     data: str | None = None
     calib_batches: int = 4
+    layer_ratios: dict | None = None
 
 
 @dataclass
@@ -196,7 +199,7 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
         PruningError: the block rewrite changed the model's outputs, Torch-Pruning failed on a
             layer (named in the message), or the pruned model broke its output contract.
     """
-    if not 0.0 < cfg.ratio < 1.0:
+    if not 0.0 <= cfg.ratio < 1.0 or (cfg.ratio == 0.0 and not cfg.layer_ratios):
         raise PruningError(f"pruning ratio must be between 0 and 1 (exclusive), got {cfg.ratio}")
     importance = create_importance(cfg.method)
     model = copy.deepcopy(loaded.model).float().eval()
@@ -228,12 +231,18 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
 
     grad_step = _gradient_step_fn(loaded, cfg, example.shape[-1]) if needs_gradients(cfg.method) else None
     culprit = _Culprit(model)
+    ratio_dict = None
+    if cfg.layer_ratios:
+        if cfg.global_pruning or not loaded.is_yolo:
+            raise PruningError("per-layer ratios apply to local pruning of Ultralytics models")
+        ratio_dict = {model.model[int(i)]: float(r) for i, r in cfg.layer_ratios.items() if float(r) > 0}
     try:
         with trace_training_branches(model):
             pruner = tp.pruner.BasePruner(
                 model, example, importance=importance, global_pruning=cfg.global_pruning,
-                pruning_ratio=cfg.ratio, iterative_steps=cfg.steps, ignored_layers=protected,
-                round_to=cfg.round_to, in_channel_groups={}, out_channel_groups={}, num_heads={},
+                pruning_ratio=cfg.ratio, pruning_ratio_dict=ratio_dict, iterative_steps=cfg.steps,
+                ignored_layers=protected, round_to=cfg.round_to, in_channel_groups={}, out_channel_groups={},
+                num_heads={},
             )
     except Exception as exc:
         raise _fail(loaded, "graph tracing", exc) from exc

@@ -33,23 +33,45 @@ from toolchain.cli.render import console, human_bytes, print_json, stdout_to_std
               help="Also run `dpu-rewrite` on the pruned model (DPU activations, head decode in post-processing).")
 @click.option("--dpu-act", type=click.Choice(["hardswish", "leaky"]), default="hardswish", show_default=True,
               help="With --dpu-friendly: the activation replacing SiLU.")
+@click.option("--latency-target", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS",
+              help="Prune for the device: per-block ratios from latencies measured on it, searched until the "
+                   "model's median latency (batch 1, FP32 IR) is at most MS.")
+@click.option("--speedup", type=click.FloatRange(min=1, min_open=True), default=None, metavar="X",
+              help="Like --latency-target, with the target X times faster than the fastest Ultralytics export of "
+                   "the unpruned model (FP32/FP16, INT8 with --data), measured in the same run.")
+@click.option("--target", type=click.Choice(["openvino"]), default="openvino", show_default=True,
+              help="With --latency-target/--speedup: the runtime measured.")
+@click.option("--device", default="CPU", show_default=True, help="With --latency-target/--speedup: its device.")
 @json_option
 def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, data, input_shape, unstructured,
-          latency_iters, out, dpu_friendly, dpu_act, as_json) -> None:
+          latency_iters, out, dpu_friendly, dpu_act, latency_target, speedup, target, device, as_json) -> None:
     """Prune MODEL (an Ultralytics checkpoint or a pickled nn.Module) and save it to OUT.
 
     Structured pruning removes whole channels, so the model gets smaller and faster on every
     runtime; the output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`.
+    With --latency-target or --speedup the ratios are chosen per block from measurements on the device.
     """
+    import dataclasses
+
     from toolchain.pruning import PruneConfig
     from toolchain.prune_run import prune_file
 
-    if (ratio is None) == (layers is None):
+    for_device = latency_target is not None or speedup is not None
+    if for_device and (ratio is not None or layers or global_pruning or unstructured):
+        raise click.UsageError("--latency-target/--speedup choose the ratios themselves: drop --ratio, --layers, "
+                               "--global and --unstructured")
+    if not for_device and (ratio is None) == (layers is None):
         raise click.UsageError("give exactly one of --ratio (channels) and --layers (residual units)")
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
+    found = None
     with stdout_to_stderr(as_json), console(stderr=True).status("pruning") as status:
+        if for_device:
+            from toolchain.latency_aware import DeviceGoal, search
+
+            found = search(model, DeviceGoal(target, device, latency_target, speedup, data), cfg, status.update)
+            cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
         report = prune_file(
             model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
             progress=lambda i, n: status.update(f"pruning step {i}/{n}"), layers=layers or 0,
@@ -59,6 +81,16 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
 
             rewrite = rewrite_saved_model(out, dpu_act)  # rewrites the saved pruned model in place, atomically
             report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
+    if found is not None:
+        report.device_search = found.to_json()
+        last = min((p for p in found.probes if p.latency_ms <= found.target_ms), default=None,
+                   key=lambda p: p.scale)
+        report.notes.append(
+            f"pruned for {target} {device}: target {found.target_ms:.2f} ms "
+            + ("reached" if found.reached else "NOT reached even at the largest ratios")
+            + (f" ({last.latency_ms:.2f} ms, mean block ratio {last.mean_ratio:.2f}, channels rounded to "
+               f"{found.round_to})" if last else "") + f"; {len(found.probes)} probes measured on "
+            f"{found.device.get('cpu')}, {found.device.get('executed_precision')}")
     for note in report.notes:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     if as_json:
@@ -84,6 +116,11 @@ def _render(report) -> None:
         rows.append(row("latency (median)", b.latency.median_ms, a.latency.median_ms, r["latency"],
                         lambda v: f"{v:.2f} ms"))
     what = "" if report.mode == "layers" else f", method {report.method}, ratio {report.ratio}"
+    if report.device_search:
+        found = report.device_search
+        ratios = found["layer_ratios"]
+        what = (f", method {report.method}, per-block ratios measured on the device ({min(ratios.values()):.2f}-"
+                f"{max(ratios.values()):.2f}), channels rounded to {found['round_to']}")
     caption = [f"{report.mode} pruning{what}, input {report.input_shape}"]
     if report.latency_measured:
         m = report.latency_measured

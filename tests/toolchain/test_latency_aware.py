@@ -1,0 +1,53 @@
+"""Latency-aware pruning: the device profile is measured, blocks where time goes lose more, and the search stops at
+the least pruning that meets the target (measurements faked for the search, real for the profile)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import toolchain.latency_aware as la
+from toolchain.errors import EdgepruneError
+from toolchain.pruning import PruneConfig
+
+
+def test_the_profile_is_measured_per_block_on_the_device_and_cached(baseline_pt, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path))
+    table = la.block_latencies(str(baseline_pt), 128)
+    assert set(table) == {str(i) for i in range(23)}  # every yolov8n block runs ops on the device
+    assert all(ms >= 0 for ms in table.values()) and sum(table.values()) > 0.1
+    assert table["22"] > 0  # the head's convolutions and decode are measured like the rest
+    assert len(list((tmp_path / "latency").glob("*.json"))) == 1
+    assert la.block_latencies(str(baseline_pt), 128) == table  # the cached table
+
+
+def test_blocks_where_time_goes_get_larger_ratios():
+    ratios = la.block_ratios({"1": 1.0, "2": 4.0, "3": 0.0, "4": 100.0}, scale=0.2)  # median of the timed: 4
+    assert ratios == {1: 0.1, 2: 0.2, 4: la.MAX_RATIO}  # 0.2 * sqrt(t / 4), capped; untimed blocks untouched
+
+
+def test_search_stops_at_the_least_pruning_that_meets_the_target(baseline_pt, monkeypatch):
+    def fake_ms(artifact, device, seconds=2.0):  # latency grows with the weights: a device where width costs time
+        return sum(f.stat().st_size for f in Path(artifact).glob("*.bin")) / 1e6, {"cpu": "fake"}
+
+    monkeypatch.setattr(la, "_measure_ms", fake_ms)
+    monkeypatch.setattr(la, "SEARCH_STEPS", 4)
+    base_ms = 12.0  # the FP32 IR of the 3.0 M-parameter baseline holds ~12 MB of weights
+    goal = la.DeviceGoal(latency_ms=0.5 * base_ms)
+    found = la.search(str(baseline_pt), goal, PruneConfig(ratio=0.5, imgsz=128))
+    assert found.reached and found.round_to in la.ROUND_TO_CANDIDATES
+    meeting = [p for p in found.probes if p.latency_ms <= goal.latency_ms]
+    missing = [p for p in found.probes if p.latency_ms > goal.latency_ms]
+    chosen = min(meeting, key=lambda p: p.scale)
+    assert found.layer_ratios == la.block_ratios(found.block_ms, chosen.scale)
+    assert all(p.scale < chosen.scale for p in missing if p.round_to == found.round_to)
+    # the channel multiples at one scale, possibly the top scale, then SEARCH_STEPS - 1 bisections
+    assert len(found.probes) in (len(la.ROUND_TO_CANDIDATES) + 3, len(la.ROUND_TO_CANDIDATES) + 4)
+
+
+def test_goals_are_checked_before_any_work():
+    with pytest.raises(EdgepruneError, match="exactly one of --latency-target MS and --speedup X"):
+        la.DeviceGoal().validate()
+    with pytest.raises(EdgepruneError, match="OpenVINO's per-layer performance counters"):
+        la.DeviceGoal(target="onnx", speedup=2).validate()
