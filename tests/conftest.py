@@ -90,12 +90,12 @@ def random_yolo(session_tmp):
     made: dict[str, Path] = {}
 
     def make(yaml_name: str, nc: int = 3) -> Path:
-        if yaml_name not in made:
+        if (yaml_name, nc) not in made:
             model, _task = build(yaml_name, nc)
-            path = session_tmp / yaml_name.replace(".yaml", ".pt")
+            path = session_tmp / yaml_name.replace(".yaml", ".pt" if nc == 3 else f"-nc{nc}.pt")
             save_model(LoadedModel(str(path), "ultralytics", model, {}), model, path)
-            made[yaml_name] = path
-        return made[yaml_name]
+            made[(yaml_name, nc)] = path
+        return made[(yaml_name, nc)]
 
     return make
 

@@ -67,7 +67,7 @@ def test_a_registered_target_gets_a_deploy_command_and_backend_choice(pickle_tar
     runner = CliRunner()
     assert "pickle-test" in runner.invoke(cli, ["deploy", "--help"]).output
     help_text = runner.invoke(cli, ["deploy", "pickle-test", "--help"]).output
-    assert "--protocol" in help_text and "[fp32]" in help_text  # its own option and precisions
+    assert "--protocol" in help_text and "[auto|fp32]" in help_text  # its own option and precisions
     assert "pickle-test" in runner.invoke(cli, ["bench", "run", "--help"]).output
     assert "pickle-test" in runner.invoke(cli, ["sweep", "--help"]).output
 
