@@ -45,7 +45,8 @@ def main() -> None:
     from toolchain.training import TrainConfig, finetune
     from toolchain.validator import evaluate
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="recovery-"))
+    scratch = None if args.work else tempfile.TemporaryDirectory(prefix="recovery-")  # removed at exit
+    work = args.work or Path(scratch.name)
     imgsz = default_imgsz(args.baseline)[0]
     train = TrainConfig(epochs=args.epochs, imgsz=imgsz, workers=2)
     base = evaluate(args.baseline, args.data, imgsz=imgsz)

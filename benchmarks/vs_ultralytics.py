@@ -83,7 +83,8 @@ def main() -> None:
     imgsz = args.imgsz or default_imgsz(args.baseline)[0]
     rows = [(ref.label, ref.artifact, True)
             for ref in build_ultralytics_exports(args.baseline, "openvino", imgsz, args.data, progress=print)]
-    work = Path(tempfile.mkdtemp(prefix="vs-ultralytics-"))
+    scratch = tempfile.TemporaryDirectory(prefix="vs-ultralytics-")  # removed at exit
+    work = Path(scratch.name)
     for spec in args.recipe:
         name, ckpt = spec.split("=", 1)
         for precision in ("fp32", "int8"):

@@ -1,7 +1,7 @@
 """Output shape of every layer for a given input size, with Darknet's rules and checks.
 
 Why separate from the parser: shapes depend on the input size, and a cfg parsed at its
-``[net]`` size is often deployed at another (``cfg2ir --imgsz 320 256``). Every mismatch Darknet
+``[net]`` size is often deployed at another (``deploy --input-shape 1,3,256,320``). Every mismatch Darknet
 would reject (or, worse, silently zero, as its route layer does) is an error naming the layer.
 """
 

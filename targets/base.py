@@ -231,7 +231,7 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
-        """Write the artifact for ``source`` (a :class:`targets.export_source.ExportSource`) under ``out_dir``.
+        """Write the artifact for ``source`` (a :class:`toolchain.sources.ExportSource`) under ``out_dir``.
 
         Returns the artifact's path (file or folder).
         """

@@ -107,6 +107,15 @@ def _base_fields(runner: Runner, artifact: str, cfg: BenchConfig, requests: int)
     )
 
 
+def measure_artifact(target, artifact: str, device: str, seconds: float) -> BenchResult:
+    """Inference-only measurement of ``artifact`` opened by ``target`` on ``device``: latency hint, batch 1,
+    the precision the runtime picks, ``seconds`` after 5 warm-up runs (what automatic choices compare)."""
+    from pathlib import Path
+
+    cfg = BenchConfig(device=device, duration=seconds, warmup=5)
+    return measure_inference(target.open(Path(artifact), device), str(artifact), cfg)
+
+
 def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
     """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
     cfg.validate()

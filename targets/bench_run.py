@@ -20,14 +20,13 @@ from toolchain.errors import EdgepruneError
 def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
                 weights: str | None = None):
     """The runner for ``artifact`` with the bench settings applied (``weights``: a Darknet cfg's .weights)."""
-    from toolchain.sources import is_darknet
+    from toolchain.sources import check_weights, is_darknet
 
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
     if not target.owns(path):
         raise EdgepruneError(f"{artifact} is not a {cfg.backend} artifact")
-    if weights is not None and not is_darknet(path):
-        raise EdgepruneError(f"--weights applies to Darknet .cfg models; {artifact} carries its own weights")
+    check_weights(path, weights)
     extra = {"weights": weights} if is_darknet(path) else {}
     return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
                        input_hw=input_hw, **extra)
@@ -77,10 +76,15 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
     runner = open_runner(artifact, cfg, size, weights)
     results = [measure_inference(runner, artifact, cfg)]
     if e2e:
-        side = int(runner.info.input_shape[-1])
-        results.append(measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg,
-                                   open_source(source, side), frame_interval))
+        results.append(_measure_e2e(runner, artifact, cfg, source, frame_interval))
     return results
+
+
+def _measure_e2e(runner, artifact: str, cfg: BenchConfig, source: str = "synthetic", frame_interval: int = 1):
+    """End-to-end FPS of an opened runner on frames of ``source`` at its input size."""
+    side = int(runner.info.input_shape[-1])
+    return measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg, open_source(source, side),
+                       frame_interval)
 
 
 @dataclass
@@ -136,9 +140,7 @@ def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | 
         runner = open_runner(artifact, cfg, input_hw)
         results.append(measure_inference(runner, artifact, cfg))
         if e2e:
-            side = int(runner.info.input_shape[-1])
-            e2e_results.append(measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg,
-                                           open_source("synthetic", side)))
+            e2e_results.append(_measure_e2e(runner, artifact, cfg))
     ref_indices = list(range(len(references)))
     base = results.index(best_reference([results[i] for i in ref_indices])) if references else 0
     return Comparison([label for label, _ in items], results, ref_indices, base, e2e_results)

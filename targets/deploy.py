@@ -45,11 +45,11 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
             raise EdgepruneError(f"target {target_name} runs elsewhere, so --precision auto cannot measure its "
                                  f"candidates; choose one of {', '.join(target.precisions)}")
         cfg = replace(cfg, precision=target.precisions[0])
-    if cfg.precision == "auto":
+    if cfg.precision == "auto" and target.precisions:
         from targets.precision_choice import deploy_auto
 
         target.check_device(cfg.device)  # before any candidate is built
-        return deploy_auto(target_name, model_path, out_dir, cfg, input_shape)
+        return deploy_auto(target_name, model_path, out_dir, cfg, input_shape, evaluate=evaluate)
     if cfg.precision not in target.precisions:
         what = ", ".join(target.precisions) or "nothing (it is a reference runner)"
         raise EdgepruneError(f"target {target_name} builds {what}; got --precision {cfg.precision!r}")

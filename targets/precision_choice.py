@@ -18,7 +18,6 @@ from typing import Callable
 
 from targets.artifacts import DEPLOY_JSON, write_deploy_record
 from targets.base import ExportConfig, ExportResult
-from toolchain.errors import EdgepruneError
 
 CANDIDATES_DIR = ".precision-candidates"
 DEFAULT_MAX_DROP = 0.01  # mAP50-95, absolute: one point
@@ -28,10 +27,9 @@ MEASURE_SECONDS = 3.0
 
 def measure_fps(target, artifact: str, device: str) -> dict:
     """Inference-only FPS of ``artifact`` on this device (latency hint, batch 1, the runtime's precision)."""
-    from targets.bench import BenchConfig, measure_inference
+    from targets.bench import measure_artifact
 
-    cfg = BenchConfig(device=device, duration=MEASURE_SECONDS, warmup=5)
-    result = measure_inference(target.open(Path(artifact), device), artifact, cfg)
+    result = measure_artifact(target, artifact, device, MEASURE_SECONDS)
     return {"fps": result.throughput_fps, "latency_median_ms": result.latency.median_ms,
             "executed_precision": result.executed_precision, "cpu": result.cpu, "threads": result.threads,
             "hint": result.hint, "batch": result.batch, "includes_pre_post": result.includes_pre_post}
@@ -59,14 +57,17 @@ def choose(candidates: list[dict], max_drop: float) -> tuple[dict, str]:
     for c in excluded:
         if c["map50_95_drop"] is not None:
             why += f"; {c['precision']} lost {c['map50_95_drop']:.4f} mAP50-95 > --max-drop {max_drop:g}"
+        elif c["precision"] == "fp16":
+            why += (f"; fp16 has no mAP measurement and its outputs differ by {c['max_rel_diff']:.2g} of their scale "
+                    f"(> {FP16_FIDELITY:g})")
         else:
-            why += f"; {c['precision']} has no accuracy measurement (give --data)"
+            why += f"; {c['precision']} has no mAP measurement (needs --data and a detector)"
     return winner, why
 
 
 def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportConfig,
                 input_shape: tuple[int, ...] | None = None, measure: Callable | None = None,
-                progress=None) -> ExportResult:
+                progress=None, evaluate: bool = True) -> ExportResult:
     """Deploy every candidate precision under ``out_dir``/.precision-candidates, keep the winner in ``out_dir``.
 
     Args:
@@ -91,7 +92,8 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
             if progress:
                 progress(f"candidate {precision}: deploy and verify")
             result = deploy(target_name, model_path, staging / precision, replace(cfg, precision=precision,
-                                                                                   max_drop=None), input_shape)
+                                                                                   max_drop=None), input_shape,
+                            evaluate=evaluate)
             if progress:
                 progress(f"candidate {precision}: measure on this device")
             speed = measure(target, result.artifact, target.check_device(cfg.device))
@@ -103,7 +105,9 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
         winner, why = choose(candidates, max_drop)
         chosen = results[winner["precision"]]
         built = staging / winner["precision"]
-        for entry in built.iterdir():
+        for entry in built.iterdir():  # the artifact first; deploy.json is written last, below
+            if entry.name == DEPLOY_JSON:
+                continue
             dest = out_dir / entry.name
             if dest.is_dir():
                 shutil.rmtree(dest)
@@ -116,6 +120,4 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
                                   "not_built": {p: "INT8 needs calibration images (--data)" for p in skipped},
                                   "measured": "inference only, latency hint, batch 1, on this device, one run each"}
     path = write_deploy_record(out_dir, record)
-    if not (out_dir / DEPLOY_JSON).is_file():
-        raise EdgepruneError(f"the chosen candidate's files did not reach {out_dir}")
     return ExportResult(str(out_dir / Path(chosen.artifact).name), str(path), record)

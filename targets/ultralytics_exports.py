@@ -83,6 +83,11 @@ def build_ultralytics_exports(checkpoint: str | Path, target: str, imgsz: int, d
     return exports
 
 
+def fastest(entries: list[dict]) -> dict | None:
+    """The fastest of measured references recorded as dicts with an ``fps`` key (None when there are none)."""
+    return max(entries, key=lambda r: r["fps"]) if entries else None
+
+
 def best_reference(results: list) -> object:
     """The fastest of the references' measurements (the base of every speedup)."""
     if not results:

@@ -20,6 +20,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache"
+# edgeprune's own cache (reference exports, device profiles) stays inside the checkout, never in the home folder
+os.environ.setdefault("EDGEPRUNE_CACHE", str(CACHE / "edgeprune"))
 BASELINE = REPO / "assets" / "yolov8n-synth.pt"
 
 
@@ -66,6 +68,16 @@ def small_data(session_tmp):
 
     root = session_tmp / "small-synth"
     generate(root, SynthConfig(train=64, val=16, imgsz=256))
+    return root / "data.yaml"
+
+
+@pytest.fixture(scope="session")
+def micro_data(session_tmp):
+    """8 train / 12 val images, 256 px, 3 classes: INT8 calibration and an mAP in seconds."""
+    from toolchain.synth import SynthConfig, generate
+
+    root = session_tmp / "micro-synth"
+    generate(root, SynthConfig(train=8, val=12, imgsz=256, seed=3))
     return root / "data.yaml"
 
 

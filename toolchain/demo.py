@@ -56,7 +56,7 @@ def _artifacts(out: Path, data_yaml: Path, baseline: Path, tuned: Path) -> list[
     """(label, runtime, deploy folder, deploy args) for every artifact the demo builds."""
     common = ["--data", str(data_yaml)]
     return [
-        ("edgeprune unpruned FP32 IR, forced f32 (not the base)", "openvino", out / "deploy" / "base-ov-fp32",
+        ("edgeprune unpruned FP32 IR (its exporter; not the base)", "openvino", out / "deploy" / "base-ov-fp32",
          [str(baseline), "--precision", "fp32", *common]),
         ("edgeprune pruned FP32", "openvino", out / "deploy" / "pruned-ov-fp32",
          [str(tuned), "--precision", "fp32", *common]),

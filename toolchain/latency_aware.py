@@ -93,11 +93,11 @@ class SearchResult:
 
 
 def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float, dict]:
-    from targets.bench import BenchConfig, measure_inference
+    """Median latency of an OpenVINO artifact on ``device``, and the conditions it was measured under."""
+    from targets.bench import measure_artifact
     from targets.registry import get_target
 
-    cfg = BenchConfig(device=device, duration=seconds, warmup=5)
-    result = measure_inference(get_target("openvino").open(Path(artifact), device), artifact, cfg)
+    result = measure_artifact(get_target("openvino"), artifact, device, seconds)
     return result.latency.median_ms, {"cpu": result.cpu, "executed_precision": result.executed_precision,
                                       "threads": result.threads, "backend_version": result.backend_version,
                                       "hint": result.hint, "batch": result.batch, "includes_pre_post": False}
@@ -193,8 +193,10 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
                 f"target {target_ms:.2f} ms")
             return found
 
+        # twice the scale at which the slowest block reaches the cap: blocks with at least a quarter of its
+        # time are capped there, the rest prune in proportion
         top = MAX_RATIO / max((t / statistics.median([v for v in block_ms.values() if v > 0])) ** 0.5
-                              for t in block_ms.values() if t > 0) * 2.0  # every block at the cap
+                              for t in block_ms.values() if t > 0) * 2.0
         mid = [probe(top / 2, r) for r in ROUND_TO_CANDIDATES]  # the channel multiple, measured at one scale
         fastest = min(p.latency_ms for p in mid)
         round_to = min((p for p in mid if p.latency_ms <= fastest * 1.02), key=lambda p: p.round_to or 1).round_to

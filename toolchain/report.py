@@ -245,16 +245,18 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     if not hists and not sparsity:
         notes.append("no sparsify output in the run folder (γ histograms omitted)")
 
+    from targets.ultralytics_exports import fastest
+
     references = summary.get("references") or []
-    base_fps = max((r["fps"] for r in references), default=None)
-    rows = table_rows(points, base_fps)
-    if references:
-        best = max(references, key=lambda r: r["fps"])
+    best = fastest(references)
+    rows = table_rows(points, best["fps"] if best else None)
+    if best:
         notes.append("speedups are against the fastest of Ultralytics' own exports of the unpruned model, measured in "
                      "the same run with the same settings: " + ", ".join(
                          f"{r['label']} {r['fps']:.1f} FPS (executed {r['executed_precision']})" for r in references)
                      + f"; base: {best['label']}")
     else:
+        notes += summary.get("notes") or []
         notes.append("no Ultralytics export of this model was measured (Ultralytics cannot export it to this target): "
                      "the speedup column is empty")
     highlight = next((i for i, p in enumerate(points) if p.ratio == choice.ratio), None)

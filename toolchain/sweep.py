@@ -156,19 +156,28 @@ class SweepResult:
     computed: int
     resumed: int
     references: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def baseline(self) -> SweepPoint | None:
         return next((p for p in self.points if p.ratio == BASELINE_RATIO), None)
 
     @property
+    def base(self) -> dict | None:
+        """The fastest Ultralytics export of the unpruned model, as measured in this run."""
+        from targets.ultralytics_exports import fastest
+
+        return fastest(self.references)
+
+    @property
     def base_fps(self) -> float | None:
-        return max((r["fps"] for r in self.references), default=None)
+        return self.base["fps"] if self.base else None
 
     def to_json(self) -> dict:
         return {"run_dir": self.run_dir, "model": self.model, "config": asdict(self.config),
                 "points": [p.to_json() for p in self.points], "choice": self.choice.to_json(),
                 "computed": self.computed, "resumed": self.resumed, "references": self.references,
-                "speedup_base": (max(self.references, key=lambda r: r["fps"])["label"] if self.references else None)}
+                "notes": self.notes,
+                "speedup_base": self.base["label"] if self.base else None}
 
 
 def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
@@ -414,9 +423,14 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
                 break
             run([mid])
     points = sorted(known.values(), key=lambda p: p.ratio)
-    references = measure_references(model_path, cfg, run_dir, progress)
+    notes = []
+    try:
+        references = measure_references(model_path, cfg, run_dir, progress)
+    except EdgepruneError as exc:  # the points stand; only the speedup base is missing
+        references = []
+        notes.append(f"no speedup column: {exc}")
     result = SweepResult(str(run_dir), str(model_path), cfg, points, choose(points, cfg.max_drop), computed, resumed,
-                         references)
+                         references, notes)
     with atomic_output(run_dir / "sweep.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result

@@ -161,7 +161,10 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teac
         raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; finetune works on Ultralytics checkpoints")
     check_model_fits_data(loaded, data)
     notes = []
-    if teacher == AUTO_TEACHER:
+    if teacher == AUTO_TEACHER and loaded.task == "classify":
+        teacher = None
+        notes.append("no distillation: it works on detection heads (detect, segment, pose, obb), not classifiers")
+    elif teacher == AUTO_TEACHER:
         teacher, why = recorded_teacher(loaded)
         notes.append(why if teacher else f"no distillation: {why}")
     if teacher is not None and loaded.task == "classify":

@@ -62,9 +62,7 @@ class VitisTarget(Target):
         from targets.vitis.deploy import VitisConfig
         from targets.vitis.docker import check_docker
 
-        vitis = VitisConfig.from_options(cfg.options)
-        if not cfg.data:
-            raise EdgepruneError("deploy vitis needs calibration images: pass --data DATA (a YOLO data.yaml)")
+        vitis = VitisConfig.from_options(cfg.options)  # INT8 without --data is refused by the pipeline itself
         if cfg.dynamic:
             raise EdgepruneError("the DPU runs a fixed input size: deploy vitis takes no --dynamic-shape "
                                  "(compile at the splice size, e.g. --imgsz 832)")

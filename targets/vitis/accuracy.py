@@ -44,4 +44,6 @@ def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data:
         res.pop("per_class")
     return {"data": str(data), "split": "val", "images": len(files), "artifact": q, "torch_fp32": f,
             "map50_drop": f["map50"] - q["map50"], "map50_95_drop": f["map50_95"] - q["map50_95"],
-            "how": "vai_q_pytorch test-mode outputs, decoded on the host by the numpy decode run_kv260.py embeds"}
+            "how": "vai_q_pytorch test-mode outputs, decoded on the host by the numpy decode run_kv260.py embeds; "
+                   "torch_fp32 is the float DPU graph (the source cut at its head convolutions, with the DPU "
+                   "adaptations in the notes)"}

@@ -156,8 +156,9 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
         "graph": {"ops": len(program["nodes"]), "outputs": program["output_shapes"], **module.spec.to_json()},
         "runner": None,
         "fidelity": {"max_abs_diff": ws.interpreter_max_abs_diff,
-                     "what": "the DPU graph rebuilt by the container's dpu_graph.py vs the torch source (float); "
-                             "the int8 xmodel runs only on the board"},
+                     "what": "the DPU graph rebuilt by the container's dpu_graph.py vs the same graph in torch "
+                             "(float; the source cut at its head convolutions, with the DPU adaptations in the "
+                             "notes); the int8 xmodel runs only on the board"},
         "speed": BOARD_ONLY,
     }
     accuracy = quantized_accuracy(ws, module, module.spec, data, source.input_hw, source.resize)

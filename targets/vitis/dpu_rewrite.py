@@ -21,13 +21,13 @@ from pathlib import Path
 
 from torch import nn
 
+from targets.vitis.dpu import LEAKY_SLOPE  # the only LeakyReLU slope the DPU implements
 from toolchain.checkpoint import save_model
 from toolchain.errors import EdgepruneError
 from toolchain.fileio import ensure_not_input
 from toolchain.loading import LoadedModel, load_model
 
 HOST_DECODE_ATTR = "edgeprune_host_decode"
-LEAKY_SLOPE = 26 / 256  # the only LeakyReLU slope the DPU implements
 ACTIVATIONS = {
     "hardswish": lambda: nn.Hardswish(),
     "leaky": lambda: nn.LeakyReLU(LEAKY_SLOPE),
@@ -88,19 +88,27 @@ def rewrite_module(model: nn.Module, act: str = "hardswish") -> tuple[dict, int,
 
     _check_act(act)
     replaced: dict[str, int] = {}
-    slopes = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, REPLACED_TYPES):
                 setattr(parent, name, ACTIVATIONS[act]())  # a new module per slot, never the shared default
                 replaced[type(child).__name__] = replaced.get(type(child).__name__, 0) + 1
-            elif isinstance(child, nn.LeakyReLU) and child.negative_slope != LEAKY_SLOPE:
-                setattr(parent, name, nn.LeakyReLU(LEAKY_SLOPE))
-                slopes += 1
+    slopes = fix_leaky_slopes(model)
     heads = [m for m in model.modules() if isinstance(m, Detect)]
     for head in heads:
         setattr(head, HOST_DECODE_ATTR, True)
     return replaced, slopes, bool(heads)
+
+
+def fix_leaky_slopes(model: nn.Module) -> int:
+    """Give every LeakyReLU of ``model`` (in place) the DPU's slope 26/256; returns how many changed."""
+    fixed = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.LeakyReLU) and child.negative_slope != LEAKY_SLOPE:
+                setattr(parent, name, nn.LeakyReLU(LEAKY_SLOPE))
+                fixed += 1
+    return fixed
 
 
 def has_host_decode(model: nn.Module) -> bool:

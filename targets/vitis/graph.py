@@ -21,8 +21,6 @@ from torch import nn
 
 from toolchain.errors import UnsupportedModelError
 
-DPU_LEAKY_SLOPE = 26 / 256  # the only LeakyReLU slope the DPU implements
-
 
 @dataclass(frozen=True)
 class HeadSpec:
@@ -122,12 +120,9 @@ class DarknetDPUGraph(nn.Module):
             if isinstance(getattr(block, "conv", None), nn.Conv2d) and isinstance(getattr(block, "bn", None),
                                                                                  nn.BatchNorm2d):
                 block.conv, block.bn = fuse_conv_bn_eval(block.conv, block.bn), nn.Identity()
-        self.leaky_slopes_fixed = 0
-        for parent in list(self.model.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.LeakyReLU) and child.negative_slope != DPU_LEAKY_SLOPE:
-                    setattr(parent, name, nn.LeakyReLU(DPU_LEAKY_SLOPE))
-                    self.leaky_slopes_fixed += 1
+        from targets.vitis.dpu_rewrite import fix_leaky_slopes
+
+        self.leaky_slopes_fixed = fix_leaky_slopes(self.model)
         for entry in head["heads"]:
             conv = getattr(self.model, f"l{entry['layer'] - 1}", None)
             if conv is not None and isinstance(getattr(conv, "act", None), nn.Sigmoid):

@@ -9,6 +9,7 @@ import pytest
 from targets.base import ExportConfig
 from targets.deploy import deploy
 from targets.precision_choice import CANDIDATES_DIR, choose, deploy_auto
+from toolchain.errors import EdgepruneError
 
 
 def _candidate(precision, fps, drop, rel=1e-6):
@@ -25,19 +26,10 @@ def test_the_fastest_within_the_drop_wins_and_the_reason_names_the_losers():
     assert choose(slow_int8, 0.01)[0]["precision"] == "fp32"  # INT8 is not assumed faster: it is measured
     no_data = [_candidate("fp32", 40, None), _candidate("fp16", 60, None, rel=0.5)]
     winner, why = choose(no_data, 0.01)
-    assert winner["precision"] == "fp32" and "fp16 has no accuracy measurement" in why
+    assert winner["precision"] == "fp32" and "fp16 has no mAP measurement and its outputs differ by 0.5" in why
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    from toolchain.synth import SynthConfig, generate
-
-    root = tmp_path_factory.mktemp("auto-synth") / "data"
-    generate(root, SynthConfig(train=8, val=12, imgsz=256, seed=3))
-    return root / "data.yaml"
-
-
-def test_auto_deploy_records_every_candidate_and_keeps_only_the_winner(baseline_pt, small_data, tmp_path):
+def test_auto_deploy_records_every_candidate_and_keeps_only_the_winner(baseline_pt, micro_data, tmp_path):
     fps = {"fp32": 10.0, "fp16": 12.0, "int8": 30.0}  # a device where INT8 is fastest
 
     def fake_measure(target, artifact, device):
@@ -45,7 +37,7 @@ def test_auto_deploy_records_every_candidate_and_keeps_only_the_winner(baseline_
                                 .split("/")[0] / "deploy.json").read_text())["precision"]
         return {"fps": fps[precision]}
 
-    cfg = ExportConfig(precision="auto", data=str(small_data), calib_images=8, max_drop=0.05)
+    cfg = ExportConfig(precision="auto", data=str(micro_data), calib_images=8, max_drop=0.05)
     result = deploy_auto("onnx", str(baseline_pt), tmp_path / "out", cfg, measure=fake_measure)
     record = json.loads((tmp_path / "out" / "deploy.json").read_text())
     choice = record["precision_choice"]
@@ -57,9 +49,11 @@ def test_auto_deploy_records_every_candidate_and_keeps_only_the_winner(baseline_
                                                                      "yolov8n-synth.onnx"]
     assert result.artifact.endswith("yolov8n-synth.onnx")
 
-    fps["int8"] = 5.0  # the same models on a device where INT8 is slow
-    again = deploy_auto("onnx", str(baseline_pt), tmp_path / "out", cfg, measure=fake_measure)
+    fps["int8"] = 50.0  # fastest again, but --no-eval: nothing says INT8 kept its accuracy, so it cannot win
+    again = deploy_auto("onnx", str(baseline_pt), tmp_path / "out", cfg, measure=fake_measure, evaluate=False)
+    assert [c["map50_95_drop"] for c in again.record["precision_choice"]["candidates"]] == [None] * 3
     assert again.record["precision_choice"]["winner"] == "fp16" and again.record["precision"] == "fp16"
+    assert "int8 has no mAP measurement" in again.record["precision_choice"]["why"]
 
 
 def test_auto_is_the_cli_default_and_a_board_target_takes_its_one_precision(baseline_pt, tmp_path):
@@ -69,5 +63,5 @@ def test_auto_is_the_cli_default_and_a_board_target_takes_its_one_precision(base
 
     help_text = CliRunner().invoke(cli, ["deploy", "openvino", "--help"]).output
     assert "[default: auto]" in help_text and "--max-drop" in help_text
-    with pytest.raises(Exception, match="INT8 needs calibration images"):  # auto -> int8 (its one), then the checks
+    with pytest.raises(EdgepruneError, match="INT8 needs calibration images"):  # auto -> int8 (its one), then the checks
         deploy("vitis", str(baseline_pt), tmp_path / "v", ExportConfig(precision="auto"))

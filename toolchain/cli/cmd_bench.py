@@ -141,6 +141,20 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
         _render(results)
 
 
+def _artifacts_size(artifacts) -> int | None:
+    """The square input size the artifacts were built at (their metadata), so references are built alike."""
+    from pathlib import Path
+
+    from targets.artifacts import read_metadata, resolve_artifact
+
+    sizes = {tuple(read_metadata(resolve_artifact(Path(a))).get("imgsz") or ()) for a in artifacts} - {()}
+    if len(sizes) > 1:
+        raise click.BadParameter(f"the artifacts were built at different sizes ({sorted(sizes)}); give --imgsz",
+                                 param_hint="'--vs-ultralytics'")
+    size = next(iter(sizes), None)
+    return int(size[0]) if size and size[0] == size[-1] else None
+
+
 @bench.command("compare")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
 @_bench_options
@@ -170,7 +184,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
             from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
             from toolchain.cli.opts import resolve_imgsz
 
-            size = resolve_imgsz(unpruned, imgsz)
+            size = imgsz or _artifacts_size(artifacts) or resolve_imgsz(unpruned, imgsz)
             runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
             for runtime in runtimes:
                 references += build_ultralytics_exports(unpruned, runtime, size, data, progress=status.update)
@@ -191,7 +205,9 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
             + ([f"{result.e2e[i].throughput_fps:.1f}"] if e2e else [])
             for i, (label, r) in enumerate(zip(result.labels, results))]
     base = ("the fastest Ultralytics export of the unpruned model" if result.references else "the first artifact")
-    caption = (f"inference only, {cfg.hint} hint, batch 1, {results[0].threads} threads, {results[0].cpu}; "
+    shape = "x".join(map(str, results[result.base].input_shape[-2:]))
+    caption = (f"inference only, {cfg.hint} hint, batch 1, input {shape}, {results[0].threads} threads, "
+               f"{results[0].cpu}; "
                f"ratio = FPS / FPS of {base} ({result.base_label})")
     if plot:
         caption += f"; chart: {plot}"

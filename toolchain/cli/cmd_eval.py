@@ -42,9 +42,9 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     if use_validator and Path(model).suffix.lower() not in (".pt", ".pth"):
         raise click.BadParameter(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
                                  "--backend auto", param_hint="'--backend'")
-    if weights is not None and Path(model).suffix.lower() != ".cfg":
-        raise click.BadParameter(f"--weights applies to Darknet .cfg models; {model} carries its own weights",
-                                 param_hint="'--weights'")
+    from toolchain.sources import check_weights
+
+    check_weights(model, weights)
     if use_validator:
         from toolchain.validator import evaluate
 

@@ -129,8 +129,10 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     from toolchain.report import COLUMNS, table_rows
 
     base = (f"speedup vs the fastest Ultralytics export of the unpruned model "
-            f"({max(result.references, key=lambda r: r['fps'])['label']}, {result.base_fps:.1f} FPS)"
-            if result.references else "no Ultralytics export measured: no speedup column")
+            f"({result.base['label']}, {result.base_fps:.1f} FPS)"
+            if result.base else "no Ultralytics export measured: no speedup column")
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
     console().print(table("Pruning sweep", COLUMNS, table_rows(result.points, result.base_fps),
                           caption=f"optimal pruning point: {result.choice.ratio} — {result.choice.reason}\n"
                                   f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"

@@ -71,14 +71,11 @@ def dpu_rewrite(model, out, act, weights, as_json) -> None:
     A .pt output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; a Darknet cfg
     gives OUT.cfg + OUT.weights. Either must be fine-tuned, since the activations changed.
     """
-    from pathlib import Path
-
     from targets.vitis.dpu_rewrite import dpu_rewrite_cfg, dpu_rewrite_file
+    from toolchain.sources import check_weights, is_darknet
 
-    darknet = Path(model).suffix.lower() == ".cfg"
-    if weights is not None and not darknet:
-        raise click.BadParameter(f"--weights applies to Darknet .cfg models; {model} carries its own weights",
-                                 param_hint="'--weights'")
+    check_weights(model, weights)
+    darknet = is_darknet(model)
     with stdout_to_stderr(as_json):
         if darknet:
             report = dpu_rewrite_cfg(model, out, act or "leaky", weights)

@@ -19,6 +19,9 @@ from toolchain.sources.base import ExportSource, ModelSource, SourceRequest
 
 SOURCES: Registry[ModelSource] = Registry("model source", "toolchain.sources", skip=("base",))
 
+__all__ = ["ExportSource", "ModelSource", "SourceRequest", "SOURCES", "register_source", "list_sources", "source_for",
+           "prepare", "default_imgsz", "is_darknet", "check_weights"]
+
 
 def register_source(cls: type[ModelSource]) -> type[ModelSource]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
@@ -44,6 +47,12 @@ def is_darknet(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".cfg"
 
 
+def check_weights(path: str | os.PathLike, weights: str | None) -> None:
+    """Refuse ``--weights`` for a model that carries its own (anything but a Darknet cfg)."""
+    if weights is not None and not is_darknet(path):
+        raise EdgepruneError(f"--weights applies to Darknet .cfg models; {path} carries its own weights")
+
+
 def prepare(path: str | os.PathLike, imgsz: int | None = None, input_shape: tuple[int, ...] | None = None, *,
             weights: str | None = None, dynamic: bool = False, raw_head: bool = False, decode: bool = False,
             bn_eps: float | None = None) -> ExportSource:
@@ -58,8 +67,7 @@ def prepare(path: str | os.PathLike, imgsz: int | None = None, input_shape: tupl
     if not path.exists():
         raise InputFileError(f"model file {path} does not exist")
     source = source_for(path)
-    if weights is not None and not is_darknet(path):
-        raise EdgepruneError(f"--weights applies to Darknet .cfg models; {path} carries its own weights")
+    check_weights(path, weights)
     for flag, given in (("--decode", decode), ("--bn-eps", bn_eps is not None)):
         if given and not is_darknet(path):
             raise EdgepruneError(f"{flag} applies to Darknet .cfg models, not to {path}")

@@ -67,7 +67,6 @@ class ExportSource:
         output_names: names of the exported outputs, in order.
         files: every input file with its hash (a cfg and its .weights).
         notes: what the user should know (random weights...).
-        train_imgsz: the size the model was trained at, when known.
     """
 
     module: nn.Module

@@ -110,8 +110,15 @@ class DarknetSource(ModelSource):
         from cfg_codegen.shapes import infer_shapes
         from cfg_codegen.weights import read_weights
 
+        from cfg_codegen.errors import UnsupportedCfgError
+
         network = parse_cfg(path)
         net = network.net
+        if not network.yolo_layers:
+            raise UnsupportedCfgError(f"unsupported: {path} has no [yolo] layer; edgeprune deploys YOLO detectors")
+        if request.decode and request.dynamic:
+            raise ModelMismatchError("--decode computes box sizes for the input size it is built at; deploy it with a "
+                                     "fixed size (no --dynamic-shape), or without --decode")
         height, width = _input_hw(network, request)
         shapes = infer_shapes(network, height, width)  # a clear error when the net cannot run at this size
         head = head_description(network, shapes, height, width, request.decode)
