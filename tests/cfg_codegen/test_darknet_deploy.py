@@ -181,3 +181,27 @@ def test_bench_splices_four_streams_on_a_cfg_artifact(three_class, tmp_path):
     streams = results[-1]
     assert streams["mode"] == "streams" and streams["extra"]["spliced_input"] == [256, 256]
     assert streams["extra"]["separate_input"] == [128, 128] and streams["includes_pre_post"]
+
+
+def test_numpy_darknet_decode_equals_the_generated_decode_with_new_coords(pruned):
+    """prepost.decode_darknet (eval, bench, the board) = the generated module's decode (checked against OpenCV's rows),
+    here on new_coords heads with scale_x_y 2 at a non-square size."""
+    import torch
+
+    from toolchain.prepost import predictions
+    from toolchain.sources import prepare
+
+    cfg, weights = pruned
+    source = prepare(cfg, weights=str(weights))
+    model = source.module
+    for index in model.HEAD_LAYERS:
+        getattr(model, f"l{index}").thresh = -1.0  # OpenCV zeroes scores below thresh; compare every score
+    x = torch.from_numpy(random_image(3, HEIGHT, WIDTH, seed=9))
+    with torch.no_grad():
+        maps = model(x)
+        rows = torch.cat(model.decode(maps, HEIGHT, WIDTH), 0).numpy()
+    ours = predictions([m.numpy() for m in maps], source.head, (HEIGHT, WIDTH))[0].T
+    scale = np.array([WIDTH, HEIGHT, WIDTH, HEIGHT], dtype=np.float32)
+    assert ours.shape == (rows.shape[0], 4 + 80)
+    assert np.abs(ours[:, :4] - rows[:, :4] * scale).max() < 1e-3 * max(WIDTH, HEIGHT)
+    assert np.abs(ours[:, 4:] - rows[:, 5:]).max() < 1e-5
