@@ -1,6 +1,7 @@
 """Install a freshly trained baseline as the committed test/demo model, with a card.
 
-Usage (see `make baseline`): python scripts/baseline_card.py BEST.pt DATA.yaml OUT.pt
+Usage (see `make baseline`, `make baseline-640`):
+    python scripts/baseline_card.py BEST.pt DATA.yaml OUT.pt [IMGSZ [RECIPE_LINE ...]]
 The card (OUT.json) records how the model was made and what it scores, so tests can check
 the committed file against a regenerated data set.
 """
@@ -17,16 +18,20 @@ from toolchain.fileio import sha256_of
 from toolchain.loading import read_data_yaml
 
 
-def main(best: str, data: str, out: str) -> None:
-    result = evaluate(best, data, imgsz=256)
+DEFAULT_RECIPE = [
+    "edgeprune data synth .cache/synth-default",
+    "edgeprune train .cache/synth-default/data.yaml --model yolov8n.yaml --epochs 40 --imgsz 256 "
+    "--out .cache/baseline-run",
+]
+
+
+def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str) -> None:
+    result = evaluate(best, data, imgsz=int(imgsz))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, out)
     card = {
-        "recipe": [
-            "edgeprune data synth .cache/synth-default",
-            "edgeprune train .cache/synth-default/data.yaml --model yolov8n.yaml --epochs 40 --imgsz 256 "
-            "--out .cache/baseline-run",
-        ],
+        "recipe": list(recipe) or DEFAULT_RECIPE,
+        "imgsz": int(imgsz),
         "synth": read_data_yaml(data).get("edgeprune_synth"),
         "sha256": sha256_of(out),
         "val": {"map50": result.map50, "map50_95": result.map50_95, "precision": result.precision,
@@ -37,4 +42,4 @@ def main(best: str, data: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])
