@@ -6,34 +6,15 @@ sizes, fidelity), and a crashed export must not leave a folder that looks finish
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
+from toolchain.errors import InputFileError
 from toolchain.fileio import atomic_output
 
 DEPLOY_JSON = "deploy.json"
-
-
-@contextlib.contextmanager
-def atomic_folder(dest: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``dest``; it replaces ``dest`` only on success."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        yield tmp
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def folder_bytes(path: Path) -> int:
@@ -53,15 +34,27 @@ def read_deploy_record(path: Path) -> dict | None:
     path = Path(path)
     for candidate in (path / DEPLOY_JSON, path.parent / DEPLOY_JSON, path.parent.parent / DEPLOY_JSON):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            return _read_json(candidate)
     return None
+
+
+def _read_json(path: Path) -> dict:
+    """A deploy.json, or an error naming it and the line where it stops being JSON."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputFileError(f"{path} is not valid JSON{where}; redeploy or remove it") from None
+    if not isinstance(record, dict) or not isinstance(record.get("artifact"), str):
+        raise InputFileError(f"{path} is not an edgeprune deploy record (expected an object with 'artifact')")
+    return record
 
 
 def resolve_artifact(path: Path) -> Path:
     """A deploy folder → the artifact it records; anything else unchanged."""
     path = Path(path)
     if path.is_dir() and (path / DEPLOY_JSON).is_file():
-        record = json.loads((path / DEPLOY_JSON).read_text())
+        record = _read_json(path / DEPLOY_JSON)
         return path / record["artifact"]
     return path
 
@@ -71,7 +64,15 @@ def read_metadata(artifact: Path) -> dict:
     artifact = Path(artifact)
     folder = artifact if artifact.is_dir() else artifact.parent
     meta = folder / "metadata.yaml"
-    return yaml.safe_load(meta.read_text()) if meta.is_file() else {}
+    if not meta.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(meta.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputFileError(f"{meta} is not valid YAML; redeploy or remove it") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{meta} is not an artifact's metadata (expected a mapping)")
+    return data
 
 
 def read_decoding(artifact: Path) -> tuple[dict | None, str]:

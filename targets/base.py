@@ -38,6 +38,8 @@ class ExportConfig:
         weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).
         decode: Darknet only: the artifact outputs OpenCV's decoded yolo rows instead of the raw maps.
         bn_eps: Darknet only: BatchNorm epsilon (None = Darknet's 1e-5; 1e-6 reproduces OpenCV's importer).
+        final_dir: where ``deploy`` moves the staged output folder when it is complete; targets
+            that write paths for later use (the Vitis docker commands) name this one.
     """
 
     precision: str = "fp32"
@@ -50,6 +52,7 @@ class ExportConfig:
     weights: str | None = None
     decode: bool = False
     bn_eps: float | None = None
+    final_dir: str | None = None
     options: dict = field(default_factory=dict)  # a target's own options (:attr:`Target.options`), by key
 
 

@@ -20,10 +20,11 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from targets.artifacts import folder_bytes, write_deploy_record
+from targets.artifacts import DEPLOY_JSON, folder_bytes, write_deploy_record
 from targets.base import ExportConfig, ExportResult
 from targets.registry import get_target
 from toolchain.errors import EdgepruneError, InputFileError, ModelMismatchError
+from toolchain.fileio import staged_folder
 from toolchain.loading import read_data_yaml
 from toolchain.sources import ExportSource, prepare
 
@@ -35,9 +36,13 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     ``cfg.precision`` ``auto`` builds every precision the target supports and keeps the fastest
     on this device within ``cfg.max_drop`` (:mod:`targets.precision_choice`).
 
+    Everything is built in a staging folder beside ``out_dir`` and moved into place when complete,
+    so ``out_dir`` appears whole (with deploy.json) or not at all, also after an error or Ctrl-C.
+    An existing ``out_dir`` is replaced only when it is an earlier deploy (or empty).
+
     Raises:
         EdgepruneError: unknown target or device, bad precision, missing calibration data, a
-            model whose class count differs from the data set's.
+            model whose class count differs from the data set's, an ``out_dir`` holding other files.
     """
     target = get_target(target_name)
     if cfg.precision == "auto" and not target.runs_on_host:  # nothing to measure here: its one precision
@@ -45,23 +50,48 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
             raise EdgepruneError(f"target {target_name} runs elsewhere, so --precision auto cannot measure its "
                                  f"candidates; choose one of {', '.join(target.precisions)}")
         cfg = replace(cfg, precision=target.precisions[0])
-    if cfg.precision == "auto" and target.precisions:
-        from targets.precision_choice import deploy_auto
-
-        target.check_device(cfg.device)  # before any candidate is built
-        return deploy_auto(target_name, model_path, out_dir, cfg, input_shape, evaluate=evaluate)
-    if cfg.precision not in target.precisions:
+    if cfg.precision != "auto" and cfg.precision not in target.precisions:
         what = ", ".join(target.precisions) or "nothing (it is a reference runner)"
         raise EdgepruneError(f"target {target_name} builds {what}; got --precision {cfg.precision!r}")
     if cfg.precision == "int8" and not cfg.data:  # before any work: calibration needs real images
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
-    target.check_config(cfg)
-    device = target.check_device(cfg.device)
+    if cfg.precision != "auto":
+        target.check_config(cfg)
+    target.check_device(cfg.device)
     out_dir = Path(out_dir)
     if out_dir.resolve() in {Path(p).resolve() for p in (model_path, cfg.weights) if p}:
         raise InputFileError(f"--out {out_dir} is an input file; choose a folder")
+    _check_replaceable(out_dir)
+    cfg = replace(cfg, final_dir=str(out_dir.resolve()))
+    with staged_folder(out_dir) as stage:
+        if cfg.precision == "auto":
+            from targets.precision_choice import deploy_auto
+
+            result = deploy_auto(target_name, model_path, stage, cfg, input_shape, evaluate=evaluate)
+        else:
+            result = _deploy_into(target, model_path, stage, cfg, input_shape, evaluate)
+    moved = ExportResult(str(out_dir / Path(result.artifact).relative_to(stage)),
+                         result.deploy_json and str(out_dir / Path(result.deploy_json).relative_to(stage)),
+                         result.record)
+    return moved
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse an existing ``--out`` that is not an earlier deploy: replacing it would delete the user's files."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if (out_dir / DEPLOY_JSON).is_file() or (out_dir / "docker_commands.sh").is_file():  # a deploy, a dry run
+        return
+    raise InputFileError(f"--out {out_dir} is a folder holding other files (no {DEPLOY_JSON}); "
+                         "choose a new or empty folder, it would be replaced")
+
+
+def _deploy_into(target, model_path: str, out_dir: Path, cfg: ExportConfig, input_shape, evaluate: bool
+                 ) -> ExportResult:
+    """Export, verify and record one precision into ``out_dir`` (a staging folder)."""
+    device = target.check_device(cfg.device)
+    target_name = target.name
     source = prepare_for_data(model_path, cfg, input_shape)
-    out_dir.mkdir(parents=True, exist_ok=True)
     artifact = Path(target.export(source, out_dir, cfg))
     proof = target.verify(source, artifact, cfg, device, evaluate=evaluate)
     if proof.get("dry_run"):  # the target only wrote its plan (e.g. the Docker commands): nothing to record
@@ -92,7 +122,10 @@ def prepare_for_data(model_path: str, cfg: ExportConfig, input_shape: tuple[int,
     source = prepare(model_path, cfg.imgsz, input_shape, weights=cfg.weights, dynamic=cfg.dynamic,
                      decode=cfg.decode, **darknet_only)
     if cfg.data and source.task != "module":
+        from toolchain.datasets import prepare_dataset
+
         data = read_data_yaml(cfg.data)
+        prepare_dataset(cfg.data, ("train", "val"), task=source.task)
         if data["nc"] != source.nc:
             raise ModelMismatchError(f"{model_path} predicts nc={source.nc} classes but {cfg.data} has nc={data['nc']}")
         if source.kind == "darknet":  # a cfg names no classes; the data set does

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.artifacts import atomic_folder, read_decoding, read_deploy_record, read_metadata
+from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
-from toolchain.errors import EdgepruneError, InputFileError
+from toolchain.errors import EdgepruneError, InputFileError, opening
+from toolchain.fileio import staged_folder
 
 FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
 U8_INPUT = "u8_nhwc_bgr"  # metadata value of an IR whose input is the letterboxed uint8 BGR image
@@ -55,6 +56,35 @@ def _artifact_precision(model) -> str:
     return "fp32"
 
 
+def check_ir_files(xml: Path) -> None:
+    """Refuse a damaged IR by name before OpenVINO sees it: unparsable .xml, missing or short .bin.
+
+    Why: OpenVINO reports these as C++ assertion texts ("Check 'is_valid_weights_range' failed
+    at src/core/xml_util…") that name neither the file nor what to do.
+    """
+    import xml.etree.ElementTree as ET
+
+    xml = Path(xml)
+    try:
+        root = ET.parse(xml).getroot()
+    except ET.ParseError as exc:
+        raise InputFileError(f"OpenVINO IR {xml} is not valid XML ({exc}); is it truncated?") from None
+    except OSError as exc:
+        raise InputFileError(f"OpenVINO IR {xml} cannot be read ({exc.strerror})") from None
+    if root.tag != "net":
+        raise InputFileError(f"{xml} is not an OpenVINO IR (its root element is <{root.tag}>, expected <net>)")
+    needed = max((int(d.get("offset")) + int(d.get("size")) for d in root.iter("data")
+                  if d.get("offset", "").isdigit() and d.get("size", "").isdigit()), default=0)
+    if needed:
+        weights = xml.with_suffix(".bin")
+        if not weights.is_file():
+            raise InputFileError(f"OpenVINO IR {xml} needs its weights {weights}, which does not exist")
+        have = weights.stat().st_size
+        if have < needed:
+            raise InputFileError(f"OpenVINO weights {weights} hold {have} bytes but {xml.name} needs {needed}; "
+                                 "is the .bin truncated or from another model?")
+
+
 class OpenVINORunner(Runner):
     """A compiled IR. ``compiled`` is public so callers can use the very same compiled model."""
 
@@ -63,7 +93,9 @@ class OpenVINORunner(Runner):
         import openvino as ov
 
         core = _core()
-        self.model = core.read_model(str(xml))
+        check_ir_files(xml)
+        with opening(xml, "OpenVINO IR"):
+            self.model = core.read_model(str(xml))
         # an IR built with --u8-input takes the letterboxed uint8 BGR image, NHWC (pre-processing is in the graph)
         self.accepts_u8_bgr = (read_metadata(xml).get("edgeprune") or {}).get("input") == U8_INPUT
         hw = slice(1, 3) if self.accepts_u8_bgr else slice(2, 4)
@@ -94,7 +126,8 @@ class OpenVINORunner(Runner):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         if requests:
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = int(requests)
-        self.compiled = core.compile_model(self.model, device, config)
+        with opening(xml, "OpenVINO IR for this device"):
+            self.compiled = core.compile_model(self.model, device, config)
         executed = _executed_precision(self.compiled)
         stored = read_metadata(xml).get("edgeprune", {}).get("precision") or _artifact_precision(self.model)
         if stored == "int8":
@@ -278,13 +311,16 @@ class OpenVINOTarget(Target):
         if cfg.options.get("u8_input"):
             model, extra = _u8_bgr_input(model), {"input": U8_INPUT}
         folder = Path(out_dir) / f"{source.stem}_openvino_model"
-        with atomic_folder(folder) as tmp:
+        with staged_folder(folder) as tmp:
             ov.save_model(model, str(tmp / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
             source.write_metadata(tmp, cfg.precision, **extra)
         return str(folder)
 
     def describe(self, artifact: Path) -> dict:
-        model = _core().read_model(str(self.xml_of(artifact)))
+        xml = self.xml_of(artifact)
+        check_ir_files(xml)
+        with opening(xml, "OpenVINO IR"):
+            model = _core().read_model(str(xml))
         types = [op.get_type_name() for op in model.get_ops()]
         return {"ops": len(types), "fake_quantize_ops": types.count("FakeQuantize")}
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from toolchain.errors import EdgepruneError, ModelMismatchError
 from toolchain.fileio import atomic_output
-from toolchain.training import TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer, _result
+from toolchain.training import TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer, run_staged
 
 THRESHOLDS = (1e-3, 1e-2, 0.1)
 EPOCHS_PER_HISTOGRAM = 5
@@ -182,9 +182,8 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig) -
     yolo = open_yolo(checkpoint)
     yolo.add_callback("on_train_start", lambda trainer: regularise_before_step(trainer, cfg.strength))
     yolo.add_callback("on_train_epoch_end", record)
-    yolo.train(trainer=_keep_architecture_trainer(loaded.task), data=str(data), project=str(out.parent),
-               name=out.name, **cfg.overrides())
-    trained = _result(yolo, out, cfg.train.epochs)
+    trained = run_staged(yolo, out, trainer=_keep_architecture_trainer(loaded.task), data=str(data),
+                         **cfg.overrides())
     histograms = plot_histograms(history, out)
     result = SparsityResult(trained.weights, str(out), cfg.strength, trained, snapshots, [str(p) for p in histograms])
     with atomic_output(out / "sparsity.json") as tmp:

@@ -9,12 +9,13 @@ override ``get_model`` to train the loaded module object itself, keeping its arc
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from torch import nn
 
 from toolchain.errors import EdgepruneError, ModelMismatchError
+from toolchain.fileio import staged_folder
 from toolchain.loading import check_model_fits_data, load_model, read_data_yaml
 
 
@@ -118,6 +119,23 @@ def _result(model, run_dir: Path, epochs: int) -> TrainResult:
     )
 
 
+def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
+    """``yolo.train`` into a staging folder beside ``out``, moved into ``out`` when training completes.
+
+    Why: an interrupted or failed run must not leave a run folder that looks finished (weights/
+    of epoch 3 of 15); the staged entries are merged into an existing ``out`` (never replacing
+    the folder itself, which may hold the user's other files).
+    """
+    from toolchain.datasets import prepare_dataset
+
+    prepare_dataset(train_kwargs["data"], ("train", "val"))
+    with staged_folder(out, replace=False) as stage:
+        yolo.train(project=str(stage.parent), name=stage.name, **train_kwargs)
+        result = _result(yolo, stage, train_kwargs["epochs"])
+    weights = out / Path(result.weights).relative_to(stage)
+    return replace(result, weights=str(weights), run_dir=str(out))
+
+
 def _check_epochs(cfg: TrainConfig) -> None:
     if cfg.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
@@ -138,8 +156,7 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResu
         yolo = open_yolo(model)
     except FileNotFoundError:
         raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
-    yolo.train(data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
-    return _result(yolo, out, cfg.epochs)
+    return run_staged(yolo, out, data=str(data), **cfg.overrides())
 
 
 def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teacher: str | None = AUTO_TEACHER,
@@ -176,6 +193,5 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teac
         teacher_model = load_teacher(teacher, loaded.model)
         yolo.add_callback("on_train_start", lambda trainer: install(trainer, teacher_model, distill_weight))
     trainer_cls = _keep_architecture_trainer(loaded.task)
-    yolo.train(trainer=trainer_cls, data=str(data), project=str(out.parent), name=out.name, **cfg.overrides())
-    result = _result(yolo, out, cfg.epochs)
+    result = run_staged(yolo, out, trainer=trainer_cls, data=str(data), **cfg.overrides())
     return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes)})

@@ -75,7 +75,8 @@ class VitisTarget(Target):
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
         from targets.vitis.deploy import VitisConfig, build_for_board
 
-        self._build = build_for_board(source, out_dir, cfg.data, cfg.calib_images, VitisConfig.from_options(cfg.options))
+        self._build = build_for_board(source, out_dir, cfg.data, cfg.calib_images, VitisConfig.from_options(cfg.options),
+                                      final_dir=cfg.final_dir)
         return self._build.workspace if self._build.dry_run else self._build.board_dir
 
     def verify(self, source, artifact: Path, cfg: ExportConfig, device: str, evaluate: bool = True) -> dict:
@@ -83,7 +84,7 @@ class VitisTarget(Target):
         if build is None:
             raise EdgepruneError("vitis verify runs after its export, in the same deploy")
         if build.dry_run:
-            return {"dry_run": True, "workspace": build.workspace, "docker_commands": build.commands,
+            return {"dry_run": True, "workspace": str(Path(build.out) / "workspace"), "docker_commands": build.commands,
                     "preflight": build.preflight, "notes": build.notes}
         facts = dict(build.facts)
         if not evaluate:

@@ -12,8 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from targets.artifacts import atomic_folder
 from targets.vitis.workspace import render_template
+from toolchain.fileio import staged_folder
 
 BOARD_SCRIPT = "run_kv260.py"
 LAYOUTS = {
@@ -33,7 +33,7 @@ def board_metadata(source, spec, dpu: str, board: str, xmodel_name: str) -> dict
 def write_bundle(folder: Path, xmodel: Path, metadata: dict) -> Path:
     """Write the bundle atomically; returns its folder."""
     folder = Path(folder)
-    with atomic_folder(folder) as tmp:
+    with staged_folder(folder) as tmp:
         shutil.copyfile(xmodel, tmp / metadata["edgeprune"]["vitis"]["xmodel"])
         (tmp / "metadata.yaml").write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         (tmp / BOARD_SCRIPT).write_text(render_template(Path(BOARD_SCRIPT).stem))

@@ -87,8 +87,13 @@ def _write_commands(path: Path, steps) -> None:
     path.chmod(0o755)
 
 
-def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, cfg: VitisConfig) -> VitisBuild:
+def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, cfg: VitisConfig,
+                    final_dir: str | Path | None = None) -> VitisBuild:
     """Build the KV260 board bundle for a prepared ``source`` under ``out_dir``.
+
+    ``out_dir`` may be a staging folder that becomes ``final_dir`` when the deploy completes: the
+    containers run on the staged workspace, while docker_commands.sh and the record name the final
+    one, so the user can rerun them.
 
     Raises:
         DockerError: a container step failed or wrote nothing.
@@ -123,9 +128,11 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
                          program=program, weights=weights, module=module, example=source.example, data=data,
                          calib_images=calib_images, eval_images=cfg.eval_images, names=source.names,
                          head=module.spec.to_json(), resize=source.resize)
+    final = Path(final_dir) if final_dir else out_dir
     steps = deploy_steps(cfg.image, ws.root, cfg.fast_finetune)
-    _write_commands(out_dir / "docker_commands.sh", steps)
-    build = VitisBuild(str(out_dir), str(ws.root), [s.shell for s in steps], cfg.dry_run, preflight, notes=notes)
+    shown = deploy_steps(cfg.image, final / ws.root.relative_to(out_dir), cfg.fast_finetune)
+    _write_commands(out_dir / "docker_commands.sh", shown)
+    build = VitisBuild(str(final), str(ws.root), [s.shell for s in shown], cfg.dry_run, preflight, notes=notes)
     if cfg.dry_run:
         return build
     for step in steps:
@@ -134,6 +141,12 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
             raise DockerError(f"the quantize step finished but wrote no {ws.quantized_xmodel}; see "
                               f"{out_dir / 'logs' / 'quantize.log'}")
     summary = parse_compile_log(ws.compile_log)
+    if summary.dpu_subgraphs > 1 and not cfg.allow_cpu_subgraphs:  # keep what the compiler said for the user
+        from dataclasses import replace as _replace
+
+        from targets.vitis.docker import keep_log
+
+        summary = _replace(summary, log=str(keep_log(ws.compile_log, "compile")))
     require_single_subgraph(summary, cfg.allow_cpu_subgraphs)
     if not ws.compiled_xmodel.is_file():
         raise DockerError(f"the compiler reported success but wrote no {ws.compiled_xmodel}")
@@ -151,7 +164,8 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
         "calibration": {"data": str(data), "split": "train", "images": ws.calib_images, "resize": source.resize,
                         "fast_finetune": cfg.fast_finetune},
         "compile": {"dpu_subgraphs": summary.dpu_subgraphs, "total_subgraphs": summary.total_subgraphs,
-                    "target_architecture": summary.target_architecture, "log": summary.log},
+                    "target_architecture": summary.target_architecture,
+                    "log": str(final / Path(summary.log).relative_to(out_dir)) if summary.log else None},
         "preflight": preflight,
         "graph": {"ops": len(program["nodes"]), "outputs": program["output_shapes"], **module.spec.to_json()},
         "runner": None,

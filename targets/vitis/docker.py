@@ -81,6 +81,17 @@ def check_docker(image: str) -> str:
     return docker
 
 
+def keep_log(log: Path, what: str) -> Path:
+    """Copy a failed step's log to edgeprune's cache: the staged deploy folder holding it is removed on failure."""
+    import time
+
+    from toolchain.fileio import cache_dir
+
+    kept = cache_dir("vitis-logs") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    shutil.copyfile(log, kept)
+    return kept
+
+
 def run_step(step: DockerStep, log: Path) -> None:
     """Run one step, its output going to ``log``; raises naming the log when the container fails."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -88,5 +99,6 @@ def run_step(step: DockerStep, log: Path) -> None:
         proc = subprocess.run(list(step.argv), stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = (log.read_text().strip().splitlines() or ["(no output)"])[-1][:200]
+        kept = keep_log(log, step.name)
         raise DockerError(f"the {step.name} step failed in the container (exit {proc.returncode}): {tail} "
-                          f"-- full log: {log}")
+                          f"-- full log: {kept}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shlex
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -44,13 +46,20 @@ def test_quantize_and_compile_run_in_the_vitis_image_with_the_workspace_mounted(
     commands = result.record["docker_commands"]
     ws = out / "workspace"
     prefix = _run_prefix(ws)
-    assert fake_tools.calls("docker") == [
+    # the containers ran on the staged workspace beside --out (moved into place when the deploy completed)
+    calls = fake_tools.calls("docker")
+    mounted = Path(calls[1][calls[1].index("-v") + 1].split(":")[0])
+    assert mounted.parent.parent == out.parent.resolve() and mounted.parent.name.startswith(".kv260.")
+    assert not mounted.parent.exists() and (out / "workspace" / "quantize_result").is_dir()
+    staged = _run_prefix(mounted)
+    assert calls == [
         ["image", "inspect", IMAGE],
-        prefix + [CONDA + "python quantize.py --quant-mode calib && python quantize.py --quant-mode test --deploy"],
-        prefix + [CONDA + "bash compile.sh"],
+        staged + [CONDA + "python quantize.py --quant-mode calib && python quantize.py --quant-mode test --deploy"],
+        staged + [CONDA + "bash compile.sh"],
     ]
     assert fake_tools.calls("vai_c_xir") == [["-x", "quantize_result/DPUGraph_int.xmodel", "-a", ARCH, "-o",
                                               "compiled", "-n", "yolov8n_synth"]]
+    # what the user reruns names the final workspace
     assert (out / "docker_commands.sh").read_text().splitlines()[3:] == commands
     assert commands[1] == shlex.join(["docker"] + prefix + [CONDA + "bash compile.sh"])
 
@@ -95,7 +104,9 @@ def test_more_than_one_dpu_subgraph_fails_unless_accepted(fake_tools, rewritten_
         deploy("vitis", rewritten_pt, out, cfg)
     assert "edgeprune preflight" in str(failure.value) and "--allow-cpu-subgraphs" in str(failure.value)
     assert not (out / "deploy.json").exists() and not (out / "board").exists()
-    summary = parse_compile_log(out / "workspace" / "compile.log")  # what the compiler said, kept for the user
+    assert not out.exists()  # the staged deploy folder is gone; the compile log is kept and named
+    kept = re.search(r"\((/\S+compile-\S+\.log)\)", str(failure.value)).group(1)
+    summary = parse_compile_log(kept)  # what the compiler said, kept for the user
     assert (summary.dpu_subgraphs, summary.total_subgraphs, summary.target_architecture) == (
         3, 7, "DPUCZDX8G_ISA1_B4096")
     require_single_subgraph(summary, allow_cpu_subgraphs=True)  # accepted on request
