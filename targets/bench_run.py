@@ -100,6 +100,7 @@ class Comparison:
     references: list[int] = field(default_factory=list)  # indices of the Ultralytics exports
     base: int = 0
     e2e: list = field(default_factory=list)  # end-to-end results in the same order, when asked
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (artifact, why) of those that could not run
 
     def ratio(self, index: int) -> float:
         return self.results[index].throughput_fps / self.results[self.base].throughput_fps
@@ -117,7 +118,8 @@ class Comparison:
                 row["e2e_fps"] = self.e2e[i].throughput_fps
                 row["e2e_ratio_to_base"] = self.e2e[i].throughput_fps / self.e2e[self.base].throughput_fps
             rows.append(row)
-        return {"base": self.base_label, "base_is_ultralytics_export": bool(self.references), "rows": rows}
+        return {"base": self.base_label, "base_is_ultralytics_export": bool(self.references), "rows": rows,
+                "failed": [{"artifact": a, "error": why} for a, why in self.failed]}
 
 
 def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
@@ -128,19 +130,32 @@ def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | 
     the fastest reference (:func:`targets.ultralytics_exports.best_reference`), else the first
     artifact. With ``e2e`` each is also measured end to end (decode, resize, infer, box decode,
     NMS) on the same synthetic frames.
+
+    An artifact that cannot be opened (damaged, another runtime's, a wrong size) does not lose the
+    others' results: it is listed in ``Comparison.failed`` with the reason. Raises
+    :class:`EdgepruneError` only when none could run.
     """
     from targets.ultralytics_exports import best_reference
 
     references = references or []
     items = [(ref.label, ref.artifact) for ref in references] + [(str(a), str(a)) for a in artifacts]
-    results, e2e_results = [], []
+    measured, failed = [], []
     for i, (label, artifact) in enumerate(items):
         if progress:
             progress(f"benchmarking {i + 1}/{len(items)}: {label}")
-        runner = open_runner(artifact, cfg, input_hw)
-        results.append(measure_inference(runner, artifact, cfg))
-        if e2e:
-            e2e_results.append(_measure_e2e(runner, artifact, cfg))
+        try:
+            runner = open_runner(artifact, cfg, input_hw)
+        except EdgepruneError as exc:
+            if i < len(references):
+                raise
+            failed.append((label, str(exc)))
+            continue
+        result = measure_inference(runner, artifact, cfg)
+        measured.append((label, result, _measure_e2e(runner, artifact, cfg) if e2e else None))
+    if not measured:
+        raise EdgepruneError("no artifact could be run: " + "; ".join(why for _, why in failed))
+    results = [r for _, r, _ in measured]
     ref_indices = list(range(len(references)))
     base = results.index(best_reference([results[i] for i in ref_indices])) if references else 0
-    return Comparison([label for label, _ in items], results, ref_indices, base, e2e_results)
+    return Comparison([label for label, _, _ in measured], results, ref_indices, base,
+                      [e for _, _, e in measured if e is not None], failed)

@@ -16,7 +16,7 @@ import numpy as np
 from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
-from toolchain.errors import EdgepruneError, InputFileError
+from toolchain.errors import EdgepruneError, InputFileError, opening
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -133,7 +133,8 @@ class ONNXRuntimeRunner(Runner):
         if threads:
             opts.intra_op_num_threads = int(threads)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), opts, providers=[provider])
+        with opening(path, "ONNX model"):
+            self.session = ort.InferenceSession(str(path), opts, providers=[provider])
         inp = self.session.get_inputs()[0]
         shape = list(inp.shape)
         dynamic = not all(isinstance(d, int) for d in shape[2:])
@@ -226,7 +227,8 @@ class ONNXRuntimeTarget(Target):
     def describe(self, artifact: Path) -> dict:
         import onnx
 
-        model = onnx.load(str(artifact), load_external_data=False)
+        with opening(artifact, "ONNX model"):
+            model = onnx.load(str(artifact), load_external_data=False)
         ops = [n.op_type for n in model.graph.node]
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
         return {"onnx_opset": opset, "nodes": len(ops), "quantize_linear_nodes": ops.count("QuantizeLinear")}

@@ -79,16 +79,27 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu
     """
     from targets.artifacts import read_metadata, resolve_artifact
     from targets.registry import target_for_artifact
-    from targets.torch_ref import TorchTarget
     from toolchain.sources import is_darknet
 
+    from toolchain.datasets import prepare_dataset
+
     data_cfg = read_data_yaml(data)
+    prepare_dataset(data, (split,))
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path)
-    size_hw = (imgsz, imgsz) if imgsz and isinstance(target, TorchTarget) else None
+    size_hw = (imgsz, imgsz) if imgsz else None
     extra = {"weights": weights} if is_darknet(path) else {}
+    if is_darknet(path) and weights is None:
+        from toolchain.sources.darknet import default_weights
+
+        if default_weights(path) is None:  # random parameters would score a meaningless mAP
+            raise InputFileError(f"{path} has no weights to evaluate: give --weights (no {path.stem}.weights "
+                                 "beside it)")
     runner = target.open(path, device, precision, input_hw=size_hw, **extra)
     size = tuple(int(v) for v in runner.info.input_shape[-2:])
+    if imgsz and size != (imgsz, imgsz):  # never report one size while running another
+        raise ModelMismatchError(f"{artifact} runs at {size[0]}x{size[1]}; --imgsz {imgsz} cannot be applied "
+                                 "(omit it, or deploy with --dynamic-shape)")
     meta_names = read_metadata(path).get("names") or {}
     nc = (runner.head or {}).get("nc") or len(meta_names) or None
     if nc is not None and nc != data_cfg["nc"]:

@@ -151,8 +151,10 @@ def plot_curve(curve, names: list[str], out: Path, title: str) -> Path:
 
 def _deploy_rows(run_dir: Path) -> list[list]:
     rows = []
+    from targets.artifacts import read_deploy_record
+
     for path in sorted(run_dir.rglob("deploy.json")):
-        rec = json.loads(path.read_text())
+        rec = read_deploy_record(path.parent)
         rows.append([str(path.parent.relative_to(run_dir)), rec.get("target"), rec.get("precision"),
                      rec.get("artifact_bytes"), rec.get("fidelity", {}).get("max_abs_diff")])
     return rows
@@ -161,11 +163,11 @@ def _deploy_rows(run_dir: Path) -> list[list]:
 def _bench_rows(run_dir: Path) -> list[list]:
     rows = []
     for path in sorted(run_dir.rglob("bench.jsonl")):
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            rows.append([str(path.parent.relative_to(run_dir)), rec["backend"], rec["executed_precision"],
-                         rec["iterations"], rec["latency"]["median_ms"], rec["latency"]["p90_ms"],
-                         rec["throughput_fps"]])
+        for rec in _read_records(path):
+            latency = rec.get("latency") or {}
+            rows.append([str(path.parent.relative_to(run_dir)), rec.get("backend"), rec.get("executed_precision"),
+                         rec.get("iterations"), latency.get("median_ms"), latency.get("p90_ms"),
+                         rec.get("throughput_fps")])
     return rows
 
 
@@ -194,6 +196,36 @@ def _data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
 
 
+def _read_summary(path: Path) -> dict:
+    """sweep.json, or an error naming it and where it stops being a sweep summary."""
+    try:
+        summary = json.loads(path.read_text(errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); rerun the sweep with the "
+                             "same --out to rewrite it") from None
+    missing = [k for k in ("config", "points") if not isinstance(summary, dict) or k not in summary]
+    if missing or not isinstance(summary.get("config"), dict) or "max_drop" not in summary["config"]:
+        raise InputFileError(f"{path} is not an edgeprune sweep summary (missing {', '.join(missing) or 'config'}); "
+                             "rerun the sweep with the same --out to rewrite it")
+    return summary
+
+
+def _read_records(path: Path) -> list[dict]:
+    """JSON lines of ``path``; a line that is not a JSON object is an error naming the file and line."""
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise InputFileError(f"{path} line {number} is not a JSON object; remove that line")
+        records.append(record)
+    return records
+
+
 def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> ReportResult:
     """Write ``RUN_DIR/report.html`` and ``RUN_DIR/report.md`` from what the run folder holds.
 
@@ -205,11 +237,11 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     Raises:
         InputFileError: ``run_dir`` has no sweep results.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     summary_path = run_dir / "sweep.json"
     if not summary_path.exists():
         raise InputFileError(f"{run_dir} has no sweep.json; run `edgeprune sweep ... --out {run_dir}` first")
-    summary = json.loads(summary_path.read_text())
+    summary = _read_summary(summary_path)
     cfg = summary["config"]
     key = summary["points"][0]["key"] if summary["points"] else None
     points = sorted(read_points(run_dir, key), key=lambda p: p.ratio)

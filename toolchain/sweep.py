@@ -183,19 +183,33 @@ class SweepResult:
 def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
     """Points recorded in ``RUN_DIR/sweep.jsonl`` (only those with ``key`` if given).
 
-    A torn last line (the process died while writing it) is ignored, so the point is redone.
+    A torn last line (the process died while writing it) is ignored, so the point is redone; any
+    other line that is not a sweep point is an error naming the file and the line.
     """
+    from toolchain.errors import InputFileError
+
     path = Path(run_dir) / SWEEP_FILE
     if not path.exists():
         return []
     points = []
-    for line in path.read_text().splitlines():
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
             data = json.loads(line)
+            point = SweepPoint(**data) if isinstance(data, dict) else None
         except json.JSONDecodeError:
-            continue
-        if key is None or data.get("key") == key:
-            points.append(SweepPoint(**data))
+            if number == len(lines):  # torn last line: redo that point
+                continue
+            point = None
+        except TypeError:  # missing or unknown fields
+            point = None
+        if point is None:
+            raise InputFileError(f"{path} line {number} is not a sweep point; remove that line (or the file "
+                                 "to start the sweep over)")
+        if key is None or point.key == key:
+            points.append(point)
     return points
 
 
@@ -391,7 +405,12 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
 
     cfg.validate()
     cfg = _fit_to_model(model_path, cfg)
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # every path the run records is absolute, so it reads from anywhere
+    model_path = str(Path(model_path).resolve())
+    if cfg.data:
+        cfg = replace(cfg, data=str(Path(cfg.data).resolve()))
+    if cfg.weights:
+        cfg = replace(cfg, weights=str(Path(cfg.weights).resolve()))
     run_dir.mkdir(parents=True, exist_ok=True)
     key = cfg.settings_key(model_path)
     known = {p.ratio: p for p in read_points(run_dir, key)}
@@ -504,7 +523,9 @@ def parse_ratios(text: str) -> tuple[float, ...]:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
             if step <= 0:
-                raise ValueError
+                raise SweepError(f"--ratios {text}: the step must be positive, got {step:g}")
+            if start > stop:
+                raise SweepError(f"--ratios {text}: start {start:g} is above stop {stop:g} (START:STOP:STEP)")
             count = int(round((stop - start) / step)) + 1
             return tuple(round(start + i * step, 4) for i in range(count) if start + i * step <= stop + 1e-9)
         return tuple(float(x) for x in text.split(",") if x.strip())

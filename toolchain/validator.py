@@ -47,9 +47,12 @@ def evaluate(model_path: str, data: str, imgsz: int | None = None, batch: int = 
     """Validate ``model_path`` on ``data`` and return overall and per-class metrics."""
     from toolchain.device import open_yolo, resolve_device
 
+    from toolchain.datasets import prepare_dataset
+
     loaded = load_model(model_path)
     imgsz = imgsz or loaded.train_imgsz  # None: the size the checkpoint was trained at
     data_cfg = check_model_fits_data(loaded, data)
+    prepare_dataset(data, (split,), task=loaded.task)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:
         metrics = open_yolo(model_path, task=loaded.task).val(
             data=str(data), imgsz=imgsz, batch=batch, split=split, device=resolve_device(device).ultralytics, plots=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import backend_choice, compute_precision_choice, weights_option
+from toolchain.cli.opts import OutputPath, backend_choice, compute_precision_choice, weights_option
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -134,6 +134,7 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
     from targets.bench_run import run_bench
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    _check_outputs(json_out, None)
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
         results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
                             frame_interval=frame_interval, imgsz=imgsz, weights=weights)
@@ -158,7 +159,7 @@ def _artifacts_size(artifacts) -> int | None:
 @bench.command("compare")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(exists=True))
 @_bench_options
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a PNG bar chart here.")
+@click.option("--plot", type=OutputPath("file"), default=None, help="Write a PNG bar chart here.")
 @click.option("--vs-ultralytics", "unpruned", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The unpruned .pt: build Ultralytics' own FP32/FP16/INT8 exports of it for each runtime compared, "
                    "measure them alike, and divide every FPS by the fastest (what a user would pick instead).")
@@ -178,6 +179,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
     from targets.artifacts import resolve_artifact
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    _check_outputs(json_out, plot)
     references = []
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking") as status:
         if unpruned:
@@ -197,6 +199,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
                   title=f"{cfg.hint} hint, batch 1, inference only, {results[0].cpu}")
     if json_out == "-":
         print_json(result)
+        _fail_on_skipped(result)
         return
     if json_out:
         _emit(results, json_out)
@@ -213,3 +216,25 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
         caption += f"; chart: {plot}"
     columns = ["artifact", "backend", "precision stored / executed", "FPS", "median ms", "ratio"]
     console().print(table("Comparison", columns + (["e2e FPS"] if e2e else []), rows, caption=caption))
+    _fail_on_skipped(result)
+
+
+def _fail_on_skipped(result) -> None:
+    """After the measured rows are out: name the artifacts that could not run, and exit 2."""
+    if result.failed:  # the measured rows are already on stdout (valid JSON under --json): the error to stderr only
+        import sys
+
+        from toolchain.cli.render import EXIT_USER_ERROR
+
+        click.echo("edgeprune: error: could not run " + "; ".join(why for _, why in result.failed), err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _check_outputs(json_out, plot) -> None:
+    """Refuse unwritable --json/--plot paths before anything is measured."""
+    from toolchain.fileio import check_output
+
+    if json_out not in (None, "-"):
+        check_output(json_out, "file", "--json")
+    if plot:
+        check_output(plot, "file", "--plot")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, json_option
+from toolchain.cli.opts import OutputPath, existing_file, json_option
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -33,7 +33,7 @@ bn_eps_option = click.option(
 
 @click.command("cfg2py")
 @click.argument("cfg", type=existing_file)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The model.py to write.")
+@click.option("--out", required=True, type=OutputPath("file"), help="The model.py to write.")
 @click.option("--weights", type=existing_file, default=None,
               help="Darknet .weights: also save them as a state dict next to --out (same name, .pt).")
 @bn_eps_option
@@ -117,7 +117,7 @@ cfg2ir = _Cfg2Ir()
               help="Every pruned conv keeps at least this fraction of its channels (and at least one).")
 @click.option("--shortcuts", type=click.IntRange(min=0), default=0, show_default=True,
               help="Remove this many residual units (conv, conv, shortcut) with the smallest gamma.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=OutputPath("dir"),
               help="Directory for pruned.cfg and pruned.weights.")
 @json_option
 def cfg_prune(cfg, weights, global_percent, keep, shortcuts, out, as_json) -> None:

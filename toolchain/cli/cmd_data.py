@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import json_option
+from toolchain.cli.opts import OutputPath, json_option
 from toolchain.cli.render import console, print_json, table
 
 
@@ -14,7 +14,7 @@ def data() -> None:
 
 
 @data.command("synth")
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("out", type=OutputPath("dir"))
 @click.option("--train", "n_train", type=click.IntRange(min=1), default=400, show_default=True, help="Training images.")
 @click.option("--val", "n_val", type=click.IntRange(min=1), default=100, show_default=True, help="Validation images.")
 @click.option("--imgsz", type=click.IntRange(min=64), default=256, show_default=True, help="Image side in pixels.")

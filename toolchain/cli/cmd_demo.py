@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import json_option, open_ratio
+from toolchain.cli.opts import OutputPath, json_option, open_ratio
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False), default="demo-run", show_default=True,
+@click.option("--out", type=OutputPath("dir"), default="demo-run", show_default=True,
               help="Folder for every artifact; rerunning skips finished steps.")
 @click.option("--ratio", type=float, default=0.3, show_default=True, callback=open_ratio,
               help="Structured pruning ratio.")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
-                                weights_option)
+from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, input_shape_option,
+                                json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 
@@ -17,7 +17,7 @@ def _common(func):
     """Options every deploy target takes."""
     for option in reversed([
         click.argument("model", type=existing_file),
-        click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder."),
+        click.option("--out", required=True, type=OutputPath("dir"), help="Output folder."),
         weights_option,
         click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto",
                      show_default=True,
@@ -40,6 +40,7 @@ def _common(func):
                      help="Darknet cfgs: output OpenCV DNN's decoded yolo rows instead of the raw head maps."),
         click.option("--bn-eps", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Darknet cfgs: BatchNorm epsilon (default Darknet's 1e-5; 1e-6 reproduces OpenCV's importer)."),
+        strict_option,
         json_option,
     ]):
         func = option(func)
@@ -47,13 +48,24 @@ def _common(func):
 
 
 def run_deploy(target_name, model, out, weights, precision, max_drop, data, calib_images, imgsz, input_shape, no_eval,
-               dynamic_shape, decode, bn_eps, as_json, device, **target_options) -> None:
+               dynamic_shape, decode, bn_eps, as_json, device, strict=False, **target_options) -> None:
     """Parse → one library call (:func:`targets.deploy.deploy`) → render; shared by ``cfg2ir``."""
     import dataclasses
 
     from targets.base import ExportConfig
     from targets.deploy import deploy
+    from toolchain.sources import is_darknet
 
+    darknet = is_darknet(model)
+    refuse_ignored(
+        decode=not darknet and "for this model: --decode applies to Darknet cfgs",
+        bn_eps=not darknet and "for this model: --bn-eps applies to Darknet cfgs",
+        calib_images=precision in ("fp32", "fp16") and f"with --precision {precision} (only INT8 calibrates)",
+        max_drop=precision in ("fp32", "fp16") and f"with --precision {precision} (it bounds auto and INT8)",
+        no_eval=not data and "without --data (nothing is evaluated)",
+    )
+    check_stride(imgsz)
+    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
     direct = {k: v for k, v in target_options.items() if k in fields}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.opts import (compute_precision_choice, eval_backend_choice, existing_file, imgsz_option, json_option,
-                                resolve_imgsz, weights_option)
+from toolchain.cli.opts import (check_data, check_stride, compute_precision_choice, eval_backend_choice, existing_file,
+                                imgsz_option, json_option, resolve_imgsz, strict_option, weights_option)
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -26,8 +26,9 @@ from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 @click.option("--device", default="cpu", show_default=True, help="Device for artifacts (e.g. CPU, GPU, cuda).")
 @click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
               help="Compute precision to force where the runtime allows (auto = the runtime's choice, reported).")
+@strict_option
 @json_option
-def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precision, as_json) -> None:
+def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precision, strict, as_json) -> None:
     """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class.
 
     MODEL is a .pt checkpoint, a Darknet .cfg (with --weights), or a deployed artifact (OpenVINO
@@ -37,7 +38,9 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     The Ultralytics validator pads square images to a larger "rect" size (256 → 288), so its
     numbers are a little higher than the pipeline's; compare like with like (--backend torch).
     """
+    check_stride(imgsz)
     imgsz = resolve_imgsz(model, imgsz)
+    check_data(data, (split,), strict)
     use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
     if use_validator and Path(model).suffix.lower() not in (".pt", ".pth"):
         raise click.BadParameter(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "

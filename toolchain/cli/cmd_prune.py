@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (existing_file, imgsz_option, input_shape_option, json_option, method_choice, open_ratio,
-                                resolve_imgsz)
+from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option,
+                                method_choice, open_ratio, resolve_imgsz)
 from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
 
 
@@ -28,7 +28,7 @@ from toolchain.cli.render import console, human_bytes, print_json, stdout_to_std
 @click.option("--unstructured", is_flag=True, help="L1 unstructured pruning (zeros weights; does not speed up).")
 @click.option("--latency-iters", type=click.IntRange(min=0), default=30, show_default=True,
               help="Timed runs per model for the latency column (0 = skip).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write the pruned .pt.")
+@click.option("--out", required=True, type=OutputPath("file"), help="Where to write the pruned .pt.")
 @click.option("--dpu-friendly", is_flag=True,
               help="Also run `dpu-rewrite` on the pruned model (DPU activations, head decode in post-processing).")
 @click.option("--dpu-act", type=click.Choice(["hardswish", "leaky"]), default="hardswish", show_default=True,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from toolchain.cli.opts import (existing_file, host_target_choice, imgsz_option, json_option, method_choice,
-                                resolve_imgsz, weights_option)
+from toolchain.cli.opts import (OutputPath, check_data, check_stride, deploy_target_choice, existing_file,
+                                imgsz_option,
+                                json_option, method_choice, refuse_ignored, resolve_imgsz, strict_option,
+                                weights_option)
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
@@ -36,10 +40,12 @@ def _ratios(ctx, param, value):
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
               help="Warm-up epochs (default: Ultralytics' 3); BN weights barely move during warm-up.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
+@strict_option
 @json_option
-def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, as_json) -> None:
+def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, strict,
+             as_json) -> None:
     """Sparsity-train MODEL: L1 on BatchNorm gamma pushes unimportant channels to zero.
 
     Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
@@ -48,6 +54,8 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
     from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
     from toolchain.training import TrainConfig
 
+    check_stride(imgsz)
+    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
 
     cfg = SparsityConfig(strength=strength, train=TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch,
@@ -75,7 +83,7 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
               help="Keep channel counts multiples of this (1 = no rounding).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--target", type=host_target_choice, default="openvino", show_default=True,
+@click.option("--target", type=deploy_target_choice, default="openvino", show_default=True,
               help="Where latency and FPS are measured (FP32 artifact).")
 @click.option("--refine", is_flag=True, help="Bisect between the last good and the first bad ratio.")
 @click.option("--refine-steps", type=click.IntRange(min=1), default=3, show_default=True)
@@ -90,17 +98,18 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
 @click.option("--ray-address", default=None, help="Address of an existing Ray cluster (default: start a local one).")
 @click.option("--ray-task-cpus", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPUs reserved per point; set to a node's cores so concurrent points do not skew latency.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder; rerunning with the same folder resumes.")
 @weights_option
 @click.option("--shortcuts", type=click.IntRange(min=0), default=0, show_default=True,
               help="Darknet cfgs: also remove this many residual units at every pruned point (cfg-prune --shortcuts).")
 @click.option("--keep", type=click.FloatRange(min=0, max=1, max_open=True), default=0.01, show_default=True,
               help="Darknet cfgs: every pruned conv keeps at least this fraction of its channels.")
+@strict_option
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, weights, shortcuts, keep,
-          as_json) -> None:
+          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, weights, shortcuts,
+          keep, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
     MODEL is an Ultralytics checkpoint (ratio = Torch-Pruning's channel ratio) or a Darknet .cfg
@@ -110,6 +119,25 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     """
     from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
 
+    from toolchain.sources import is_darknet
+
+    darknet = is_darknet(model)
+    if darknet and weights is None:
+        from toolchain.sources.darknet import default_weights
+
+        if default_weights(Path(model)) is None:
+            raise click.UsageError(f"{model} has no weights to sweep: give --weights (no {Path(model).stem}.weights "
+                                   "beside it)")
+    refuse_ignored(
+        shortcuts=not darknet and "for this model: --shortcuts applies to Darknet cfgs",
+        keep=not darknet and "for this model: --keep applies to Darknet cfgs",
+        method=darknet and "for a Darknet cfg: its sweep ranks BN gammas (cfg-prune)",
+        ray_address=executor != "ray" and "without --executor ray",
+        ray_task_cpus=executor != "ray" and "without --executor ray",
+        refine_steps=not refine and "without --refine",
+    )
+    check_stride(imgsz)
+    check_data(data, ("train", "val") if finetune_epochs else ("val",), strict)
     imgsz = resolve_imgsz(model, imgsz)
 
     cfg = SweepConfig(data=data, ratios=ratios, method=method, global_pruning=global_pruning,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import existing_file, imgsz_option, json_option, resolve_imgsz
+from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, json_option,
+                                refuse_ignored, resolve_imgsz, strict_option)
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
@@ -19,6 +20,7 @@ def _train_options(func):
         click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Initial learning rate (SGD); default: Ultralytics' automatic choice."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
+        strict_option,
         json_option,
     ]):
         func = option(func)
@@ -40,12 +42,14 @@ def _render(result, title: str, as_json: bool) -> None:
 @click.argument("data", type=existing_file)
 @click.option("--model", default="yolov8n.yaml", show_default=True,
               help="Ultralytics model yaml (built from scratch, offline) or a checkpoint to start from.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
+@click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
 @_train_options
-def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, as_json) -> None:
+def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, strict, as_json) -> None:
     """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer (GPU when present)."""
     from toolchain.training import TrainConfig, train as run_train
 
+    check_stride(imgsz)
+    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
@@ -56,7 +60,7 @@ def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, as
 @click.command()
 @click.argument("checkpoint", type=existing_file)
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to fine-tune on.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder; weights go to OUT/weights/.")
+@click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
 @click.option("--distill", "teacher", type=existing_file, default=None,
               help="Teacher checkpoint to distil from (its class probabilities and box distributions). "
                    "Default: the unpruned model `prune` recorded, when it is still there unchanged.")
@@ -65,7 +69,7 @@ def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, as
               help="Scale of the distillation loss against the task loss.")
 @_train_options
 def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed, lr0,
-             device, as_json) -> None:
+             device, strict, as_json) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
@@ -78,6 +82,9 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",
                                  param_hint="'--no-distill'")
 
+    refuse_ignored(distill_weight=no_distill and "with --no-distill")
+    check_stride(imgsz)
+    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
     cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):

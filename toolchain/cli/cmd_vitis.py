@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
+from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
                                 weights_option)
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
@@ -58,7 +58,7 @@ def preflight(model, target, imgsz, input_shape, show_all, weights, as_json) -> 
 
 @click.command("dpu-rewrite")
 @click.argument("model", type=existing_file)
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=OutputPath("file"),
               help="Where to write the rewritten model: a .pt, or for a Darknet cfg a .cfg (its .weights beside it).")
 @click.option("--act", type=click.Choice(ACTS), default=None,
               help="Activation replacing SiLU/Mish/Swish: Hardswish or LeakyReLU(26/256) for .pt models "

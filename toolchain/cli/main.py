@@ -24,13 +24,33 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 class EdgepruneGroup(click.Group):
-    """Click group that reports :class:`EdgepruneError` as one line and exit code 2."""
+    """Click group that reports every user error as one line on stderr and exit code 2.
 
-    def invoke(self, ctx: click.Context):
+    :class:`EdgepruneError` comes from edgeprune's checks; Click's own usage errors (a missing
+    file, a value out of range) are reworded to the same one line instead of Click's three
+    (usage, hint, error). Ctrl-C exits 130 with one line; staged outputs clean up after
+    themselves (see :func:`toolchain.fileio.staged_folder`).
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json = "--json" in argv
         try:
-            return super().invoke(ctx)
+            code = super().main(args=argv, prog_name="edgeprune", complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "edgeprune"
+            fail(f"{where}: {exc.format_message()} (see `{where} --help`)", as_json=as_json)
+        except click.ClickException as exc:
+            fail(exc.format_message(), as_json=as_json)
         except EdgepruneError as exc:
-            fail(str(exc), as_json="--json" in sys.argv)
+            fail(str(exc), as_json=as_json)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("\nedgeprune: interrupted; nothing was written", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=EdgepruneGroup, context_settings={"help_option_names": ["-h", "--help"]})

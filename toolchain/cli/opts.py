@@ -30,6 +30,12 @@ def _host_targets():
     return host_targets()
 
 
+def _deploy_targets():
+    from targets.registry import get_target, host_targets
+
+    return [name for name in host_targets() if get_target(name).precisions]  # torch builds nothing to deploy
+
+
 def _compute_precisions():
     from targets.registry import get_target, host_targets
 
@@ -46,6 +52,7 @@ def _methods():
 
 
 host_target_choice = RegistryChoice(_host_targets)  # runtimes whose artifacts run here
+deploy_target_choice = RegistryChoice(_deploy_targets)  # runtimes that build an artifact that runs here
 backend_choice = RegistryChoice(_host_targets, extra=("auto",))
 eval_backend_choice = RegistryChoice(_host_targets, extra=("auto", "ultralytics"))
 compute_precision_choice = RegistryChoice(_compute_precisions)
@@ -96,6 +103,25 @@ def open_ratio(ctx, param, value):
 existing_file = click.Path(exists=True, dir_okay=False)
 
 
+class OutputPath(click.Path):
+    """An output location, checked when the command line is parsed: before any work starts.
+
+    ``kind`` is ``"file"`` or ``"dir"``; see :func:`toolchain.fileio.check_output` for what is
+    refused (a folder where a file is expected, a parent that is a file, an unwritable place).
+    """
+
+    def __init__(self, kind: str):
+        super().__init__(dir_okay=kind == "dir", file_okay=kind == "file")
+        self.kind = kind
+
+    def convert(self, value, param, ctx):
+        from toolchain.fileio import check_output
+
+        option = param.opts[0] if param is not None and param.opts and param.opts[0].startswith("-") else "output"
+        check_output(value, self.kind, option)  # its InputFileError is the one-line message the CLI prints
+        return super().convert(value, param, ctx)
+
+
 def _parse_input_shape(ctx, param, value):
     if value is None:
         return None
@@ -117,3 +143,38 @@ weights_option = click.option(
     "--weights", type=click.Path(exists=True, dir_okay=False), default=None,
     help="Darknet .weights for a .cfg MODEL (default: the .weights of the same name beside the cfg).",
 )
+
+
+strict_option = click.option(
+    "--strict", is_flag=True,
+    help="Refuse a data set in which any image or label file would be skipped (default: warn with counts).")
+
+
+def check_data(data, splits: tuple[str, ...], strict: bool, task: str = "detect") -> None:
+    """Count and read the data set's ``splits`` before any work (see :mod:`toolchain.datasets`)."""
+    if data:
+        from toolchain.datasets import prepare_dataset
+
+        prepare_dataset(data, splits, task=task, strict=strict)
+
+
+def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -> None:
+    """Refuse a size the network cannot take as it is (YOLO: a multiple of its largest stride)."""
+    if imgsz is not None and imgsz % stride:
+        from toolchain.errors import ModelMismatchError
+
+        raise ModelMismatchError(f"{option} must be a multiple of {stride} (the model's stride), got {imgsz}; "
+                                 f"try {max(stride, round(imgsz / stride) * stride)}")
+
+
+def refuse_ignored(**unused: str) -> None:
+    """Refuse options the user gave on the command line that this run would ignore.
+
+    ``unused`` maps a parameter name to why it would be ignored; only parameters that came from
+    the command line (not defaults) are refused, so a silent no-op never looks like success.
+    """
+    ctx = click.get_current_context()
+    for name, why in unused.items():
+        if why and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            option = next((p.opts[0] for p in ctx.command.params if p.name == name), name)
+            raise click.UsageError(f"{option} is ignored {why}; drop it", ctx=ctx)
