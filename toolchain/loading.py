@@ -118,9 +118,24 @@ def _read_pickle(path: Path):
         return _torch_load(path)
     except ModuleNotFoundError as exc:
         raise InputFileError(f"model file {path} needs the Python module {exc.name!r}, which is not installed") from None
-    except Exception as exc:  # torch raises many types for damaged files
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise InputFileError(f"model file {path} is not a readable PyTorch checkpoint ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        raise InputFileError(f"model file {path} is not a readable PyTorch checkpoint ({_damage(path, exc)})") from None
+
+
+def _damage(path: Path, exc: Exception) -> str:
+    """What is wrong with an unreadable checkpoint, in words (torch's own text cites miniz or pickle opcodes)."""
+    import zipfile
+
+    from toolchain.errors import library_reason
+
+    head = path.read_bytes()[:4]
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return f"a torch.save zip archive cut short at {path.stat().st_size} bytes; copy it again"
+        return f"a zip archive torch cannot read: {library_reason(exc)}"
+    if head[:1] == b"\x80":
+        return "a pickle cut short or damaged; copy it again"
+    return f"neither a torch.save zip archive nor a pickle (it starts with {head!r})"
 
 
 def _yolo_head(model: nn.Module):
@@ -263,6 +278,9 @@ def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int
     ``imgsz`` None means the size the checkpoint was trained at (640 when it does not say).
     """
     if loaded.is_yolo:
+        if input_shape is not None:  # an option that would be ignored is refused
+            raise ModelMismatchError(f"--input-shape is for plain nn.Module files; {loaded.path} is an Ultralytics "
+                                     "checkpoint, give --imgsz instead")
         imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
         if imgsz % 32:
             raise ModelMismatchError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {imgsz}")

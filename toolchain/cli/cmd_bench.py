@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import OutputPath, backend_choice, compute_precision_choice, weights_option
+from toolchain.cli.opts import OutputPath, backend_choice, check_stride, compute_precision_choice, weights_option
 from toolchain.cli.render import console, print_json, stdout_to_stderr, table
 
 
@@ -33,7 +33,7 @@ def _bench_options(func):
         click.option("--iterations", type=click.IntRange(min=1), default=None, help="Run this many instead."),
         click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True),
         click.option(
-            "--imgsz", type=click.IntRange(min=32), default=None,
+            "--imgsz", type=click.IntRange(min=32, max=4096), default=None,
             help="Input size for torch models and dynamic-shape artifacts (default: the artifact's)."),
         click.option("--json", "json_out", is_flag=False, flag_value="-", default=None, metavar="[OUT]",
                      help="JSON on stdout; with a path, append JSON lines to it instead."),
@@ -134,6 +134,7 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
     from targets.bench_run import run_bench
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    check_stride(imgsz)
     _check_outputs(json_out, None)
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
         results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
@@ -179,6 +180,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
     from targets.artifacts import resolve_artifact
 
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    check_stride(imgsz)
     _check_outputs(json_out, plot)
     references = []
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking") as status:

@@ -17,7 +17,8 @@ def data() -> None:
 @click.argument("out", type=OutputPath("dir"))
 @click.option("--train", "n_train", type=click.IntRange(min=1), default=400, show_default=True, help="Training images.")
 @click.option("--val", "n_val", type=click.IntRange(min=1), default=100, show_default=True, help="Validation images.")
-@click.option("--imgsz", type=click.IntRange(min=64), default=256, show_default=True, help="Image side in pixels.")
+@click.option("--imgsz", type=click.IntRange(min=64, max=4096), default=256, show_default=True,
+              help="Image side in pixels.")
 @click.option("--classes", type=click.IntRange(1, 6), default=3, show_default=True, help="Number of shape classes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same files.")
 @json_option
