@@ -312,23 +312,43 @@ def _darknet_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
 
 
 def choose(points: list[SweepPoint], max_drop: float) -> Choice:
-    """The largest ratio whose mAP50 drop against the baseline is at most ``max_drop``.
+    """The fastest measured point whose mAP50 drop against the baseline is at most ``max_drop``.
 
-    Ties (same ratio measured twice, or equal ratios after rounding) go to the higher FPS.
+    Never a point slower than the unpruned baseline (pruning that does not pay is no answer):
+    when nothing qualifies, the reason says which ratio range to try next and whether fine-tuning
+    or sparsity training is the likely fix.
     """
     base = next((p for p in points if p.ratio == BASELINE_RATIO), None)
     if base is None:
         return Choice(None, "no baseline point: nothing to compare against")
-    good = [p for p in points if p.ratio > 0 and base.map50 - p.map50 <= max_drop]
-    if not good:
-        return Choice(None, f"every pruned point loses more than {max_drop} mAP50; keep the baseline or prune less")
-    best = max(good, key=lambda p: (p.ratio, p.fps))
-    bad = sorted((p for p in points if p.ratio > best.ratio), key=lambda p: p.ratio)
-    after = (f"; the next ratio {bad[0].ratio:g} drops {base.map50 - bad[0].map50:.3f}" if bad else
-             "; no larger ratio was measured")
-    return Choice(best.ratio, f"largest ratio with mAP50 drop {base.map50 - best.map50:.3f} <= {max_drop} "
-                              f"(mAP50 {best.map50:.3f} vs {base.map50:.3f}), {best.fps:.1f} FPS vs "
-                              f"{base.fps:.1f}{after}")
+    pruned = sorted((p for p in points if p.ratio > 0), key=lambda p: p.ratio)
+    accurate = [p for p in pruned if base.map50 - p.map50 <= max_drop]
+    good = [p for p in accurate if p.fps > base.fps]
+    if good:
+        best = max(good, key=lambda p: (p.fps, -p.ratio))
+        slower = [p for p in accurate if p.fps <= base.fps]
+        also = (f"; ratio {', '.join(f'{p.ratio:g}' for p in slower)} kept the accuracy but ran no faster than "
+                "the baseline" if slower else "")
+        return Choice(best.ratio, f"fastest point within the drop: {best.fps:.1f} FPS vs {base.fps:.1f} unpruned "
+                                  f"({best.fps / base.fps:.2f}x), mAP50 {best.map50:.3f} vs {base.map50:.3f} (drop "
+                                  f"{base.map50 - best.map50:.3f} <= {max_drop}){also}")
+    return Choice(None, _advice(base, pruned, accurate, max_drop))
+
+
+def _advice(base: SweepPoint, pruned: list[SweepPoint], accurate: list[SweepPoint], max_drop: float) -> str:
+    """Why no point qualifies, and what to try: a ratio range, fine-tuning, sparsity training."""
+    if not pruned:
+        return "only the baseline was measured; give --ratios"
+    if accurate:  # accuracy held but speed did not come
+        top = max(p.ratio for p in accurate)
+        return (f"no pruned point ran faster than the unpruned model ({base.fps:.1f} FPS) within the drop: try "
+                f"larger ratios than {top:g}, --round-to the device's channel multiple, or `prune --speedup` "
+                "(latency-aware) so the removed channels are the ones that cost time")
+    smallest = pruned[0]
+    hint = ("add --finetune-epochs (e.g. 10) to recover accuracy" if not any("finetune" in p.model for p in pruned)
+            else "run `edgeprune sparsify` first so pruning removes near-zero channels, then sweep with --method bn")
+    return (f"every pruned point loses more than {max_drop} mAP50 (ratio {smallest.ratio:g} already drops "
+            f"{base.map50 - smallest.map50:.3f}): try ratios below {smallest.ratio:g}, and {hint}")
 
 
 def refine_ratio(points: list[SweepPoint], max_drop: float) -> float | None:

@@ -38,7 +38,8 @@ def test_darknet_sweep_prunes_measures_resumes_and_reports(labelled, tmp_path):
     assert heavy.params < light.params < base.params and heavy.macs < base.macs
     assert base.map50 - heavy.map50 > 0.1, "pruning half the channels of a model must cost accuracy"
     assert all(p.fps > 0 and p.model.endswith(".cfg") for p in result.points)
-    expected = 0.05 if base.map50 - light.map50 <= 0.1 else None  # the largest ratio within --max-drop 0.1
+    # the fastest point within --max-drop 0.1 that beats the unpruned model
+    expected = 0.05 if base.map50 - light.map50 <= 0.1 and light.fps > base.fps else None
     assert result.choice.ratio == expected and result.config.imgsz == 256
     for point in result.points:
         folder = tmp_path / "points" / point.key / f"r{point.ratio:.4f}"

@@ -35,11 +35,23 @@ def test_parse_ratios():
 
 def test_choose_and_refine_follow_seed_002():
     # The seed's YOLOv3 table: 0.89 keeps mAP, 0.9 collapses; the next probe is between them.
-    points = [_point(0.0, 0.63), _point(0.8, 0.626), _point(0.88, 0.621, fps=11), _point(0.9, 0.484)]
+    points = [_point(0.0, 0.63), _point(0.8, 0.626, fps=10.5), _point(0.88, 0.621, fps=11), _point(0.9, 0.484, 30)]
     choice = choose(points, max_drop=0.02)
-    assert choice.ratio == 0.88 and "0.9 drops 0.146" in choice.reason
+    assert choice.ratio == 0.88 and "11.0 FPS vs 10.0" in choice.reason
     assert refine_ratio(points, 0.02) == 0.89
-    assert choose([_point(0.0, 0.6), _point(0.5, 0.1)], 0.02).ratio is None
+    nothing = choose([_point(0.0, 0.6), _point(0.5, 0.1)], 0.02)
+    assert nothing.ratio is None and "ratios below 0.5" in nothing.reason and "--finetune-epochs" in nothing.reason
+
+
+def test_choice_is_the_fastest_good_point_and_never_slower_than_the_baseline():
+    """Fake measurements where the largest good ratio is slower (a channel count the device runs badly)."""
+    points = [_point(0.0, 0.60, fps=100), _point(0.3, 0.595, fps=140), _point(0.5, 0.59, fps=95),
+              _point(0.6, 0.40, fps=200)]
+    choice = choose(points, max_drop=0.02)
+    assert choice.ratio == 0.3 and "ratio 0.5 kept the accuracy but ran no faster" in choice.reason
+    slow = [_point(0.0, 0.60, fps=100), _point(0.3, 0.60, fps=99), _point(0.5, 0.595, fps=90)]
+    none = choose(slow, max_drop=0.02)
+    assert none.ratio is None and "larger ratios than 0.5" in none.reason
 
 
 def test_settings_key_separates_iterative_from_one_shot(baseline_pt, small_data):
@@ -64,10 +76,11 @@ def test_sweep_finds_a_knee(knee_run):
     good = [p for p in result.points if p.ratio > 0 and base.map50 - p.map50 <= 0.1]
     bad = [p for p in result.points if base.map50 - p.map50 > 0.1]
     assert good and bad, "the grid should straddle the cliff"
-    assert result.choice.ratio == max(p.ratio for p in good)
-    assert min(p.ratio for p in bad) > result.choice.ratio
-    chosen = next(p for p in result.points if p.ratio == result.choice.ratio)
-    assert chosen.macs < base.macs and chosen.params < base.params and chosen.fps > 0
+    faster = [p for p in good if p.fps > base.fps]  # the choice: the fastest good point, never a slower one
+    assert result.choice.ratio == (max(faster, key=lambda p: p.fps).ratio if faster else None), result.choice.reason
+    if result.choice.ratio is not None:
+        chosen = next(p for p in result.points if p.ratio == result.choice.ratio)
+        assert chosen.macs < base.macs and chosen.params < base.params and chosen.fps > base.fps
     assert len(read_points(run_dir)) == 4
     assert json.loads((run_dir / "sweep.json").read_text())["choice"]["ratio"] == result.choice.ratio
 
