@@ -42,13 +42,28 @@ def export_onnx(source, path: Path, opset: int | None = None) -> int:
                 ({2: "height", 3: "width"} if source.head else {2: "anchors"})
     torch2onnx(source.module, source.example, str(path), opset=opset, output_names=list(source.output_names),
                dynamic=dynamic)
-    model = onnxslim.slim(onnx.load(str(path)))
-    meta = source.metadata("fp32")
-    for key in ("stride", "task", "batch", "imgsz", "names", "channels", "args"):
+    onnx.save(onnxslim.slim(onnx.load(str(path))), str(path))
+    embed_metadata(path, source, "fp32")
+    return opset
+
+
+def embed_metadata(path: Path, source, precision: str) -> None:
+    """Ultralytics' metadata keys inside the ONNX file (what ``YOLO("x.onnx")`` reads), true to ``precision``.
+
+    Written again after FP16 conversion or INT8 quantization, so ``args.int8`` says what the file holds.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    meta = source.metadata(precision)
+    keys = ("stride", "task", "batch", "imgsz", "names", "channels", "args")
+    kept = [p for p in model.metadata_props if p.key not in keys]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key in keys:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(meta[key])
     onnx.save(model, str(path))
-    return opset
 
 
 def head_decode_nodes(model_path: Path, head_scope: str | None) -> list[str]:
@@ -219,6 +234,8 @@ class ONNXRuntimeTarget(Target):
                 to_fp16(fp32, tmp / final.name)
             else:
                 quantize_int8(fp32, tmp / final.name, source, cfg)
+            if cfg.precision != "fp32":
+                embed_metadata(tmp / final.name, source, cfg.precision)
             source.write_metadata(tmp, cfg.precision)
             (tmp / final.name).replace(final)  # the model first: metadata never describes a missing file
             (tmp / "metadata.yaml").replace(out_dir / "metadata.yaml")

@@ -61,6 +61,14 @@ def test_int8_stays_within_two_map50_points(deployed, target):
     assert record["calibration"]["images"] == 100
     assert record["artifact_bytes"] < 0.5 * deployed(target, "fp32").record["artifact_bytes"]
     assert record["accuracy"]["artifact"]["map50"] >= fp32["map50"] - 0.02
+    if target == "onnx":  # the metadata Ultralytics reads from inside the file is true to it
+        import ast
+
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(result.artifact, load_external_data=False).metadata_props}
+        args = ast.literal_eval(props["args"])
+        assert args["int8"] is True and args["half"] is False and ast.literal_eval(props["imgsz"]) == [IMGSZ, IMGSZ]
 
 
 def test_fp16_onnx_and_ir_run_close_to_fp32(deployed):
