@@ -82,6 +82,27 @@ class BenchResult:
         return asdict(self)
 
 
+CSV_COLUMNS = ("mode", "artifact", "backend", "backend_version", "device", "cpu", "artifact_precision",
+               "executed_precision", "hint", "requests", "threads", "batch", "input_shape", "warmup", "iterations",
+               "duration_s", "first_inference_ms", "median_ms", "avg_ms", "p90_ms", "p99_ms", "min_ms", "max_ms",
+               "throughput_fps", "includes_pre_post", "timestamp")
+
+
+def write_csv(path: str | Path, results: list) -> None:
+    """Results as CSV, one row per measurement (flat columns; benchmark_app's report has the same facts)."""
+    import csv
+
+    from toolchain.fileio import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for result in results:
+            row = {**asdict(result), **asdict(result.latency)}
+            row["input_shape"] = "x".join(str(d) for d in result.input_shape)
+            writer.writerow([row[c] for c in CSV_COLUMNS])
+
+
 def append_jsonl(path: str | Path, results: list) -> None:
     """Append results to a JSON-lines file (the report reads these)."""
     path = Path(path)

@@ -109,6 +109,27 @@ def test_e2e_frame_interval_and_jsonl(deploy_ir, tmp_path):
     assert set(e2e["extra"]["stage_median_ms"]) == {"decode", "preprocess", "inference", "postprocess"}
 
 
+def test_benchmark_app_style_options_and_csv(deploy_ir, tmp_path):
+    """-d/-hint/-niter/-nireq/-nthreads as in benchmark_app; --csv rows agree with the JSON of the same run."""
+    import csv
+
+    table = tmp_path / "bench.csv"
+    proc = cli("bench", deploy_ir, "-d", "CPU", "-hint", "throughput", "-niter", 16, "-nireq", 2, "-nthreads", 1,
+               "--e2e", "--csv", table, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads(proc.stdout)
+    rows = list(csv.DictReader(table.open()))
+    assert [r["mode"] for r in rows] == [r["mode"] for r in runs] == ["inference", "e2e"]
+    for row, run in zip(rows, runs):
+        assert row["hint"] == "throughput" and int(row["requests"]) == run["requests"] and int(row["threads"]) == 1
+        assert int(row["iterations"]) == run["iterations"] and int(row["batch"]) == 1
+        assert float(row["throughput_fps"]) == pytest.approx(run["throughput_fps"])
+        assert float(row["median_ms"]) == pytest.approx(run["latency"]["median_ms"])
+        assert row["executed_precision"] == run["executed_precision"] and row["cpu"] == run["cpu"]
+    assert rows[0]["includes_pre_post"] == "False" and rows[1]["includes_pre_post"] == "True"
+    assert int(rows[0]["requests"]) == 2  # -nireq reached the inference-only measurement
+
+
 def test_streams_mode_needs_a_resizable_artifact(deploy_ir, baseline_pt):
     with pytest.raises(EdgepruneError, match="static 256x256 IR; deploy with --dynamic-shape"):
         run_bench(str(deploy_ir), QUICK, streams=4, splice=832)

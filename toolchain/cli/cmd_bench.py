@@ -21,22 +21,24 @@ def _bench_options(func):
     for option in reversed([
         click.option("--backend", type=backend_choice, default="auto", show_default=True,
                      help="Runtime (auto: the one the artifact belongs to). KV260 bundles: `edgeprune board bench`."),
-        click.option("--device", default="cpu", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); cpu, cuda."),
-        click.option("--hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True),
-        click.option("--requests", type=click.IntRange(min=1), default=None,
+        click.option("--device", "-d", default="cpu", show_default=True, help="CPU, GPU, NPU, AUTO (OpenVINO); cpu, cuda."),
+        click.option("--hint", "-hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True),
+        click.option("--requests", "-nireq", type=click.IntRange(min=1), default=None,
                      help="Inferences in flight (default: 1 for latency, the runtime's optimum for throughput)."),
-        click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads."),
+        click.option("--threads", "-nthreads", type=click.IntRange(min=1), default=None, help="Inference threads."),
         click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
                      help="Compute precision to force where the runtime allows; auto = the runtime's choice, reported."),
-        click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+        click.option("--duration", "-t", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                      help="Seconds per measurement."),
-        click.option("--iterations", type=click.IntRange(min=1), default=None, help="Run this many instead."),
+        click.option("--iterations", "-niter", type=click.IntRange(min=1), default=None, help="Run this many instead."),
         click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True),
         click.option(
             "--imgsz", type=click.IntRange(min=32, max=4096), default=None,
             help="Input size for torch models and dynamic-shape artifacts (default: the artifact's)."),
         click.option("--json", "json_out", is_flag=False, flag_value="-", default=None, metavar="[OUT]",
                      help="JSON on stdout; with a path, append JSON lines to it instead."),
+        click.option("--csv", "csv_out", type=OutputPath("file"), default=None,
+                     help="Also write the results as CSV (one row per measurement) to this file."),
     ]):
         func = option(func)
     return func
@@ -125,7 +127,7 @@ def bench() -> None:
               help="Run detection on every K-th frame (e2e).")
 @weights_option
 def bench_run(artifact, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
-              json_out, e2e, streams, splice, source, frame_interval, weights) -> None:
+              json_out, csv_out, e2e, streams, splice, source, frame_interval, weights) -> None:
     """Latency percentiles, throughput, first-inference time and the precision actually executed.
 
     ARTIFACT is a deployed artifact, or a model source run in PyTorch (a .pt checkpoint, a
@@ -139,6 +141,7 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
     with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
         results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
                             frame_interval=frame_interval, imgsz=imgsz, weights=weights)
+    _write_csv(csv_out, results)
     if not _emit(results, json_out):
         _render(results)
 
@@ -168,7 +171,7 @@ def _artifacts_size(artifacts) -> int | None:
               help="With --vs-ultralytics: calibration images for Ultralytics' INT8 export (skipped without).")
 @click.option("--e2e", is_flag=True, help="Also measure each end to end (decode, resize, infer, NMS).")
 def bench_compare(artifacts, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
-                  json_out, plot, unpruned, data, e2e) -> None:
+                  json_out, csv_out, plot, unpruned, data, e2e) -> None:
     """Run several artifacts in one process with the same settings; ratios against the best Ultralytics export.
 
     Without --vs-ultralytics the ratios are against the first artifact.
@@ -194,6 +197,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
                 references += build_ultralytics_exports(unpruned, runtime, size, data, progress=status.update)
         result = compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references, status.update, e2e)
     results = result.results
+    _write_csv(csv_out, results + list(result.e2e))
     if plot:
         from toolchain.plots import bar_chart
 
@@ -219,6 +223,14 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
     columns = ["artifact", "backend", "precision stored / executed", "FPS", "median ms", "ratio"]
     console().print(table("Comparison", columns + (["e2e FPS"] if e2e else []), rows, caption=caption))
     _fail_on_skipped(result)
+
+
+def _write_csv(csv_out, results) -> None:
+    if csv_out:
+        from targets.bench import write_csv
+
+        write_csv(csv_out, results)
+        console(stderr=True).print(f"wrote {len(results)} row(s) to {csv_out}")
 
 
 def _fail_on_skipped(result) -> None:
