@@ -62,7 +62,8 @@ def deploy(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportCo
     if out_dir.resolve() in {Path(p).resolve() for p in (model_path, cfg.weights) if p}:
         raise InputFileError(f"--out {out_dir} is an input file; choose a folder")
     _check_replaceable(out_dir)
-    cfg = replace(cfg, final_dir=str(out_dir.resolve()))
+    # where the folder ends up; candidates of --precision auto (deployed below it) keep the top-level one
+    cfg = replace(cfg, final_dir=cfg.final_dir or str(out_dir.resolve()))
     with staged_folder(out_dir) as stage:
         if cfg.precision == "auto":
             from targets.precision_choice import deploy_auto
@@ -98,7 +99,7 @@ def _deploy_into(target, model_path: str, out_dir: Path, cfg: ExportConfig, inpu
         return ExportResult(str(artifact), None, proof)
     record = {
         "target": target_name,
-        "artifact": artifact.name,
+        "artifact": "." if artifact == out_dir else artifact.name,  # "." = the deploy folder is the model folder
         "created": datetime.now(timezone.utc).isoformat(),
         "source": source_record(source),
         "precision": cfg.precision,

@@ -1,7 +1,9 @@
 """OpenVINO IR target: FP32/FP16 IR via ``openvino.convert_model``, INT8 via NNCF.
 
-Layout follows Ultralytics' OpenVINO export (``<stem>_openvino_model/<stem>.xml/.bin`` plus
-``metadata.yaml``), so ``YOLO(folder)`` runs our IR too. INT8 uses ``nncf.quantize`` with the
+The deploy folder itself is laid out as Ultralytics' OpenVINO export (``<stem>.xml/.bin`` plus
+``metadata.yaml``, with edgeprune's ``deploy.json`` beside them), so ``YOLO(out)`` predicts and
+validates it when the folder's name ends with ``_openvino_model`` (how Ultralytics recognises the
+format; deploy notes it otherwise). INT8 uses ``nncf.quantize`` with the
 MIXED preset on calibration images; the YOLO head's decode (DFL, box arithmetic, Sigmoid)
 stays in float, which is what keeps INT8 YOLO scores from collapsing to zero. The runner
 reports the precision the CPU plugin actually executes: on CPUs with bf16 support an "FP32"
@@ -19,9 +21,9 @@ from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
 from targets.registry import register_target
 from toolchain.errors import EdgepruneError, InputFileError, opening
-from toolchain.fileio import staged_folder
 
 FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+ULTRALYTICS_SUFFIX = "_openvino_model"  # what ultralytics.nn.autobackend matches in a folder name
 U8_INPUT = "u8_nhwc_bgr"  # metadata value of an IR whose input is the letterboxed uint8 BGR image
 
 
@@ -310,11 +312,20 @@ class OpenVINOTarget(Target):
         extra = {}
         if cfg.options.get("u8_input"):
             model, extra = _u8_bgr_input(model), {"input": U8_INPUT}
-        folder = Path(out_dir) / f"{source.stem}_openvino_model"
-        with staged_folder(folder) as tmp:
-            ov.save_model(model, str(tmp / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
-            source.write_metadata(tmp, cfg.precision, **extra)
+        folder = Path(out_dir)  # the (staged) deploy folder is the model folder: YOLO(out) loads it
+        folder.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, str(folder / f"{source.stem}.xml"), compress_to_fp16=cfg.precision == "fp16")
+        source.write_metadata(folder, cfg.precision, **extra)
         return str(folder)
+
+    def verify(self, source, artifact: Path, cfg: ExportConfig, device: str, evaluate: bool = True) -> dict:
+        proof = super().verify(source, artifact, cfg, device, evaluate=evaluate)
+        name = Path(cfg.final_dir or artifact).name
+        if not name.endswith(ULTRALYTICS_SUFFIX):
+            proof["notes"] = [*proof.get("notes", []),
+                              f"Ultralytics recognises an OpenVINO folder by its name: deploy to --out "
+                              f"{source.stem}{ULTRALYTICS_SUFFIX} (any folder ending so) to load it with YOLO(out)"]
+        return proof
 
     def describe(self, artifact: Path) -> dict:
         xml = self.xml_of(artifact)

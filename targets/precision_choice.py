@@ -120,4 +120,4 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
                                   "not_built": {p: "INT8 needs calibration images (--data)" for p in skipped},
                                   "measured": "inference only, latency hint, batch 1, on this device, one run each"}
     path = write_deploy_record(out_dir, record)
-    return ExportResult(str(out_dir / Path(chosen.artifact).name), str(path), record)
+    return ExportResult(str(out_dir / Path(chosen.artifact).relative_to(built)), str(path), record)

@@ -22,7 +22,8 @@ def deployed(baseline_pt, synth_data, session_tmp):
         key = (target, precision)
         if key not in cache:
             cfg = ExportConfig(precision=precision, imgsz=IMGSZ, data=str(synth_data), calib_images=100)
-            cache[key] = deploy(target, str(baseline_pt), session_tmp / f"deploy-{target}-{precision}", cfg)
+            name = f"deploy-{target}-{precision}" + ("_openvino_model" if target == "openvino" else "")
+            cache[key] = deploy(target, str(baseline_pt), session_tmp / name, cfg)
         return cache[key]
 
     return get

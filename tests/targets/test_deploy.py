@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,16 +80,23 @@ def test_fp16_onnx_and_ir_run_close_to_fp32(deployed):
 
 
 def test_ultralytics_runs_our_artifacts(deployed, synth_data):
+    """YOLO(deploy folder) for OpenVINO and YOLO(path of the .onnx) predict alike and validate."""
     from ultralytics import YOLO
 
     image = str(synth_data.parent / "images" / "val" / "val_00003.jpg")
+    ir_folder = Path(deployed("openvino", "fp32").deploy_json).parent
+    assert ir_folder.name.endswith("_openvino_model") and deployed("openvino", "fp32").artifact == str(ir_folder)
+    sources = {"openvino": str(ir_folder), "onnx": deployed("onnx", "fp32").artifact}
     boxes = {}
-    for target in EXPORT_TARGETS:
-        model = YOLO(deployed(target, "fp32").artifact, task="detect")
+    for target, path in sources.items():
+        model = YOLO(path, task="detect")
         result = model.predict(image, imgsz=IMGSZ, conf=0.25, verbose=False)[0]
         boxes[target] = result.boxes.xyxy.numpy()
     assert len(boxes["openvino"]) >= 1
     assert np.allclose(boxes["openvino"], boxes["onnx"], atol=0.5)
+    metrics = YOLO(str(ir_folder), task="detect").val(data=str(synth_data), imgsz=IMGSZ, batch=1, plots=False,
+                                                      verbose=False, device="cpu", workers=0)
+    assert metrics.box.map50 > 0.8  # the trained baseline, validated by Ultralytics through our IR folder
 
 
 def test_eval_cli_runs_the_artifact(deployed, synth_data):
