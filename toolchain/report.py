@@ -171,6 +171,21 @@ def _bench_rows(run_dir: Path) -> list[list]:
     return rows
 
 
+def _device_line(run_dir: Path) -> str:
+    """Where and how every FPS of the run was measured, from the bench records the points wrote."""
+    records = [r for path in sorted(run_dir.rglob("bench.jsonl")) for r in _read_records(path)]
+    if not records:
+        return "No bench record in the run folder: device unknown."
+    seen = {(r.get("cpu"), r.get("backend"), r.get("backend_version"), r.get("executed_precision"), r.get("threads"),
+             r.get("hint"), r.get("batch")) for r in records}
+    parts = [f"{cpu}, {backend} {version}, executed {precision}, {threads} threads, {hint} hint, batch {batch}"
+             for cpu, backend, version, precision, threads, hint, batch in sorted(seen, key=str)]
+    import platform
+
+    return (f"FPS measured on {'; '.join(parts)}; inference only (no pre/post-processing); "
+            f"Python {platform.python_version()}.")
+
+
 def _cell(value) -> str:
     from toolchain.cli.render import fmt
 
@@ -295,7 +310,10 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     deploy_rows, bench_rows = _deploy_rows(run_dir), _bench_rows(run_dir)
     deploy_cols = ["folder", "target", "precision", "artifact bytes", "max |Δ| vs torch"]
     bench_cols = ["folder", "backend", "executed", "runs", "median ms", "p90 ms", "FPS"]
-    settings = ", ".join(f"{k}={v}" for k, v in cfg.items())
+    shown = {**cfg, "round_to": cfg.get("round_to") or "1 (no rounding)"} if "round_to" in cfg else cfg
+    settings = ", ".join(f"{k}={v}" for k, v in shown.items())
+    device = _device_line(run_dir)
+    settings += f". {device}"
     title = f"Pruning sweep of {Path(summary['model']).name}"
 
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class=settings>{html.escape(settings)}</p>",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,9 +116,10 @@ def test_interrupted_sweep_resumes_without_redoing_points(baseline_pt, small_dat
     assert len(again) == 3
 
 
-def _cli(*args) -> subprocess.CompletedProcess:
+def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess: --json must leave stdout to the JSON document (fd-level redirect)."""
-    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "toolchain.cli.main", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
 
 
 def _find_chromium():
@@ -133,7 +136,7 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
     run_dir, result = knee_run
     # sparsify output kept inside the run folder is picked up by the report
     plot_histograms([(0, torch.rand(500) + 0.5), (1, torch.rand(500) * 0.3)], run_dir / "sparsify")
-    proc = _cli("report", run_dir, "--json")
+    proc = _cli("report", run_dir.resolve(), "--json", cwd=tmp_path)  # from another folder, by absolute path
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     page = (run_dir / "report.html").read_text()
@@ -143,7 +146,9 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
         assert f'<img alt="{name}"' in page
     for p in result.points:
         assert f"<tr><td>{p.ratio:.4g}</td>" in page or f'<tr class="chosen"><td>{p.ratio:.4g}</td>' in page
-    assert '<tr class="chosen">' in page
+    assert ('<tr class="chosen">' in page) == (result.choice.ratio is not None)
+    cpu = json.loads((next(run_dir.rglob("bench.jsonl"))).read_text().splitlines()[0])["cpu"]
+    assert f"FPS measured on {cpu}, onnxruntime" in page and "threads, latency hint, batch 1" in page
     # one bench line per point and per Ultralytics export of the unpruned model (the speedup base), from bench.jsonl
     assert page.count("<td>onnxruntime</td>") == len(result.points) + len(result.references)
     assert [r["label"] for r in result.references] == [f"Ultralytics onnx {p}" for p in ("FP32", "FP16", "INT8")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.opts import OutputPath, backend_choice, check_stride, compute_precision_choice, weights_option
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 class _DefaultRunGroup(click.Group):
@@ -138,7 +138,7 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
     cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
     check_stride(imgsz)
     _check_outputs(json_out, None)
-    with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking"):
+    with stdout_to_stderr(json_out == "-"), progress("benchmarking"):
         results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
                             frame_interval=frame_interval, imgsz=imgsz, weights=weights)
     _write_csv(csv_out, results)
@@ -186,7 +186,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
     check_stride(imgsz)
     _check_outputs(json_out, plot)
     references = []
-    with stdout_to_stderr(json_out == "-"), console(stderr=True).status("benchmarking") as status:
+    with stdout_to_stderr(json_out == "-"), progress("benchmarking") as status:
         if unpruned:
             from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
             from toolchain.cli.opts import resolve_imgsz

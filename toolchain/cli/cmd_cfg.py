@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.opts import OutputPath, existing_file, json_option
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 def _notes(notes) -> None:
@@ -126,7 +126,7 @@ def cfg_prune(cfg, weights, global_percent, keep, shortcuts, out, as_json) -> No
         raise click.UsageError("nothing to prune: give --global-percent and/or --shortcuts")
     from cfg_codegen.prune import PruneConfig, prune_darknet
 
-    with stdout_to_stderr(as_json), console(stderr=True).status("pruning"):
+    with stdout_to_stderr(as_json), progress("pruning"):
         report = prune_darknet(cfg, weights, out, PruneConfig(global_percent, keep, shortcuts))
     _notes(report.notes)
     if as_json:

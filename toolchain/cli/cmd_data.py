@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.opts import OutputPath, json_option
-from toolchain.cli.render import console, print_json, table
+from toolchain.cli.render import console, print_json, progress, table
 
 
 @click.group()
@@ -31,7 +31,7 @@ def synth(out, n_train, n_val, imgsz, classes, seed, as_json) -> None:
     from toolchain.synth import SynthConfig, generate
 
     cfg = SynthConfig(train=n_train, val=n_val, imgsz=imgsz, classes=classes, seed=seed)
-    with console(stderr=True).status(f"rendering {n_train + n_val} images"):
+    with progress(f"rendering {n_train + n_val} images"):
         result = generate(out, cfg)
     if as_json:
         print_json(result)

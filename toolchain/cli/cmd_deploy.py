@@ -10,7 +10,7 @@ import click
 
 from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, input_shape_option,
                                 json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
-from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, human_bytes, print_json, progress, stdout_to_stderr, table
 
 
 def _common(func):
@@ -73,7 +73,7 @@ def run_deploy(target_name, model, out, weights, precision, max_drop, data, cali
                        device=device,
                        dynamic=dynamic_shape, weights=weights, decode=decode, bn_eps=bn_eps,
                        options={k: v for k, v in target_options.items() if k not in fields}, **direct)
-    with stdout_to_stderr(as_json), console(stderr=True).status(f"deploying to {target_name} ({precision})"):
+    with stdout_to_stderr(as_json), progress(f"deploying to {target_name} ({precision})"):
         result = deploy(target_name, model, out, cfg, input_shape=input_shape, evaluate=not no_eval)
     _notes(result.record.get("notes", []))
     if as_json:

@@ -8,7 +8,7 @@ import click
 
 from toolchain.cli.opts import (check_data, check_stride, compute_precision_choice, eval_backend_choice, existing_file,
                                 imgsz_option, json_option, resolve_imgsz, strict_option, weights_option)
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 @click.command("eval")
@@ -60,9 +60,9 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     else:
         from toolchain.artifact_eval import evaluate_artifact
 
-        with stdout_to_stderr(as_json), console(stderr=True).status("evaluating") as status:
+        with stdout_to_stderr(as_json), progress("evaluating") as status:
             result = evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
-                                       progress=lambda i, n: status.update(f"evaluating image {i}/{n}"),
+                                       progress=status.advance,
                                        weights=weights)
         per_class = [[name, v["precision"], v["recall"], v["map50"], v["map50_95"]]
                      for name, v in result.per_class.items()]

@@ -6,7 +6,7 @@ import click
 
 from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option,
                                 method_choice, open_ratio, resolve_imgsz)
-from toolchain.cli.render import console, human_bytes, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, human_bytes, print_json, progress, stdout_to_stderr, table
 
 
 @click.command()
@@ -66,7 +66,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
     cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
     found = None
-    with stdout_to_stderr(as_json), console(stderr=True).status("pruning") as status:
+    with stdout_to_stderr(as_json), progress("pruning") as status:
         if for_device:
             from toolchain.latency_aware import DeviceGoal, search
 
@@ -74,7 +74,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
             cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
         report = prune_file(
             model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
-            progress=lambda i, n: status.update(f"pruning step {i}/{n}"), layers=layers or 0,
+            progress=status.advance, layers=layers or 0,
         )
         if dpu_friendly:
             from targets.vitis.dpu_rewrite import rewrite_saved_model

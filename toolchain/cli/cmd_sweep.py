@@ -11,7 +11,7 @@ from toolchain.cli.opts import (OutputPath, check_data, check_stride, deploy_tar
                                 json_option, method_choice, refuse_ignored, resolve_imgsz, strict_option,
                                 weights_option)
 from toolchain.device import DEVICE_HELP
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 
@@ -61,7 +61,7 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
     cfg = SparsityConfig(strength=strength, train=TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch,
                                                               workers=workers, lr0=lr0, device=device),
                          warmup_epochs=warmup_epochs)
-    with stdout_to_stderr(as_json), console(stderr=True).status(f"sparsity training, {epochs} epochs"):
+    with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = run_sparsify(model, data, out, cfg)
     if as_json:
         print_json(result)
@@ -147,10 +147,16 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
                       keep=keep)
     run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
     err = console(stderr=True)
-    with stdout_to_stderr(as_json), err.status("sweeping") as status:
-        result = run_sweep(model, out, cfg, executor=run, progress=status.update,
-                           on_point=lambda p: err.print(f"ratio {p.ratio:g}: mAP50 {p.map50:.3f}, "
-                                                        f"{p.fps:.1f} FPS ({p.seconds:.0f} s)"))
+    planned = 1 + len(cfg.ratios) + (cfg.refine_steps if cfg.refine else 0)  # baseline, grid, bisections
+    measured = []
+
+    def on_point(p) -> None:
+        measured.append(p)
+        status.advance(len(measured), planned)
+        err.print(f"ratio {p.ratio:g}: mAP50 {p.map50:.3f}, {p.fps:.1f} FPS ({p.seconds:.0f} s)")
+
+    with stdout_to_stderr(as_json), progress("sweeping") as status:
+        result = run_sweep(model, out, cfg, executor=run, progress=status.update, on_point=on_point)
     if as_json:
         print_json(result)
         return
@@ -175,7 +181,7 @@ def report(run_dir, no_curves, as_json) -> None:
     """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md from a sweep run folder."""
     from toolchain.report import build_report
 
-    with stdout_to_stderr(as_json), console(stderr=True).status("writing the report") as status:
+    with stdout_to_stderr(as_json), progress("writing the report") as status:
         result = build_report(run_dir, curves=not no_curves, progress=status.update)
     if as_json:
         print_json(result)

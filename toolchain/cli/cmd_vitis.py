@@ -6,7 +6,7 @@ import click
 
 from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
                                 weights_option)
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 ACTS = ("hardswish", "leaky", "relu")
 
@@ -30,7 +30,7 @@ def preflight(model, target, imgsz, input_shape, show_all, weights, as_json) -> 
 
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
 
-    with stdout_to_stderr(as_json), console(stderr=True).status("tracing"):
+    with stdout_to_stderr(as_json), progress("tracing"):
         report = run_preflight(model, target, imgsz, input_shape, weights)
     if as_json:
         print_json(report)
@@ -123,7 +123,7 @@ def board_bench(host, bundle, remote_dir, mode, sources, threads, iterations, du
 
     cfg = BoardBenchConfig(host=host, bundle=Path(bundle), remote_dir=remote_dir, mode=mode, threads=threads,
                            iterations=iterations, duration=duration, warmup=warmup, sources=tuple(sources), port=port)
-    with console(stderr=True).status(f"running on {host}"):
+    with progress(f"running on {host}"):
         result = run_board_bench(cfg)
     if as_json:
         print_json(result)

@@ -103,3 +103,38 @@ def fail(message: str, as_json: bool) -> None:
         click.echo(json.dumps({"error": message}))
     click.echo(f"edgeprune: error: {message}", err=True)
     sys.exit(EXIT_USER_ERROR)
+
+
+class Progress:
+    """What a long step is doing, on stderr: a spinner and message, plus a bar with ETA once the count is known.
+
+    ``update(message)`` changes the text (drop-in for rich's ``status.update``); ``advance(done,
+    total)`` shows the bar, elapsed time and the time remaining. Nothing goes to stdout, so
+    ``--json`` output stays clean; on a non-terminal stderr rich draws nothing.
+    """
+
+    def __init__(self, description: str):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self._rich = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                  console=console(stderr=True), transient=True)
+        self._task = self._rich.add_task(description, total=None)
+
+    def __enter__(self) -> "Progress":
+        self._rich.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._rich.stop()
+
+    def update(self, message: str) -> None:
+        self._rich.update(self._task, description=message)
+
+    def advance(self, done: int, total: int | None = None) -> None:
+        self._rich.update(self._task, completed=done, total=total)
+
+
+def progress(description: str) -> Progress:
+    return Progress(description)
