@@ -68,6 +68,9 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
                      for name, v in result.per_class.items()]
         run = result.runner
         shown = result.imgsz if isinstance(result.imgsz, int) else "x".join(map(str, result.imgsz))
+        if imgsz is None:  # say which size ran, and why
+            console(stderr=True).print(f"note: input {shown}, the size {Path(model).name} was built at "
+                                       "(--imgsz applies to dynamic-shape artifacts)", markup=False)
         caption = (f"{result.artifact} on {result.data} ({split}), input {shown}, {run['backend']} "
                    f"{run['backend_version']} on {run['device']}, executed precision {run['executed_precision']}")
     if as_json:
