@@ -16,8 +16,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from targets.imagedata import IMAGE_SUFFIXES
 from toolchain.errors import InputFileError
+from toolchain.prepost import IMAGE_SUFFIXES
 from toolchain.synth import SHAPE_NAMES, _background, _shape_mask
 
 

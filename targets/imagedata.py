@@ -13,44 +13,27 @@ import cv2
 import numpy as np
 
 from toolchain.errors import InputFileError
-from toolchain.loading import read_data_yaml
-from toolchain.prepost import IMAGE_SUFFIXES, fit, to_input
+from toolchain.prepost import fit, to_input
 
 
 def image_files(data_yaml: str | Path, split: str) -> list[Path]:
-    """Sorted image files of ``split`` (a folder, a list file or a list of either) in a data.yaml."""
-    data = read_data_yaml(data_yaml)
-    if split not in data:
-        raise InputFileError(f"data file {data_yaml} has no {split!r} split")
-    root = Path(data.get("path") or Path(data_yaml).parent)
-    if not root.is_absolute():
-        root = (Path(data_yaml).parent / root).resolve()
-    entries = data[split] if isinstance(data[split], list) else [data[split]]
-    files: list[Path] = []
-    for entry in entries:
-        p = Path(entry) if Path(entry).is_absolute() else root / entry
-        if p.is_dir():
-            files += [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES]
-        elif p.is_file() and p.suffix == ".txt":
-            files += [Path(line.strip()) if Path(line.strip()).is_absolute() else root / line.strip()
-                      for line in p.read_text().splitlines() if line.strip()]
+    """Sorted image files of ``split`` (a folder, a list file or a list of either) in a data.yaml.
+
+    Resolved exactly as :mod:`toolchain.datasets` checks them (and as Ultralytics reads them).
+    """
+    from toolchain.datasets import images_of, split_sources
+
+    files = [image for source in split_sources(data_yaml, split) for image in images_of(source, Path(data_yaml), split)]
     if not files:
         raise InputFileError(f"data file {data_yaml}: no images found for split {split!r}")
     return sorted(files)
 
 
-def label_file(image: Path) -> Path:
-    """YOLO convention: .../images/x.jpg → .../labels/x.txt."""
-    parts = list(image.parts)
-    idx = len(parts) - 1 - parts[::-1].index("images") if "images" in parts else None
-    if idx is not None:
-        parts[idx] = "labels"
-    return Path(*parts).with_suffix(".txt")
-
-
 def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth of one image: (classes (N,), boxes xyxy in pixels (N, 4))."""
-    path = label_file(image)
+    from toolchain.datasets import label_path
+
+    path = label_path(image)
     if not path.exists() or not path.read_text().strip():
         return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.float32)
     rows = np.array([list(map(float, line.split()[:5])) for line in path.read_text().splitlines() if line.strip()])

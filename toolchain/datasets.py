@@ -20,8 +20,8 @@ from pathlib import Path
 
 from toolchain.errors import InputFileError
 from toolchain.loading import read_data_yaml
+from toolchain.prepost import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 COORD_SLACK = 1e-3  # Ultralytics accepts coordinates up to 1 + a rounding margin
 
 
@@ -79,7 +79,8 @@ def split_sources(data_yaml: str | os.PathLike, split: str) -> list[Path]:
     return [(root / str(e)) if not Path(str(e)).is_absolute() else Path(str(e)) for e in entries]
 
 
-def _images_of(source: Path, data_yaml: Path, split: str) -> list[Path]:
+def images_of(source: Path, data_yaml: Path, split: str) -> list[Path]:
+    """The images a split entry names: a folder (recursively) or a list file of paths."""
     if not source.exists():
         raise InputFileError(f"data file {data_yaml}: the {split} images {source} do not exist")
     if source.is_file():  # a list of image paths, one per line, relative to the list's folder
@@ -155,7 +156,7 @@ def check_dataset(data_yaml: str | os.PathLike, splits: tuple[str, ...] = ("val"
     report = DatasetReport(str(data_yaml))
     for split in splits:
         sources = split_sources(data_yaml, split)
-        images = [img for source in sources for img in _images_of(source, data_yaml, split)]
+        images = [img for source in sources for img in images_of(source, data_yaml, split)]
         part = SplitReport(split, ", ".join(map(str, sources)), images=len(images))
         if not images:
             raise InputFileError(f"data file {data_yaml}: the {split} split {part.folder} holds no images "
