@@ -64,6 +64,7 @@ class ArtifactEval:
     map50: float
     map50_95: float
     per_class: dict = field(default_factory=dict)
+    ultralytics: dict | None = None  # the Ultralytics validator on the same artifact, where it can load it
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -71,11 +72,13 @@ class ArtifactEval:
 
 def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu", precision: str = "auto",
                       imgsz: int | None = None, split: str = "val", progress=None,
-                      weights: str | None = None) -> ArtifactEval:
+                      weights: str | None = None, validate: bool = False) -> ArtifactEval:
     """Open ``artifact`` (or a model source run in PyTorch) with its target and evaluate it on ``data``.
 
     Args:
         weights: a Darknet cfg's .weights (when ``artifact`` is a .cfg).
+        validate: also run the Ultralytics validator on the artifact (ONNX, OpenVINO; detect
+            heads with Ultralytics' output), reported in ``ultralytics`` beside edgeprune's number.
     """
     from targets.artifacts import read_metadata, resolve_artifact
     from targets.registry import target_for_artifact
@@ -109,4 +112,37 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu
     names = data_cfg["names"]
     per_class = {str(names[c]): v for c, v in metrics.pop("per_class").items()}
     shown = size[0] if size[0] == size[1] else list(size)
-    return ArtifactEval(str(artifact), str(data), split, shown, runner.info.to_json(), per_class=per_class, **metrics)
+    result = ArtifactEval(str(artifact), str(data), split, shown, runner.info.to_json(), per_class=per_class, **metrics)
+    if validate and runner.head is None and read_metadata(path).get("task") == "detect" \
+            and not getattr(runner, "accepts_u8_bgr", False):
+        result.ultralytics = validator_metrics(path, target.name, data, size[0], split, result.map50_95)
+    return result
+
+
+def validator_metrics(path: Path, target: str, data, imgsz: int, split: str, ours: float) -> dict | None:
+    """``yolo val`` on the artifact itself (ONNX file, OpenVINO folder), beside edgeprune's number.
+
+    Ultralytics recognises an OpenVINO folder by an ``_openvino_model`` name, so other folders are
+    validated through a link with such a name. Both pipelines letterbox square images alike at a
+    static size and match detections by the same rule (:func:`toolchain.detection_metrics.match`);
+    what remains is float rounding and IoU ties, reported as the difference.
+    """
+    import tempfile
+
+    from toolchain.device import open_yolo
+
+    if target not in ("onnx", "openvino"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:
+        source = path
+        if target == "openvino":
+            folder = path if path.is_dir() else path.parent
+            source = Path(tmp) / f"{folder.name.removesuffix('_openvino_model') or 'model'}_openvino_model"
+            source.symlink_to(folder.resolve(), target_is_directory=True)
+        metrics = open_yolo(str(source), task="detect").val(data=str(data), imgsz=imgsz, batch=1, split=split,
+                                                            device="cpu", plots=False, verbose=False, workers=0,
+                                                            project=tmp, name="val")
+    box = metrics.box
+    return {"map50": float(box.map50), "map50_95": float(box.map), "precision": float(box.mp),
+            "recall": float(box.mr), "difference_map50_95": ours - float(box.map),
+            "why": "same letterbox, NMS settings and matching rule; the rest is float rounding and IoU ties"}

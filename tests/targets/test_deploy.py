@@ -170,3 +170,16 @@ def test_u8_input_ir_does_its_own_preprocessing_and_detects_the_same(baseline_pt
         assert x.dtype == np.uint8 and x.shape == (1, 256, 256, 3)  # no float conversion on the host
         a, b = fast.detect(frame), ref.detect(frame)
         assert a.shape == b.shape and np.allclose(a, b, atol=1e-2)
+
+
+def test_eval_agrees_with_the_ultralytics_validator(deployed, synth_data):
+    """The committed baseline's FP32 IR at its imgsz: edgeprune's mAP50-95 within 0.5 points of `yolo val`'s."""
+    folder = Path(deployed("openvino", "fp32").deploy_json).parent
+    proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", "eval", str(folder), "--data", str(synth_data),
+                           "--precision", "f32", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    validator = report["ultralytics"]
+    assert report["imgsz"] == IMGSZ and validator["map50_95"] > 0.7
+    assert abs(report["map50_95"] - validator["map50_95"]) <= 0.005, (report["map50_95"], validator)
+    assert abs(report["map50"] - validator["map50"]) <= 0.005

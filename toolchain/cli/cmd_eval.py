@@ -35,8 +35,8 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     IR folder, .onnx, or a deploy folder). Artifacts and cfgs are run with the pre-processing the
     model was trained with (letterbox; Darknet: stretch unless letter_box=1), their own box decode
     (Darknet: anchors, scale_x_y, new_coords), then the shared NMS and metrics.
-    The Ultralytics validator pads square images to a larger "rect" size (256 → 288), so its
-    numbers are a little higher than the pipeline's; compare like with like (--backend torch).
+    ONNX and OpenVINO artifacts of Ultralytics models are also run through the Ultralytics
+    validator, and both numbers are shown with their difference.
     """
     check_stride(imgsz)
     imgsz = resolve_imgsz(model, imgsz)
@@ -62,8 +62,7 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
 
         with stdout_to_stderr(as_json), progress("evaluating") as status:
             result = evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
-                                       progress=status.advance,
-                                       weights=weights)
+                                       progress=status.advance, weights=weights, validate=True)
         per_class = [[name, v["precision"], v["recall"], v["map50"], v["map50_95"]]
                      for name, v in result.per_class.items()]
         run = result.runner
@@ -73,6 +72,11 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
                                        "(--imgsz applies to dynamic-shape artifacts)", markup=False)
         caption = (f"{result.artifact} on {result.data} ({split}), input {shown}, {run['backend']} "
                    f"{run['backend_version']} on {run['device']}, executed precision {run['executed_precision']}")
+        if result.ultralytics:
+            ul = result.ultralytics
+            caption += (f"\nUltralytics validator on the same artifact: mAP50 {ul['map50']:.4f}, mAP50-95 "
+                        f"{ul['map50_95']:.4f} (edgeprune - validator: {ul['difference_map50_95'] * 100:+.2f} points; "
+                        f"{ul['why']})")
     if as_json:
         print_json(result)
         return
