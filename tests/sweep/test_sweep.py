@@ -192,6 +192,6 @@ def test_sweep_cli_resumes_and_prints_the_table(knee_run, baseline_pt, small_dat
             "--max-drop", 0.1, "--bench-iterations", 10, "--refine", "--refine-steps", 1, "--out", run_dir]
     proc = _cli(*args)
     assert proc.returncode == 0, proc.stderr
-    assert "optimal pruning point: 0.02" in proc.stdout and "0 points measured, 4 resumed" in proc.stdout
+    assert f"optimal pruning point: {result.choice.ratio}" in proc.stdout and "0 points measured, 4 resumed" in proc.stdout
     proc = _cli(*args[:5], "1.5:2:0.1", *args[6:])
     assert proc.returncode == 2 and "between 0 and 1" in proc.stderr
