@@ -90,7 +90,7 @@ def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: 
 
 def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", iterations: int | None = None,
           duration: float = 10.0, threads: int | None = None, requests: int | None = None, precision: str = "auto",
-          warmup: int = 5, e2e: bool = False, imgsz: int | None = None, backend: str = "auto"):
+          warmup: int = 5, e2e: bool = False, imgsz: int | None = None, backend: str = "auto", batch: int = 1):
     """Latency percentiles and throughput of ``artifact`` on this device (the precision it executed
     is reported). Returns a list of :class:`targets.bench.BenchResult` (inference only, then end
     to end with ``e2e``)."""
@@ -99,7 +99,7 @@ def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", iteratio
 
     cfg = BenchConfig(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
                       precision=precision, duration=None if iterations else duration, iterations=iterations,
-                      warmup=warmup)
+                      warmup=warmup, batch=batch)
     cfg.validate()
     return run_bench(artifact, cfg, e2e=e2e, imgsz=imgsz)
 

@@ -264,7 +264,8 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None) -> Runner:
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
+             batch: int = 1) -> Runner:
         """Compile/load ``artifact`` for ``device``.
 
         Args:
@@ -273,4 +274,5 @@ class Target(abc.ABC):
             hint: ``latency`` or ``throughput``, for runtimes that tune themselves to it.
             requests: inferences the caller will keep in flight (a tuning hint).
             input_hw: run at this input size (needs a dynamic artifact, or a torch model).
+            batch: images per inference (OpenVINO reshapes any IR; ONNX needs a dynamic batch).
         """

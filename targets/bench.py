@@ -38,12 +38,15 @@ class BenchConfig:
     duration: float | None = 10.0
     iterations: int | None = None
     warmup: int = 5
+    batch: int = 1  # images per inference; FPS counts images
 
     def validate(self) -> None:
         if self.hint not in ("latency", "throughput"):
             raise EdgepruneError(f"--hint must be latency or throughput, got {self.hint!r}")
         if self.iterations is None and (self.duration is None or self.duration <= 0):
             raise EdgepruneError("give a positive --duration or --iterations")
+        if self.batch < 1:
+            raise EdgepruneError(f"--batch must be at least 1, got {self.batch}")
         if self.iterations is not None and self.iterations < 1:
             raise EdgepruneError(f"--iterations must be at least 1, got {self.iterations}")
 

@@ -29,7 +29,7 @@ def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int
     check_weights(path, weights)
     extra = {"weights": weights} if is_darknet(path) else {}
     return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
-                       input_hw=input_hw, **extra)
+                       input_hw=input_hw, batch=cfg.batch, **extra)
 
 
 def class_count(artifact: str | Path, runner) -> int:
@@ -57,6 +57,9 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
               weights: str | None = None) -> list[BenchResult]:
     """Inference-only, then (if asked) end-to-end or multi-stream, all with the same settings."""
     size = (imgsz, imgsz) if imgsz else None
+    if cfg.batch != 1 and (e2e or streams or splice):
+        raise EdgepruneError(f"--batch {cfg.batch} measures inference only; end-to-end and multi-stream runs feed one "
+                             "frame per inference (drop --batch, or --e2e/--streams)")
     if streams or splice:
         if streams != 4 or not splice:
             raise EdgepruneError("multi-stream mode is --streams 4 --splice SIZE (four tiles in a 2x2 grid), "
@@ -137,6 +140,9 @@ def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | 
     """
     from targets.ultralytics_exports import best_reference
 
+    if e2e and cfg.batch != 1:
+        raise EdgepruneError(f"--batch {cfg.batch} measures inference only; end-to-end runs feed one frame per "
+                             "inference (drop --batch or --e2e)")
     references = references or []
     items = [(ref.label, ref.artifact) for ref in references] + [(str(a), str(a)) for a in artifacts]
     measured, failed = [], []

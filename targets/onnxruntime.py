@@ -36,10 +36,11 @@ def export_onnx(source, path: Path, opset: int | None = None) -> int:
     opset = opset or best_onnx_opset(onnx)
     dynamic = None
     if source.dynamic:  # YOLO heads: (B, 4 + nc, anchors); Darknet maps: (B, C, H, W); Darknet rows: (N, 5 + nc)
-        dynamic = {"images": {2: "height", 3: "width"}}
+        rows = bool(source.head and source.head.get("format") == "darknet-rows")  # one image's rows: batch 1
+        dynamic = {"images": {2: "height", 3: "width"} if rows else {0: "batch", 2: "height", 3: "width"}}
         for name in source.output_names:
-            dynamic[name] = {0: "rows"} if source.head and source.head.get("format") == "darknet-rows" else \
-                ({2: "height", 3: "width"} if source.head else {2: "anchors"})
+            dynamic[name] = {0: "rows"} if rows else \
+                ({0: "batch", 2: "height", 3: "width"} if source.head else {0: "batch", 2: "anchors"})
     torch2onnx(source.module, source.example, str(path), opset=opset, output_names=list(source.output_names),
                dynamic=dynamic)
     onnx.save(onnxslim.slim(onnx.load(str(path))), str(path))
@@ -139,8 +140,16 @@ def to_fp16(fp32_path: Path, out_path: Path) -> None:
     onnx.save(model, str(out_path))
 
 
+def _default_threads() -> int:
+    """What ONNX Runtime's CPU provider uses when not told: one intra-op thread per physical core."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or 1
+
+
 class ONNXRuntimeRunner(Runner):
-    def __init__(self, path: Path, device: str, threads: int | None, input_hw: tuple[int, int] | None = None):
+    def __init__(self, path: Path, device: str, threads: int | None, input_hw: tuple[int, int] | None = None,
+                 batch: int = 1):
         import onnxruntime as ort
 
         provider = PROVIDERS[device]
@@ -158,6 +167,10 @@ class ONNXRuntimeRunner(Runner):
                                  f"run it at {input_hw[0]}x{input_hw[1]}")
         if dynamic:
             shape[2:] = input_hw or read_metadata(path).get("imgsz") or [640, 640]
+        if isinstance(shape[0], int) and shape[0] != batch:
+            raise EdgepruneError(f"{path} has a static batch of {shape[0]}; deploy with --dynamic-shape (dynamic batch "
+                                 f"and size) to run it at batch {batch}")
+        shape[0] = batch
         stored = read_metadata(path).get("edgeprune", {}).get("precision") or _onnx_precision(path)
         self.input_name = inp.name
         self.info = RunnerInfo(
@@ -165,8 +178,8 @@ class ONNXRuntimeRunner(Runner):
             artifact_precision=stored,
             # the CPU provider lacks f16 kernels for some ops and casts around them
             executed_precision={"int8": "int8 + f32", "fp16": "f16 + f32" if device == "cpu" else "f16"}.get(stored, "f32"),
-            threads=threads or opts.intra_op_num_threads or None, input_name=inp.name,
-            input_shape=tuple(int(d) if isinstance(d, int) else 1 for d in shape),
+            threads=threads or opts.intra_op_num_threads or _default_threads(), input_name=inp.name,
+            input_shape=tuple(int(d) for d in shape),
         )
         self.head, self.resize = read_decoding(path)
 
@@ -258,8 +271,8 @@ class ONNXRuntimeTarget(Target):
         return bool(record and record.get("target") == self.name)
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
-             ) -> ONNXRuntimeRunner:
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
+             batch: int = 1) -> ONNXRuntimeRunner:
         artifact = Path(artifact)
         if artifact.is_dir():
             record = read_deploy_record(artifact) or {}
@@ -269,4 +282,4 @@ class ONNXRuntimeTarget(Target):
         if precision not in ("auto", "f32"):
             raise EdgepruneError(f"ONNX Runtime runs the precision stored in the model; --precision {precision} "
                                  "cannot be forced (deploy with --precision fp16 instead)")
-        return ONNXRuntimeRunner(artifact, self.check_device(device), threads, input_hw)
+        return ONNXRuntimeRunner(artifact, self.check_device(device), threads, input_hw, batch)

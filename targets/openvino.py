@@ -91,7 +91,7 @@ class OpenVINORunner(Runner):
     """A compiled IR. ``compiled`` is public so callers can use the very same compiled model."""
 
     def __init__(self, xml: Path, device: str, precision: str, threads: int | None, hint: str = "latency",
-                 requests: int | None = None, input_hw: tuple[int, int] | None = None):
+                 requests: int | None = None, input_hw: tuple[int, int] | None = None, batch: int = 1):
         import openvino as ov
 
         core = _core()
@@ -106,7 +106,7 @@ class OpenVINORunner(Runner):
         def with_hw(h, w):
             dims = [shape[i] for i in range(4)]
             dims[hw] = [h, w]
-            return ov.PartialShape([1 if i == 0 else d for i, d in enumerate(dims)])
+            return ov.PartialShape([batch if i == 0 else d for i, d in enumerate(dims)])
 
         if input_hw is not None and (shape.is_dynamic or tuple(shape.to_shape())[hw] != tuple(input_hw)):
             if not shape.is_dynamic:
@@ -119,6 +119,11 @@ class OpenVINORunner(Runner):
         elif shape.is_dynamic:
             imgsz = read_metadata(xml).get("imgsz") or [640, 640]
             self.model.reshape({self.model.inputs[0]: with_hw(*imgsz)})
+        elif shape[0].get_length() != batch:  # a static IR runs at another batch as benchmark_app -b does it
+            dims = list(shape.to_shape())
+            dims[0] = batch
+            with opening(xml, f"OpenVINO IR at batch {batch}"):
+                self.model.reshape({self.model.inputs[0]: ov.PartialShape(dims)})
         config: dict = {"PERFORMANCE_HINT": hint.upper()}
         if precision != "auto":
             if precision not in FORCEABLE:
@@ -359,7 +364,7 @@ class OpenVINOTarget(Target):
         return artifact
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None
-             ) -> OpenVINORunner:
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
+             batch: int = 1) -> OpenVINORunner:
         return OpenVINORunner(self.xml_of(artifact), self.check_device(device), precision, threads, hint, requests,
-                              input_hw)
+                              input_hw, batch)

@@ -33,9 +33,9 @@ class TorchRunner(Runner):
         self.head, self.resize = head, resize
 
     @classmethod
-    def of(cls, source, threads: int | None = None) -> "TorchRunner":
+    def of(cls, source, threads: int | None = None, batch: int = 1) -> "TorchRunner":
         """The runner of a prepared :class:`toolchain.sources.ExportSource`, decoding as its artifacts will."""
-        return cls(source.module, tuple(source.example.shape), threads, source.head, source.resize)
+        return cls(source.module, (batch, *source.example.shape[1:]), threads, source.head, source.resize)
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
@@ -64,7 +64,7 @@ class TorchTarget(Target):
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
              hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
-             weights: str | None = None) -> TorchRunner:
+             batch: int = 1, weights: str | None = None) -> TorchRunner:
         from toolchain.sources import prepare
 
         if device.lower() != "cpu":
@@ -76,4 +76,4 @@ class TorchTarget(Target):
             raise EdgepruneError(f"the torch reference runner takes square inputs, got {input_hw[0]}x{input_hw[1]}")
         # None: the model's own size (a checkpoint's training size, a cfg's [net] size)
         source = prepare(artifact, None if shape else (input_hw[0] if input_hw else None), shape, weights=weights)
-        return TorchRunner.of(source, threads)
+        return TorchRunner.of(source, threads, batch)

@@ -99,7 +99,8 @@ class VitisTarget(Target):
         return bool(record and record.get("target") == self.name)
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
-             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None) -> Runner:
+             hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
+             batch: int = 1) -> Runner:
         from targets.vitis.deploy import BOARD_ONLY
 
         raise EdgepruneError(BOARD_ONLY)

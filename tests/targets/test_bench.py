@@ -130,6 +130,31 @@ def test_benchmark_app_style_options_and_csv(deploy_ir, tmp_path):
     assert int(rows[0]["requests"]) == 2  # -nireq reached the inference-only measurement
 
 
+def test_batch_4_with_csv(deploy_ir, deploy_onnx, tmp_path):
+    """--batch 4 feeds (4, 3, H, W) and counts images; a batch-1 ONNX file is refused naming the fix."""
+    import csv
+
+    table = tmp_path / "batch.csv"
+    proc = cli("bench", deploy_ir, "-b", 4, "-niter", 6, "--csv", table, "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads(proc.stdout)
+    [row] = list(csv.DictReader(table.open()))
+    assert run["batch"] == int(row["batch"]) == 4 and row["input_shape"] == "4x3x256x256"
+    assert run["iterations"] == int(row["iterations"]) == 6
+    # FPS counts images: four per inference, over the measured wall time
+    assert run["throughput_fps"] == pytest.approx(4 * 6 / run["duration_s"])
+    # each image of the batch gets the same answer it gets alone
+    images = np.random.default_rng(1).random((4, 3, 256, 256), dtype=np.float32)
+    batched = open_runner(deploy_ir, BenchConfig(batch=4)).predict(images)
+    single = open_runner(deploy_ir, BenchConfig())
+    for i in range(4):
+        alone = single.predict(images[i:i + 1])
+        assert np.abs(batched[i:i + 1] - alone).max() <= 1e-3 * np.abs(alone).max()
+    refused = cli("bench", deploy_onnx, "--batch", 2, "-niter", 2)
+    assert refused.returncode == 2 and "static batch of 1" in refused.stderr and "--dynamic-shape" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_streams_mode_needs_a_resizable_artifact(deploy_ir, baseline_pt):
     with pytest.raises(EdgepruneError, match="static 256x256 IR; deploy with --dynamic-shape"):
         run_bench(str(deploy_ir), QUICK, streams=4, splice=832)

@@ -52,7 +52,7 @@ class PickleTarget(Target):
         return Path(artifact).suffix == ".pkl"
 
     def open(self, artifact, device="cpu", precision="auto", threads=None, hint="latency", requests=None,
-             input_hw=None):
+             input_hw=None, batch=1):
         return PickledRunner(Path(artifact))
 
 

@@ -25,6 +25,9 @@ def _bench_options(func):
         click.option("--hint", "-hint", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True),
         click.option("--requests", "-nireq", type=click.IntRange(min=1), default=None,
                      help="Inferences in flight (default: 1 for latency, the runtime's optimum for throughput)."),
+        click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Images per inference; the input is (B, 3, H, W) and FPS counts images. "
+                          "An ONNX model needs a dynamic batch (deploy --dynamic-shape)."),
         click.option("--threads", "-nthreads", type=click.IntRange(min=1), default=None, help="Inference threads."),
         click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
                      help="Compute precision to force where the runtime allows; auto = the runtime's choice, reported."),
@@ -44,12 +47,12 @@ def _bench_options(func):
     return func
 
 
-def _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup):
+def _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup):
     from targets.bench import BenchConfig
 
     cfg = BenchConfig(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
                       precision=precision, duration=None if iterations else duration, iterations=iterations,
-                      warmup=warmup)
+                      warmup=warmup, batch=batch)
     cfg.validate()
     return cfg
 
@@ -80,7 +83,7 @@ def _render(results) -> None:
     console().print(table("Configuration applied", ["", "value"], config))
     rows = []
     for r in results:
-        label = {"inference": f"inference only, input {r.input_shape[-2]}x{r.input_shape[-1]}",
+        label = {"inference": f"inference only, input {'x'.join(map(str, r.input_shape))}",
                  "e2e": "end-to-end (decode+resize+infer+NMS)",
                  "streams": "4 streams spliced, end-to-end"}[r.mode]
         rows.append([label, f"{r.throughput_fps:.1f}", f"{r.latency.median_ms:.2f}", f"{r.latency.p90_ms:.2f}",
@@ -126,7 +129,7 @@ def bench() -> None:
 @click.option("--frame-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run detection on every K-th frame (e2e).")
 @weights_option
-def bench_run(artifact, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
+def bench_run(artifact, backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup, imgsz,
               json_out, csv_out, e2e, streams, splice, source, frame_interval, weights) -> None:
     """Latency percentiles, throughput, first-inference time and the precision actually executed.
 
@@ -135,7 +138,7 @@ def bench_run(artifact, backend, device, hint, requests, threads, precision, dur
     """
     from targets.bench_run import run_bench
 
-    cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    cfg = _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup)
     check_stride(imgsz)
     _check_outputs(json_out, None)
     with stdout_to_stderr(json_out == "-"), progress("benchmarking"):
@@ -170,7 +173,7 @@ def _artifacts_size(artifacts) -> int | None:
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --vs-ultralytics: calibration images for Ultralytics' INT8 export (skipped without).")
 @click.option("--e2e", is_flag=True, help="Also measure each end to end (decode, resize, infer, NMS).")
-def bench_compare(artifacts, backend, device, hint, requests, threads, precision, duration, iterations, warmup, imgsz,
+def bench_compare(artifacts, backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup, imgsz,
                   json_out, csv_out, plot, unpruned, data, e2e) -> None:
     """Run several artifacts in one process with the same settings; ratios against the best Ultralytics export.
 
@@ -182,7 +185,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
     from targets.registry import target_for_artifact
     from targets.artifacts import resolve_artifact
 
-    cfg = _config(backend, device, hint, requests, threads, precision, duration, iterations, warmup)
+    cfg = _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup)
     check_stride(imgsz)
     _check_outputs(json_out, plot)
     references = []
@@ -202,7 +205,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
         from toolchain.plots import bar_chart
 
         bar_chart(result.labels, [r.throughput_fps for r in results], "inference FPS", plot,
-                  title=f"{cfg.hint} hint, batch 1, inference only, {results[0].cpu}")
+                  title=f"{cfg.hint} hint, batch {cfg.batch}, inference only, {results[0].cpu}")
     if json_out == "-":
         print_json(result)
         _fail_on_skipped(result)
@@ -215,7 +218,7 @@ def bench_compare(artifacts, backend, device, hint, requests, threads, precision
             for i, (label, r) in enumerate(zip(result.labels, results))]
     base = ("the fastest Ultralytics export of the unpruned model" if result.references else "the first artifact")
     shape = "x".join(map(str, results[result.base].input_shape[-2:]))
-    caption = (f"inference only, {cfg.hint} hint, batch 1, input {shape}, {results[0].threads} threads, "
+    caption = (f"inference only, {cfg.hint} hint, batch {cfg.batch}, input {shape}, {results[0].threads} threads, "
                f"{results[0].cpu}; "
                f"ratio = FPS / FPS of {base} ({result.base_label})")
     if plot:
