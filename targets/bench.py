@@ -142,7 +142,11 @@ def measure_artifact(target, artifact: str, device: str, seconds: float) -> Benc
 
 def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
     """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
+    from toolchain.progress import step
+
     cfg.validate()
+    step(f"measuring {Path(artifact).name}: " + (f"{cfg.iterations} iterations" if cfg.iterations
+                                                   else f"{cfg.duration:g} s") + f" after {cfg.warmup} warm-up runs")
     x = np.random.default_rng(0).random(runner.info.input_shape, dtype=np.float32)
     t0 = time.perf_counter()
     runner(x)

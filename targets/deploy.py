@@ -90,9 +90,13 @@ def _check_replaceable(out_dir: Path) -> None:
 def _deploy_into(target, model_path: str, out_dir: Path, cfg: ExportConfig, input_shape, evaluate: bool
                  ) -> ExportResult:
     """Export, verify and record one precision into ``out_dir`` (a staging folder)."""
+    from toolchain.progress import step
+
     device = target.check_device(cfg.device)
     target_name = target.name
+    step(f"preparing {Path(model_path).name}")
     source = prepare_for_data(model_path, cfg, input_shape)
+    step(f"exporting to {target_name} ({cfg.precision})")
     artifact = Path(target.export(source, out_dir, cfg))
     proof = target.verify(source, artifact, cfg, device, evaluate=evaluate)
     if proof.get("dry_run"):  # the target only wrote its plan (e.g. the Docker commands): nothing to record

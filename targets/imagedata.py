@@ -46,12 +46,17 @@ def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.
 def calibration_batches(data_yaml: str | Path, input_hw: int | tuple[int, int], count: int, split: str = "train",
                         resize: str = "letterbox") -> list[np.ndarray]:
     """``count`` images spread evenly over ``split``, fitted as the model expects (``resize``), each 1x3xHxW."""
+    from toolchain.progress import advance, step
+
     files = image_files(data_yaml, split)
     picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)
+    step(f"reading {len(picks)} calibration images ({split} split)")
     batches = []
-    for i in picks:
+    for n, i in enumerate(picks):
         image = cv2.imread(str(files[i]))
         if image is None:
             raise InputFileError(f"calibration image {files[i]} cannot be read")
         batches.append(to_input([fit(image, input_hw, resize)[0]]))
+        advance(n + 1, len(picks))
+    step(f"calibrating INT8 on {len(picks)} images")
     return batches

@@ -67,7 +67,7 @@ def choose(candidates: list[dict], max_drop: float) -> tuple[dict, str]:
 
 def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: ExportConfig,
                 input_shape: tuple[int, ...] | None = None, measure: Callable | None = None,
-                progress=None, evaluate: bool = True) -> ExportResult:
+                evaluate: bool = True) -> ExportResult:
     """Deploy every candidate precision under ``out_dir``/.precision-candidates, keep the winner in ``out_dir``.
 
     Args:
@@ -76,6 +76,7 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
     """
     from targets.deploy import deploy
     from targets.registry import get_target
+    from toolchain.progress import step
 
     target = get_target(target_name)
     measure = measure or measure_fps
@@ -88,14 +89,12 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
         shutil.rmtree(staging)
     candidates, results = [], {}
     try:
-        for precision in precisions:
-            if progress:
-                progress(f"candidate {precision}: deploy and verify")
+        for n, precision in enumerate(precisions, 1):
+            step(f"candidate {n}/{len(precisions)} ({precision}): deploy and verify")
             result = deploy(target_name, model_path, staging / precision, replace(cfg, precision=precision,
                                                                                    max_drop=None), input_shape,
                             evaluate=evaluate)
-            if progress:
-                progress(f"candidate {precision}: measure on this device")
+            step(f"candidate {n}/{len(precisions)} ({precision}): measuring FPS on this device")
             speed = measure(target, result.artifact, target.check_device(cfg.device))
             record = result.record
             candidates.append({"precision": precision, **speed, "map50_95_drop": _drop(record),

@@ -23,11 +23,15 @@ _REFERENCE: dict = {}  # the last source's torch score, by (files, size, resize,
 
 def verify_on_host(target, source: ExportSource, artifact: Path, cfg, device: str, evaluate: bool = True) -> dict:
     """Open ``artifact`` on this host and record its runner, fidelity and (with ``cfg.data``) accuracy."""
+    from toolchain.progress import step
+
+    step(f"opening the {cfg.precision} artifact on {device}")
     # the runner records the precision the runtime executed; the target says which to force, if any
     runner = target.open(artifact, device, target.verify_precision(cfg.precision))
+    step(f"{cfg.precision}: fidelity against PyTorch")
     proof = {"runner": runner.info.to_json(), "fidelity": fidelity(source, runner)}
     if evaluate and cfg.data and source.task != "module":
-        proof["accuracy"] = accuracy(source, runner, cfg.data)
+        proof["accuracy"] = accuracy(source, runner, cfg.data, cfg.precision)
     return proof
 
 
@@ -60,17 +64,20 @@ def fidelity(source: ExportSource, runner) -> dict:
             "input": "uniform random in [0, 1], seed-free"}
 
 
-def accuracy(source: ExportSource, runner, data: str) -> dict:
+def accuracy(source: ExportSource, runner, data: str, label: str = "artifact") -> dict:
     """mAP of the artifact and of the PyTorch source through the same fit/decode/NMS pipeline."""
     from targets.torch_ref import TorchRunner
     from toolchain.artifact_eval import evaluate_callable
+    from toolchain.progress import step
 
     nc = read_data_yaml(data)["nc"]
+    step(f"{label}: mAP of the artifact on the val split")
     artifact = evaluate_callable(runner.predict, data, source.input_hw, nc, resize=source.resize)
     artifact.pop("per_class")
     key = (tuple(f["sha256"] for f in source.files) or source.sha256, source.input_hw, source.resize, source.head_scope,
            str(Path(data).resolve()), Path(data).stat().st_mtime_ns)
     if key not in _REFERENCE:  # several artifacts of one source (precision candidates) share its score
+        step("mAP of the PyTorch source on the val split (the reference)")
         reference = evaluate_callable(TorchRunner.of(source).predict, data, source.input_hw, nc, resize=source.resize)
         reference.pop("per_class")
         _REFERENCE.clear()

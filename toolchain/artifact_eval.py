@@ -31,7 +31,10 @@ def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: st
         input_hw: the network input size (an int for square inputs).
         resize: how images are fitted into the input (:func:`toolchain.prepost.fit`), as the model was trained.
     """
+    from toolchain.progress import advance
+
     files = files if files is not None else image_files(data_yaml, split)
+    progress = progress or advance  # an explicit callback, else the caller's progress display
     acc = MapAccumulator(nc)
     for i, path in enumerate(files):
         image = cv2.imread(str(path))
@@ -45,8 +48,7 @@ def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: st
         detections = nms(raw, nc)[0]
         detections[:, :4] = box.to_original(detections[:, :4], image.shape[:2])
         acc.add(detections, *read_labels(path, image.shape[:2]))
-        if progress:
-            progress(i + 1, len(files))
+        progress(i + 1, len(files))
     return acc.result()
 
 
@@ -119,20 +121,17 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu
     return result
 
 
-def validator_metrics(path: Path, target: str, data, imgsz: int, split: str, ours: float) -> dict | None:
-    """``yolo val`` on the artifact itself (ONNX file, OpenVINO folder), beside edgeprune's number.
+def ultralytics_box_metrics(path: Path, target: str, data, imgsz: int, split: str = "val"):
+    """``yolo val`` on an ONNX file or OpenVINO folder: the validator's ``metrics.box``.
 
     Ultralytics recognises an OpenVINO folder by an ``_openvino_model`` name, so other folders are
-    validated through a link with such a name. Both pipelines letterbox square images alike at a
-    static size and match detections by the same rule (:func:`toolchain.detection_metrics.match`);
-    what remains is float rounding and IoU ties, reported as the difference.
+    validated through a link with such a name (the user's folder is not renamed or written).
     """
     import tempfile
 
     from toolchain.device import open_yolo
 
-    if target not in ("onnx", "openvino"):
-        return None
+    path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:
         source = path
         if target == "openvino":
@@ -142,7 +141,19 @@ def validator_metrics(path: Path, target: str, data, imgsz: int, split: str, our
         metrics = open_yolo(str(source), task="detect").val(data=str(data), imgsz=imgsz, batch=1, split=split,
                                                             device="cpu", plots=False, verbose=False, workers=0,
                                                             project=tmp, name="val")
-    box = metrics.box
+    return metrics.box
+
+
+def validator_metrics(path: Path, target: str, data, imgsz: int, split: str, ours: float) -> dict | None:
+    """The Ultralytics validator's numbers on the artifact itself, beside edgeprune's (``ours``).
+
+    Both pipelines letterbox square images alike at a static size and match detections by the same
+    rule (:func:`toolchain.detection_metrics.match`); what remains is float rounding and IoU ties,
+    reported as the difference.
+    """
+    if target not in ("onnx", "openvino"):
+        return None
+    box = ultralytics_box_metrics(path, target, data, imgsz, split)
     return {"map50": float(box.map50), "map50_95": float(box.map), "precision": float(box.mp),
             "recall": float(box.mr), "difference_map50_95": ours - float(box.map),
             "why": "same letterbox, NMS settings and matching rule; the rest is float rounding and IoU ties"}

@@ -123,10 +123,15 @@ class Progress:
         self._task = self._rich.add_task(description, total=None)
 
     def __enter__(self) -> "Progress":
+        from toolchain.progress import reporting_to
+
         self._rich.start()
+        self._bound = reporting_to(self)  # library phases (export, calibration, evaluation...) report here
+        self._bound.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._bound.__exit__(*exc)
         self._rich.stop()
 
     def update(self, message: str) -> None:
