@@ -38,8 +38,8 @@ def test_the_readme_api_example_runs(synth_data, tmp_path, monkeypatch):
 def test_the_api_lists_what_it_exports_and_documents_it():
     import edgeprune
 
-    assert set(edgeprune.__all__) == {"EdgepruneError", "bench", "deploy", "evaluate", "finetune", "load", "prune",
-                                      "report", "sweep"}
+    assert set(edgeprune.__all__) == {"EdgepruneError", "bench", "compare", "deploy", "evaluate", "finetune", "load",
+                                      "prune", "report", "sparsify", "sweep", "train"}
     for name in edgeprune.__all__:
         assert getattr(edgeprune, name).__doc__, name
     assert os.environ.get("YOLO_OFFLINE") == "1"
@@ -50,5 +50,54 @@ def test_api_errors_are_edgeprune_errors(tmp_path):
 
     import edgeprune
 
-    with pytest.raises(edgeprune.EdgepruneError, match="ratio= .* or layers="):
+    with pytest.raises(edgeprune.EdgepruneError, match="exactly one of --ratio .* and --layers"):
         edgeprune.prune(str(REPO / "assets" / "yolov8n-synth.pt"), str(tmp_path / "x.pt"))
+
+
+class _Called(Exception):
+    pass
+
+
+def _cli_calls(monkeypatch, name: str, argv: list[str]) -> tuple[tuple, dict]:
+    """Run the CLI with ``edgeprune.<name>`` replaced by a recorder; return what the command passed it."""
+    from click.testing import CliRunner
+
+    import edgeprune
+    from toolchain.cli.main import cli
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen["call"] = (args, kwargs)
+        raise _Called
+
+    monkeypatch.setattr(edgeprune, name, record)
+    result = CliRunner().invoke(cli, argv)
+    assert isinstance(result.exception, _Called), (name, result.output, result.exception)
+    return seen["call"]
+
+
+def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
+    """The CLI parses and prints; the work is the API function of the same name, given the options as typed."""
+    pt, data = str(REPO / "assets" / "yolov8n-synth.pt"), str(synth_data)
+    args, kw = _cli_calls(monkeypatch, "prune", ["prune", pt, "--ratio", "0.4", "--round-to", "16", "--out",
+                                                 str(tmp_path / "p.pt")])
+    assert args[:3] == (pt, str(tmp_path / "p.pt"), 0.4) and kw["round_to"] == 16 and kw["imgsz"] == 256
+    args, kw = _cli_calls(monkeypatch, "deploy", ["deploy", "onnx", pt, "--out", str(tmp_path / "o"),
+                                                  "--precision", "fp16", "--dynamic-shape"])
+    assert args == (pt, "onnx", str(tmp_path / "o")) and kw["precision"] == "fp16" and kw["dynamic"] is True
+    args, kw = _cli_calls(monkeypatch, "bench", ["bench", pt, "-b", "4", "-niter", "7", "-hint", "throughput"])
+    assert args == (pt,) and (kw["batch"], kw["iterations"], kw["hint"]) == (4, 7, "throughput")
+    args, kw = _cli_calls(monkeypatch, "compare", ["bench", "compare", pt, pt, "-nthreads", "1"])
+    assert list(args[0]) == [pt, pt] and kw["threads"] == 1
+    args, kw = _cli_calls(monkeypatch, "evaluate", ["eval", pt, "--data", data, "--split", "val"])
+    assert args == (pt, data) and kw["split"] == "val"
+    args, kw = _cli_calls(monkeypatch, "finetune", ["finetune", pt, "--data", data, "--out", str(tmp_path / "f"),
+                                                    "--epochs", "3", "--no-distill"])
+    assert args == (pt, data, str(tmp_path / "f")) and kw["epochs"] == 3 and kw["teacher"] is None
+    args, kw = _cli_calls(monkeypatch, "sweep", ["sweep", pt, "--data", data, "--ratios", "0.2,0.4", "--out",
+                                                 str(tmp_path / "s")])
+    assert tuple(kw["ratios"]) == (0.2, 0.4) and kw["executor"] == "local"
+    (tmp_path / "run").mkdir()
+    args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
+    assert args == (str(tmp_path / "run"),) and kw["curves"] is False

@@ -47,16 +47,6 @@ def _bench_options(func):
     return func
 
 
-def _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup):
-    from targets.bench import BenchConfig
-
-    cfg = BenchConfig(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
-                      precision=precision, duration=None if iterations else duration, iterations=iterations,
-                      warmup=warmup, batch=batch)
-    cfg.validate()
-    return cfg
-
-
 def _emit(results, json_out) -> bool:
     """Write JSON as asked; True when the table should be skipped."""
     if json_out is None:
@@ -136,31 +126,18 @@ def bench_run(artifact, backend, device, hint, requests, batch, threads, precisi
     ARTIFACT is a deployed artifact, or a model source run in PyTorch (a .pt checkpoint, a
     Darknet .cfg with --weights).
     """
-    from targets.bench_run import run_bench
+    import edgeprune
 
-    cfg = _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup)
     check_stride(imgsz)
     _check_outputs(json_out, None)
-    with stdout_to_stderr(json_out == "-"), progress("benchmarking"):
-        results = run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
-                            frame_interval=frame_interval, imgsz=imgsz, weights=weights)
+    with stdout_to_stderr(json_out == "-"), progress("benchmarking") as status:
+        results = edgeprune.bench(artifact, backend=backend, device=device, hint=hint, requests=requests, batch=batch,
+                                  threads=threads, precision=precision, duration=duration, iterations=iterations,
+                                  warmup=warmup, e2e=e2e, streams=streams, splice=splice, source=source,
+                                  frame_interval=frame_interval, imgsz=imgsz, weights=weights, progress=status)
     _write_csv(csv_out, results)
     if not _emit(results, json_out):
         _render(results)
-
-
-def _artifacts_size(artifacts) -> int | None:
-    """The square input size the artifacts were built at (their metadata), so references are built alike."""
-    from pathlib import Path
-
-    from targets.artifacts import read_metadata, resolve_artifact
-
-    sizes = {tuple(read_metadata(resolve_artifact(Path(a))).get("imgsz") or ()) for a in artifacts} - {()}
-    if len(sizes) > 1:
-        raise click.BadParameter(f"the artifacts were built at different sizes ({sorted(sizes)}); give --imgsz",
-                                 param_hint="'--vs-ultralytics'")
-    size = next(iter(sizes), None)
-    return int(size[0]) if size and size[0] == size[-1] else None
 
 
 @bench.command("compare")
@@ -179,33 +156,22 @@ def bench_compare(artifacts, backend, device, hint, requests, batch, threads, pr
 
     Without --vs-ultralytics the ratios are against the first artifact.
     """
-    from pathlib import Path
+    import edgeprune
 
-    from targets.bench_run import compare
-    from targets.registry import target_for_artifact
-    from targets.artifacts import resolve_artifact
-
-    cfg = _config(backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup)
     check_stride(imgsz)
     _check_outputs(json_out, plot)
-    references = []
     with stdout_to_stderr(json_out == "-"), progress("benchmarking") as status:
-        if unpruned:
-            from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
-            from toolchain.cli.opts import resolve_imgsz
-
-            size = imgsz or _artifacts_size(artifacts) or resolve_imgsz(unpruned, imgsz)
-            runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
-            for runtime in runtimes:
-                references += build_ultralytics_exports(unpruned, runtime, size, data, progress=status.update)
-        result = compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references, status.update, e2e)
+        result = edgeprune.compare(artifacts, unpruned=unpruned, data=data, backend=backend, device=device, hint=hint,
+                                   requests=requests, batch=batch, threads=threads, precision=precision,
+                                   duration=duration, iterations=iterations, warmup=warmup, e2e=e2e, imgsz=imgsz,
+                                   progress=status)
     results = result.results
     _write_csv(csv_out, results + list(result.e2e))
     if plot:
         from toolchain.plots import bar_chart
 
         bar_chart(result.labels, [r.throughput_fps for r in results], "inference FPS", plot,
-                  title=f"{cfg.hint} hint, batch {cfg.batch}, inference only, {results[0].cpu}")
+                  title=f"{hint} hint, batch {batch}, inference only, {results[0].cpu}")
     if json_out == "-":
         print_json(result)
         _fail_on_skipped(result)
@@ -218,7 +184,7 @@ def bench_compare(artifacts, backend, device, hint, requests, batch, threads, pr
             for i, (label, r) in enumerate(zip(result.labels, results))]
     base = ("the fastest Ultralytics export of the unpruned model" if result.references else "the first artifact")
     shape = "x".join(map(str, results[result.base].input_shape[-2:]))
-    caption = (f"inference only, {cfg.hint} hint, batch {cfg.batch}, input {shape}, {results[0].threads} threads, "
+    caption = (f"inference only, {hint} hint, batch {batch}, input {shape}, {results[0].threads} threads, "
                f"{results[0].cpu}; "
                f"ratio = FPS / FPS of {base} ({result.base_label})")
     if plot:

@@ -49,11 +49,8 @@ def _common(func):
 
 def run_deploy(target_name, model, out, weights, precision, max_drop, data, calib_images, imgsz, input_shape, no_eval,
                dynamic_shape, decode, bn_eps, as_json, device, strict=False, **target_options) -> None:
-    """Parse → one library call (:func:`targets.deploy.deploy`) → render; shared by ``cfg2ir``."""
-    import dataclasses
-
-    from targets.base import ExportConfig
-    from targets.deploy import deploy
+    """Parse → one API call (:func:`edgeprune.deploy`) → render; shared by ``cfg2ir``."""
+    import edgeprune
     from toolchain.sources import is_darknet
 
     darknet = is_darknet(model)
@@ -67,14 +64,11 @@ def run_deploy(target_name, model, out, weights, precision, max_drop, data, cali
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
-    fields = {f.name for f in dataclasses.fields(ExportConfig)}
-    direct = {k: v for k, v in target_options.items() if k in fields}
-    cfg = ExportConfig(precision=precision, max_drop=max_drop, imgsz=imgsz, data=data, calib_images=calib_images,
-                       device=device,
-                       dynamic=dynamic_shape, weights=weights, decode=decode, bn_eps=bn_eps,
-                       options={k: v for k, v in target_options.items() if k not in fields}, **direct)
-    with stdout_to_stderr(as_json), progress(f"deploying to {target_name} ({precision})"):
-        result = deploy(target_name, model, out, cfg, input_shape=input_shape, evaluate=not no_eval)
+    with stdout_to_stderr(as_json), progress(f"deploying to {target_name} ({precision})") as status:
+        result = edgeprune.deploy(model, target_name, out, precision=precision, data=data, imgsz=imgsz,
+                                  input_shape=input_shape, max_drop=max_drop, calib_images=calib_images, device=device,
+                                  weights=weights, dynamic=dynamic_shape, decode=decode, bn_eps=bn_eps,
+                                  evaluate=not no_eval, progress=status, **target_options)
     _notes(result.record.get("notes", []))
     if as_json:
         print_json(result)

@@ -41,28 +41,21 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     check_stride(imgsz)
     imgsz = resolve_imgsz(model, imgsz)
     check_data(data, (split,), strict)
+    import edgeprune
+
     use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
     if use_validator and Path(model).suffix.lower() not in (".pt", ".pth"):
         raise click.BadParameter(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
                                  "--backend auto", param_hint="'--backend'")
-    from toolchain.sources import check_weights
-
-    check_weights(model, weights)
+    with stdout_to_stderr(as_json), progress("evaluating") as status:
+        result = edgeprune.evaluate(model, data, imgsz=imgsz, batch=batch, split=split, backend=backend,
+                                    device=device, precision=precision, weights=weights, progress=status)
     if use_validator:
-        from toolchain.validator import evaluate
-
-        with stdout_to_stderr(as_json):
-            result = evaluate(model, data, imgsz=imgsz, batch=batch, split=split)
         per_class = [[c.name, c.precision, c.recall, c.map50, c.map50_95] for c in result.per_class]
         caption = f"{result.model} on {result.data} ({split}), imgsz {result.imgsz}, Ultralytics validator"
         if result.pose_map50 is not None:
             caption += f"; pose mAP50 {result.pose_map50:.4f}, mAP50-95 {result.pose_map50_95:.4f}"
     else:
-        from toolchain.artifact_eval import evaluate_artifact
-
-        with stdout_to_stderr(as_json), progress("evaluating") as status:
-            result = evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
-                                       progress=status.advance, weights=weights, validate=True)
         per_class = [[name, v["precision"], v["recall"], v["map50"], v["map50_95"]]
                      for name, v in result.per_class.items()]
         run = result.runner

@@ -51,10 +51,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
     runtime; the output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`.
     With --latency-target or --speedup the ratios are chosen per block from measurements on the device.
     """
-    import dataclasses
-
-    from toolchain.pruning import PruneConfig
-    from toolchain.prune_run import prune_file
+    import edgeprune
 
     for_device = latency_target is not None or speedup is not None
     if for_device and (ratio is not None or layers or global_pruning or unstructured):
@@ -63,34 +60,12 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
     if not for_device and (ratio is None) == (layers is None):
         raise click.UsageError("give exactly one of --ratio (channels) and --layers (residual units)")
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
-    cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
-                      round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
-    found = None
     with stdout_to_stderr(as_json), progress("pruning") as status:
-        if for_device:
-            from toolchain.latency_aware import DeviceGoal, search
-
-            found = search(model, DeviceGoal(target, device, latency_target, speedup, data), cfg, status.update)
-            cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
-        report = prune_file(
-            model, out, cfg, unstructured=unstructured, input_shape=input_shape, latency_iters=latency_iters,
-            progress=status.advance, layers=layers or 0,
-        )
-        if dpu_friendly:
-            from targets.vitis.dpu_rewrite import rewrite_saved_model
-
-            rewrite = rewrite_saved_model(out, dpu_act)  # rewrites the saved pruned model in place, atomically
-            report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
-    if found is not None:
-        report.device_search = found.to_json()
-        last = min((p for p in found.probes if p.latency_ms <= found.target_ms), default=None,
-                   key=lambda p: p.scale)
-        report.notes.append(
-            f"pruned for {target} {device}: target {found.target_ms:.2f} ms "
-            + ("reached" if found.reached else "NOT reached even at the largest ratios")
-            + (f" ({last.latency_ms:.2f} ms, mean block ratio {last.mean_ratio:.2f}, channels rounded to "
-               f"{found.round_to})" if last else "") + f"; {len(found.probes)} probes measured on "
-            f"{found.device.get('cpu')}, {found.device.get('executed_precision')}")
+        report = edgeprune.prune(
+            model, out, ratio, layers=layers or 0, method=method, global_pruning=global_pruning, round_to=round_to,
+            steps=steps, imgsz=imgsz, data=data, unstructured=unstructured, input_shape=input_shape,
+            latency_iters=latency_iters, latency_target=latency_target, speedup=speedup, target=target,
+            device=device, dpu_friendly=dpu_friendly, dpu_act=dpu_act, progress=status)
     for note in report.notes:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     if as_json:

@@ -51,18 +51,14 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
     Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
     checkpoint that `finetune` accepts too.
     """
-    from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
-    from toolchain.training import TrainConfig
+    import edgeprune
 
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
-
-    cfg = SparsityConfig(strength=strength, train=TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch,
-                                                              workers=workers, lr0=lr0, device=device),
-                         warmup_epochs=warmup_epochs)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
-        result = run_sparsify(model, data, out, cfg)
+        result = edgeprune.sparsify(model, data, out, strength=strength, epochs=epochs, imgsz=imgsz, batch=batch,
+                                    workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device)
     if as_json:
         print_json(result)
         return
@@ -117,8 +113,7 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     OUT/sweep.jsonl as soon as it is measured; an interrupted sweep rerun with the same settings
     skips the points already there.
     """
-    from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
-
+    import edgeprune
     from toolchain.sources import is_darknet
 
     darknet = is_darknet(model)
@@ -140,14 +135,8 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     check_data(data, ("train", "val") if finetune_epochs else ("val",), strict)
     imgsz = resolve_imgsz(model, imgsz)
 
-    cfg = SweepConfig(data=data, ratios=ratios, method=method, global_pruning=global_pruning,
-                      round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
-                      target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
-                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts,
-                      keep=keep)
-    run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
     err = console(stderr=True)
-    planned = 1 + len(cfg.ratios) + (cfg.refine_steps if cfg.refine else 0)  # baseline, grid, bisections
+    planned = 1 + len(ratios) + (refine_steps if refine else 0)  # baseline, grid, bisections
     measured = []
 
     def on_point(p) -> None:
@@ -156,7 +145,12 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
         err.print(f"ratio {p.ratio:g}: mAP50 {p.map50:.3f}, {p.fps:.1f} FPS ({p.seconds:.0f} s)")
 
     with stdout_to_stderr(as_json), progress("sweeping") as status:
-        result = run_sweep(model, out, cfg, executor=run, progress=status.update, on_point=on_point)
+        result = edgeprune.sweep(
+            model, data, out, ratios=ratios, target=target, max_drop=max_drop, finetune_epochs=finetune_epochs,
+            method=method, global_pruning=global_pruning, round_to=round_to, steps=steps, imgsz=imgsz, refine=refine,
+            refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, weights=weights,
+            shortcuts=shortcuts, keep=keep, executor=executor, ray_address=ray_address, ray_task_cpus=ray_task_cpus,
+            on_point=on_point, progress=status)
     if as_json:
         print_json(result)
         return
@@ -179,10 +173,10 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
 @json_option
 def report(run_dir, no_curves, as_json) -> None:
     """Write RUN_DIR/report.html (self-contained) and RUN_DIR/report.md from a sweep run folder."""
-    from toolchain.report import build_report
+    import edgeprune
 
     with stdout_to_stderr(as_json), progress("writing the report") as status:
-        result = build_report(run_dir, curves=not no_curves, progress=status.update)
+        result = edgeprune.report(run_dir, curves=not no_curves, progress=status)
     if as_json:
         print_json(result)
         return

@@ -46,14 +46,14 @@ def _render(result, title: str, as_json: bool) -> None:
 @_train_options
 def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, strict, as_json) -> None:
     """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer (GPU when present)."""
-    from toolchain.training import TrainConfig, train as run_train
+    import edgeprune
 
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
-    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
-        result = run_train(data, model, out, cfg)
+        result = edgeprune.train(data, out, model=model, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
+                                 seed=seed, lr0=lr0, device=device)
     _render(result, "Training finished", as_json)
 
 
@@ -76,7 +76,7 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
     original yaml, so the pruned widths survive. By default the unpruned model it was pruned
     from teaches it (knowledge distillation on the head outputs) as well as the labels.
     """
-    from toolchain.training import AUTO_TEACHER, TrainConfig, finetune as run_finetune
+    import edgeprune
 
     if teacher and no_distill:
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",
@@ -86,10 +86,10 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
-    cfg = TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     with stdout_to_stderr(as_json):
-        result = run_finetune(checkpoint, data, out, cfg, None if no_distill else (teacher or AUTO_TEACHER),
-                              distill_weight)
+        result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
+                                    teacher=None if no_distill else (teacher or "auto"), distill_weight=distill_weight,
+                                    device=device, workers=workers, seed=seed, lr0=lr0)
     for note in result.notes:
         console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     _render(result, "Fine-tuning finished", as_json)

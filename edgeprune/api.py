@@ -1,0 +1,280 @@
+"""The functions behind every ``edgeprune`` command; the CLI parses options, calls one of these, and prints.
+
+Each takes the command's options as keyword arguments with the command's defaults and returns
+the result object the command prints (its ``--json`` is ``result.to_json()``). ``progress`` is
+any object with ``update(message)`` and ``advance(done, total)`` (see :mod:`toolchain.progress`);
+phases deep inside (export, calibration, evaluation, measurement) report to it.
+Errors caused by the input raise :class:`toolchain.errors.EdgepruneError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+from toolchain.errors import EdgepruneError
+from toolchain.progress import reporting_to
+
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def load(path: str, weights: str | None = None, imgsz: int | None = None):
+    """Open any model source (Ultralytics checkpoint, pickled nn.Module, Darknet cfg + .weights).
+
+    Returns the prepared :class:`toolchain.sources.ExportSource`: ``.module`` (a torch module),
+    ``.input_hw``, ``.task``, ``.names``, ``.head`` (how to decode it) and ``.files`` (with sha256).
+    """
+    from toolchain.sources import prepare
+
+    return prepare(path, imgsz, weights=weights)
+
+
+def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, method: str = "l1",
+          global_pruning: bool = False, round_to: int | None = 8, steps: int = 1, imgsz: int | None = None,
+          data: str | None = None, unstructured: bool = False, input_shape: tuple[int, ...] | None = None,
+          latency_iters: int = 30, latency_target: float | None = None, speedup: float | None = None,
+          target: str = "openvino", device: str = "CPU", dpu_friendly: bool = False, dpu_act: str = "hardswish",
+          progress=None):
+    """Structured (default), layer (``layers=K``) or unstructured pruning of ``model`` into ``out``.
+
+    With ``latency_target`` (ms) or ``speedup`` (x the fastest Ultralytics export of the unpruned
+    model) the per-block ratios are searched from latencies measured on ``target``/``device``
+    instead of one ``ratio``. The saved checkpoint loads in plain Ultralytics. ``imgsz`` None =
+    the size the checkpoint was trained at. Returns :class:`toolchain.prune_run.PruneReport`.
+    """
+    from toolchain.prune_run import prune_file
+    from toolchain.pruning import PruneConfig
+
+    for_device = latency_target is not None or speedup is not None
+    if for_device and (ratio is not None or layers or global_pruning or unstructured):
+        raise EdgepruneError("--latency-target/--speedup choose the ratios themselves: drop --ratio, --layers, "
+                             "--global and --unstructured")
+    if not for_device and (ratio is None) == (not layers):
+        raise EdgepruneError("give exactly one of --ratio (channels) and --layers (residual units)")
+    cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
+                      round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
+    found = None
+    with reporting_to(progress):
+        if for_device:
+            from toolchain.latency_aware import DeviceGoal, search
+
+            found = search(model, DeviceGoal(target, device, latency_target, speedup, data), cfg,
+                           progress.update if progress else None)
+            cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
+        report = prune_file(model, out, cfg, unstructured=unstructured, input_shape=input_shape,
+                            latency_iters=latency_iters, progress=progress.advance if progress else None,
+                            layers=layers or 0)
+        if dpu_friendly:
+            from targets.vitis.dpu_rewrite import rewrite_saved_model
+
+            rewrite = rewrite_saved_model(out, dpu_act)  # rewrites the saved pruned model in place, atomically
+            report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
+    if found is not None:
+        report.device_search = found.to_json()
+        last = min((p for p in found.probes if p.latency_ms <= found.target_ms), default=None, key=lambda p: p.scale)
+        report.notes.append(
+            f"pruned for {target} {device}: target {found.target_ms:.2f} ms "
+            + ("reached" if found.reached else "NOT reached even at the largest ratios")
+            + (f" ({last.latency_ms:.2f} ms, mean block ratio {last.mean_ratio:.2f}, channels rounded to "
+               f"{found.round_to})" if last else "") + f"; {len(found.probes)} probes measured on "
+            f"{found.device.get('cpu')}, {found.device.get('executed_precision')}")
+    return report
+
+
+def _train_config(checkpoint_or_model: str, imgsz: int | None, **fields):
+    from toolchain.sources import default_imgsz
+    from toolchain.training import TrainConfig
+
+    imgsz = imgsz or default_imgsz(checkpoint_or_model)[0] or 640
+    return TrainConfig(imgsz=imgsz, **fields)
+
+
+def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
+          batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto"):
+    """Train a YOLO from an Ultralytics yaml (offline, from scratch) or a checkpoint on ``data`` into ``out``.
+
+    Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint).
+    """
+    from toolchain.training import train as run_train
+
+    cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
+    return run_train(data, model, out, cfg)
+
+
+def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: int | None = None, batch: int = 16,
+             teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto", workers: int = 2,
+             seed: int = 0, lr0: float | None = None):
+    """Fine-tune a (pruned) checkpoint keeping its architecture; ``teacher="auto"`` distils from the
+    unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
+    alone. Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint)."""
+    from toolchain.training import AUTO_TEACHER, finetune as run_finetune
+
+    cfg = _train_config(checkpoint, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0,
+                        device=device)
+    return run_finetune(checkpoint, data, out, cfg, AUTO_TEACHER if teacher == "auto" else teacher, distill_weight)
+
+
+def sparsify(model: str, data: str, out: str, *, strength: float = 1e-3, epochs: int = 10, imgsz: int | None = None,
+             batch: int = 16, workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None,
+             device: str = "auto"):
+    """Sparsity-train ``model``: L1 on BatchNorm gamma pushes unimportant channels to zero (prune with
+    ``method="bn"`` after). Returns :class:`toolchain.sparsity.SparsityResult` (γ snapshots, histograms)."""
+    from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
+
+    train_cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, lr0=lr0, device=device)
+    return run_sparsify(model, data, out, SparsityConfig(strength=strength, train=train_cfg,
+                                                         warmup_epochs=warmup_epochs))
+
+
+def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: str | None = None,
+           imgsz: int | None = None, input_shape: tuple[int, ...] | None = None, max_drop: float | None = None,
+           calib_images: int = 300, device: str | None = None, weights: str | None = None, dynamic: bool = False,
+           decode: bool = False, bn_eps: float | None = None, evaluate: bool = True, progress=None,
+           **target_options):
+    """Export ``model`` for ``target`` (``openvino``, ``onnx``, ``vitis``) into the folder ``out``.
+
+    ``precision="auto"`` builds every precision the target has, measures each on this device and
+    keeps the fastest within ``max_drop``. The folder gets deploy.json: fidelity against PyTorch and,
+    with ``data``, the artifact's own mAP. ``device`` None = the target's default. Other keyword
+    arguments are the target's own options (``u8_input=True``, ``arch=...``). Returns
+    :class:`targets.base.ExportResult`.
+    """
+    from targets.base import ExportConfig
+    from targets.deploy import deploy as run_deploy
+    from targets.registry import get_target
+
+    device = device or get_target(target).default_device
+    fields = {f.name for f in dataclasses.fields(ExportConfig)}
+    direct = {k: v for k, v in target_options.items() if k in fields}
+    cfg = ExportConfig(precision=precision, imgsz=imgsz, data=data, calib_images=calib_images, max_drop=max_drop,
+                       device=device, dynamic=dynamic, weights=weights, decode=decode, bn_eps=bn_eps,
+                       options={k: v for k, v in target_options.items() if k not in fields}, **direct)
+    with reporting_to(progress):
+        return run_deploy(target, model, out, cfg, input_shape=input_shape, evaluate=evaluate)
+
+
+def _bench_config(**fields):
+    from targets.bench import BenchConfig
+
+    iterations = fields.pop("iterations")
+    duration = fields.pop("duration")
+    cfg = BenchConfig(duration=None if iterations else duration, iterations=iterations, **fields)
+    cfg.validate()
+    return cfg
+
+
+def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: int = 1, iterations: int | None = None,
+          duration: float = 10.0, threads: int | None = None, requests: int | None = None, precision: str = "auto",
+          warmup: int = 5, e2e: bool = False, streams: int = 0, splice: int | None = None, source: str = "synthetic",
+          frame_interval: int = 1, imgsz: int | None = None, backend: str = "auto", weights: str | None = None,
+          progress=None):
+    """Latency percentiles and throughput of ``artifact`` on this device, benchmark_app's way.
+
+    ``batch`` images per inference (FPS counts images); ``e2e`` adds decode+letterbox+NMS;
+    ``streams=4, splice=832`` measures four streams tiled into one input. Every result names the
+    CPU, threads, runtime version and the precision executed. Returns a list of
+    :class:`targets.bench.BenchResult`.
+    """
+    from targets.bench_run import run_bench
+
+    cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
+                        precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
+    with reporting_to(progress):
+        return run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
+                         frame_interval=frame_interval, imgsz=imgsz, weights=weights)
+
+
+def compare(artifacts: Sequence[str], *, unpruned: str | None = None, data: str | None = None, device: str = "cpu",
+            hint: str = "latency", batch: int = 1, iterations: int | None = None, duration: float = 10.0,
+            threads: int | None = None, requests: int | None = None, precision: str = "auto", warmup: int = 5,
+            e2e: bool = False, imgsz: int | None = None, backend: str = "auto", progress=None):
+    """Measure several artifacts in one process with the same settings.
+
+    With ``unpruned`` (the unpruned .pt), Ultralytics' own FP32/FP16/INT8 exports of it (INT8 with
+    ``data``) are built for each runtime compared and measured alike, and every ratio is against
+    the fastest of them. Returns :class:`targets.bench_run.Comparison`.
+    """
+    from targets.artifacts import read_metadata, resolve_artifact
+    from targets.bench_run import compare as run_compare
+    from targets.registry import target_for_artifact
+
+    cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
+                        precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
+    references = []
+    with reporting_to(progress):
+        if unpruned:
+            from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
+            from toolchain.sources import default_imgsz
+
+            sizes = {tuple(read_metadata(resolve_artifact(Path(a))).get("imgsz") or ()) for a in artifacts} - {()}
+            if not imgsz and len(sizes) > 1:
+                raise EdgepruneError(f"the artifacts were built at different sizes ({sorted(sizes)}); give --imgsz")
+            built = next(iter(sizes), None)
+            size = imgsz or (int(built[0]) if built and built[0] == built[-1] else None) or default_imgsz(unpruned)[0]
+            runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
+            for runtime in runtimes:
+                references += build_ultralytics_exports(unpruned, runtime, size, data,
+                                                        progress=progress.update if progress else None)
+        return run_compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references,
+                           progress.update if progress else None, e2e)
+
+
+def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16, split: str = "val",
+             backend: str = "auto", device: str = "cpu", precision: str = "auto", weights: str | None = None,
+             progress=None):
+    """mAP of a checkpoint or of a deployed artifact run by its own runtime.
+
+    ``backend="auto"``: the Ultralytics validator for .pt checkpoints; artifacts (and
+    ``backend="torch"``) go through edgeprune's pipeline, and Ultralytics-loadable artifacts are
+    also run through the Ultralytics validator, with the difference and its reason. Returns
+    :class:`toolchain.validator.EvalResult` or :class:`toolchain.artifact_eval.ArtifactEval`.
+    """
+    from toolchain.sources import check_weights
+
+    checkpoint = Path(model).suffix.lower() in (".pt", ".pth")
+    use_validator = backend == "ultralytics" or (backend == "auto" and checkpoint)
+    if use_validator and not checkpoint:
+        raise EdgepruneError(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
+                             "--backend auto")
+    check_weights(model, weights)
+    with reporting_to(progress):
+        if use_validator:
+            from toolchain.validator import evaluate as run_validator
+
+            return run_validator(model, data, imgsz=imgsz, batch=batch, split=split)
+        from toolchain.artifact_eval import evaluate_artifact
+
+        return evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
+                                 weights=weights, validate=True)
+
+
+def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_RATIOS, target: str = "openvino",
+          max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", global_pruning: bool = False,
+          round_to: int | None = 8, steps: int = 1, imgsz: int | None = None, refine: bool = False,
+          refine_steps: int = 3, bench_iterations: int = 50, device: str = "auto", weights: str | None = None,
+          shortcuts: int = 0, keep: float = 0.01, executor: str = "local", ray_address: str | None = None,
+          ray_task_cpus: int = 1, on_point: Callable | None = None, progress=None):
+    """Prune at each ratio, evaluate and benchmark every point on ``target``, and choose the fastest
+    point within ``max_drop`` that beats the unpruned model (resumable: rerun with the same ``out``).
+
+    ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.sweep.SweepResult`.
+    """
+    from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
+
+    cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
+                      round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
+                      target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
+                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts, keep=keep)
+    run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
+    with reporting_to(progress):
+        return run_sweep(model, out, cfg, executor=run, progress=progress.update if progress else None,
+                         on_point=on_point)
+
+
+def report(run_dir: str, curves: bool = True, progress=None):
+    """Write ``report.html`` and ``report.md`` for a sweep run folder; returns :class:`toolchain.report.ReportResult`."""
+    from toolchain.report import build_report
+
+    with reporting_to(progress):
+        return build_report(run_dir, curves=curves, progress=progress.update if progress else None)
