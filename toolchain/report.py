@@ -52,10 +52,14 @@ def table_rows(points: list[SweepPoint], base_fps: float | None = None) -> list[
 
 
 def pareto_front(points: list[SweepPoint]) -> list[SweepPoint]:
-    """Points no other point beats on both MACs (fewer) and FPS (more), sorted by MACs."""
+    """Points no other point beats on both accuracy (mAP50, what ``--max-drop`` bounds) and FPS, by FPS.
+
+    These are the only points worth deploying: any other is both slower and less accurate than one of them.
+    """
     front = [p for p in points
-             if not any(q.macs <= p.macs and q.fps >= p.fps and (q.macs, q.fps) != (p.macs, p.fps) for q in points)]
-    return sorted(front, key=lambda p: p.macs)
+             if not any(q.map50 >= p.map50 and q.fps >= p.fps and (q.map50, q.fps) != (p.map50, p.fps)
+                        for q in points)]
+    return sorted(front, key=lambda p: p.fps)
 
 
 def _figure():
@@ -92,20 +96,32 @@ def plot_map(points: list[SweepPoint], max_drop: float, chosen: float | None, ou
     return _save(plt, fig, out)
 
 
-def plot_fps_macs(points: list[SweepPoint], out: Path) -> Path:
+def plot_accuracy_fps(points: list[SweepPoint], max_drop: float, chosen: float | None, base_fps: float | None,
+                      base_label: str | None, out: Path) -> Path:
+    """FPS against mAP50 for every point, the Pareto front over both, and the lines the choice is made by."""
     plt, fig, ax = _figure()
-    ax.scatter([p.macs / 1e6 for p in points], [p.fps for p in points], c=[p.map50 for p in points], cmap="viridis",
-               vmin=0, vmax=1, zorder=3)
+    cloud = ax.scatter([p.fps for p in points], [p.map50 for p in points], c=[p.macs / 1e6 for p in points],
+                       cmap="viridis", zorder=3, label="sweep point (label: pruning ratio)")
+    fig.colorbar(cloud, ax=ax, label="MACs (M)")
     for p in points:
-        ax.annotate(f"{p.ratio:g} ({p.map50:.2f})", (p.macs / 1e6, p.fps), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+        ax.annotate(f"{p.ratio:g}", (p.fps, p.map50), fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(points)
-    ax.plot([p.macs / 1e6 for p in front], [p.fps for p in front], "o-", color="tab:red", mfc="none", ms=11, lw=1,
-            label="Pareto front (fewest MACs, most FPS)")
-    ax.set_xlabel("MACs (M)")
-    ax.set_ylabel(f"FPS ({points[0].target})")
-    ax.set_title("Speed vs compute (labels: ratio (mAP50))")
-    ax.legend(fontsize=8)
+    ax.plot([p.fps for p in front], [p.map50 for p in front], "-", color="tab:red", lw=1, zorder=2,
+            label="Pareto front (no point both faster and more accurate)")
+    base = next((p for p in points if p.ratio == BASELINE_RATIO), None)
+    if base:
+        ax.axhline(base.map50 - max_drop, color="grey", lw=0.8, ls=":", label=f"unpruned mAP50 - {max_drop:g} (max drop)")
+    if base_fps:
+        ax.axvline(base_fps, color="tab:orange", lw=0.8, ls="--",
+                   label=f"fastest Ultralytics export, unpruned ({base_label or 'measured'})")
+    pick = next((p for p in points if p.ratio == chosen), None) if chosen is not None else None
+    if pick:
+        ax.scatter([pick.fps], [pick.map50], marker="*", s=220, color="tab:green", zorder=4,
+                   label=f"chosen: ratio {pick.ratio:g}")
+    ax.set_xlabel(f"FPS ({points[0].target}, inference only, batch 1)")
+    ax.set_ylabel("mAP50 (val)")
+    ax.set_title("Accuracy vs speed")
+    ax.legend(fontsize=7, loc="lower left")
     return _save(plt, fig, out)
 
 
@@ -268,8 +284,13 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
 
     if progress:
         progress("plotting")
-    sections.append(("Accuracy and speed", [plot_map(points, cfg["max_drop"], choice.ratio, img_dir / "map_vs_ratio.png"),
-                                            plot_fps_macs(points, img_dir / "fps_vs_macs.png")]))
+    from targets.ultralytics_exports import fastest
+
+    best = fastest(summary.get("references") or [])
+    sections.append(("Accuracy and speed", [
+        plot_map(points, cfg["max_drop"], choice.ratio, img_dir / "map_vs_ratio.png"),
+        plot_accuracy_fps(points, cfg["max_drop"], choice.ratio, best["fps"] if best else None,
+                          best.get("label") if best else None, img_dir / "map_vs_fps.png")]))
     hists = sorted(run_dir.rglob("gamma_hist_*.png"))
     if hists:
         sections.append(("BatchNorm γ after sparsity training", hists))
@@ -292,10 +313,7 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     if not hists and not sparsity:
         notes.append("no sparsify output in the run folder (γ histograms omitted)")
 
-    from targets.ultralytics_exports import fastest
-
     references = summary.get("references") or []
-    best = fastest(references)
     rows = table_rows(points, best["fps"] if best else None)
     if best:
         notes.append("speedups are against the fastest of Ultralytics' own exports of the unpruned model, measured in "

@@ -101,3 +101,28 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False
+
+
+def test_deploy_reports_its_phases_and_counts_to_progress(synth_data, tmp_path):
+    """The phases inside deploy reach the caller's progress object; evaluation counts the val images (ETA)."""
+    import edgeprune
+    from targets.imagedata import image_files
+
+    class Recorder:
+        def __init__(self):
+            self.messages, self.counts = [], []
+
+        def update(self, message):
+            self.messages.append(message)
+
+        def advance(self, done, total=None):
+            self.counts.append((done, total))
+
+    seen = Recorder()
+    edgeprune.deploy(str(REPO / "assets" / "yolov8n-synth.pt"), "onnx", str(tmp_path / "o"), precision="fp32",
+                     data=str(synth_data), progress=seen)
+    for phase in ("exporting to onnx (fp32)", "fp32: fidelity against PyTorch",
+                  "fp32: mAP of the artifact on the val split"):
+        assert phase in seen.messages, seen.messages
+    val = len(image_files(synth_data, "val"))
+    assert seen.counts.count((val, val)) >= 1 and (1, val) in seen.counts

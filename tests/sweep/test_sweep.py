@@ -56,6 +56,15 @@ def test_choice_is_the_fastest_good_point_and_never_slower_than_the_baseline():
     assert none.ratio is None and "larger ratios than 0.5" in none.reason
 
 
+def test_pareto_front_is_over_accuracy_and_fps():
+    """A point both slower and less accurate than another is off the front, whatever its MACs."""
+    from toolchain.report import pareto_front
+
+    points = [_point(0.0, 0.60, fps=100), _point(0.3, 0.59, fps=140), _point(0.5, 0.55, fps=120),
+              _point(0.6, 0.40, fps=200), _point(0.7, 0.30, fps=190)]
+    assert [p.ratio for p in pareto_front(points)] == [0.0, 0.3, 0.6]  # by FPS; 0.5 and 0.7 are dominated
+
+
 def test_settings_key_separates_iterative_from_one_shot(baseline_pt, small_data):
     assert _cfg(small_data).settings_key(str(baseline_pt)) != _cfg(small_data, steps=3).settings_key(str(baseline_pt))
     assert _cfg(small_data).settings_key(str(baseline_pt)) == _cfg(small_data, ratios=(0.5,)).settings_key(str(baseline_pt))
@@ -142,7 +151,7 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
     page = (run_dir / "report.html").read_text()
     assert page.count('<img alt="') == len(report["images"]) >= 5
     assert page.count('src="data:image/png;base64,') == len(report["images"])
-    for name in ("PR_curve", "F1_curve", "fps_vs_macs", "map_vs_ratio", "per_class_ap", "gamma_hist_epochs_000-001"):
+    for name in ("PR_curve", "F1_curve", "map_vs_fps", "map_vs_ratio", "per_class_ap", "gamma_hist_epochs_000-001"):
         assert f'<img alt="{name}"' in page
     for p in result.points:
         assert f"<tr><td>{p.ratio:.4g}</td>" in page or f'<tr class="chosen"><td>{p.ratio:.4g}</td>' in page
