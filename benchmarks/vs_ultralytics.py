@@ -48,11 +48,9 @@ def benchmark_app(xml: Path, hint: str, seconds: float) -> dict:
 
 
 def validator_map(artifact: str, data: str, imgsz: int) -> float:
-    from toolchain.device import open_yolo
+    from toolchain.artifact_eval import ultralytics_box_metrics
 
-    metrics = open_yolo(artifact, task="detect").val(data=data, imgsz=imgsz, batch=1, device="cpu", plots=False,
-                                                    verbose=False, workers=0)
-    return float(metrics.box.map)
+    return float(ultralytics_box_metrics(Path(artifact), "openvino", data, imgsz).map)
 
 
 def xml_of(artifact: str) -> Path:

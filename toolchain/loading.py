@@ -272,6 +272,13 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -> None:
+    """Refuse a size the network cannot take as it is (YOLO: a multiple of its largest stride)."""
+    if imgsz is not None and imgsz % stride:
+        raise ModelMismatchError(f"{option} must be a multiple of {stride} (the model's stride), got {imgsz}; "
+                                 f"try {max(stride, round(imgsz / stride) * stride)}")
+
+
 def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int, ...] | None) -> torch.Tensor:
     """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules.
 
@@ -282,8 +289,7 @@ def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int
             raise ModelMismatchError(f"--input-shape is for plain nn.Module files; {loaded.path} is an Ultralytics "
                                      "checkpoint, give --imgsz instead")
         imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
-        if imgsz % 32:
-            raise ModelMismatchError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {imgsz}")
+        check_stride(imgsz)
         return torch.randn(1, 3, imgsz, imgsz)
     if input_shape is None:
         raise ModelMismatchError(

@@ -152,11 +152,6 @@ def prune_file(
         split = outcome.split_blocks
         stock = True  # chunk halves are coupled, so every block is restored to its stock class
         protected_names = outcome.protected_layers
-        if sum(p.numel() for p in pruned.parameters()) == sum(p.numel() for p in loaded.model.parameters()):
-            from toolchain.errors import PruningError
-
-            raise PruningError(f"ratio {cfg.ratio} with --round-to {cfg.round_to} removes no channel from {model_path} "
-                               "(every layer would round back to its full width); lower --round-to or raise --ratio")
     from toolchain.fileio import sha256_of
 
     note = {"mode": mode, "layers": layers, "method": cfg.method, "ratio": cfg.ratio,
@@ -171,6 +166,11 @@ def prune_file(
             baseline_file = save_model(loaded, loaded.model, Path(tmp) / "baseline.pt")
             before, _ = _side(loaded.model, example, baseline_file, latency_iters)
         after, bench = _side(pruned, example, staged, latency_iters)
+        if mode == "structured" and after.params == before.params:  # raised inside the staging: nothing is saved
+            from toolchain.errors import PruningError
+
+            raise PruningError(f"ratio {cfg.ratio} with --round-to {cfg.round_to} removes no channel from {model_path} "
+                               "(every layer would round back to its full width); lower --round-to or raise --ratio")
     measured = _latency_conditions(bench) if bench else None
     return PruneReport(
         model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,

@@ -139,8 +139,9 @@ def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
 def _check_epochs(cfg: TrainConfig) -> None:
     if cfg.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
-    if cfg.imgsz is not None and cfg.imgsz % 32:
-        raise EdgepruneError(f"--imgsz must be a multiple of 32 (the YOLO stride), got {cfg.imgsz}")
+    from toolchain.loading import check_stride
+
+    check_stride(cfg.imgsz)
 
 
 def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResult:

@@ -159,12 +159,10 @@ def check_data(data, splits: tuple[str, ...], strict: bool, task: str = "detect"
 
 
 def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -> None:
-    """Refuse a size the network cannot take as it is (YOLO: a multiple of its largest stride)."""
-    if imgsz is not None and imgsz % stride:
-        from toolchain.errors import ModelMismatchError
+    """:func:`toolchain.loading.check_stride`, imported when called so ``--help`` does not load torch."""
+    from toolchain.loading import check_stride as check
 
-        raise ModelMismatchError(f"{option} must be a multiple of {stride} (the model's stride), got {imgsz}; "
-                                 f"try {max(stride, round(imgsz / stride) * stride)}")
+    check(imgsz, stride, option)
 
 
 def refuse_ignored(**unused: str) -> None:
