@@ -62,6 +62,7 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
             found = search(model, DeviceGoal(target, device, latency_target, speedup, data), cfg,
                            progress.update if progress else None)
             cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
+            layers = found.depth  # residual units the search chose to remove first (0: width only)
         report = prune_file(model, out, cfg, unstructured=unstructured, input_shape=input_shape,
                             latency_iters=latency_iters, progress=progress.advance if progress else None,
                             layers=layers or 0)
@@ -72,13 +73,16 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
             report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
     if found is not None:
         report.device_search = found.to_json()
-        last = min((p for p in found.probes if p.latency_ms <= found.target_ms), default=None, key=lambda p: p.scale)
+        last = min((p for p in found.probes if p.latency_ms <= found.target_ms and p.depth == found.depth),
+                   default=None, key=lambda p: p.scale)
         report.notes.append(
             f"pruned for {target} {device}: target {found.target_ms:.2f} ms "
             + ("reached" if found.reached else "NOT reached even at the largest ratios")
             + (f" ({last.latency_ms:.2f} ms, mean block ratio {last.mean_ratio:.2f}, channels rounded to "
-               f"{found.round_to})" if last else "") + f"; {len(found.probes)} probes measured on "
-            f"{found.device.get('cpu')}, {found.device.get('executed_precision')}")
+               f"{found.round_to}, {found.depth} residual units removed)" if last else "")
+            + f"; {len(found.probes)} probes measured on {found.device.get('cpu')}, "
+              f"{found.device.get('executed_precision')}"
+            + (f"; depth: {found.depth_choice}" if found.depth_choice else ""))
     return report
 
 
@@ -273,7 +277,9 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
 
 
 def report(run_dir: str, curves: bool = True, progress=None):
-    """Write ``report.html`` and ``report.md`` for a sweep run folder; returns :class:`toolchain.report.ReportResult`."""
+    """Write ``report.html`` and ``report.md`` for a sweep run folder.
+
+    Returns :class:`toolchain.report.ReportResult`."""
     from toolchain.report import build_report
 
     with reporting_to(progress):

@@ -15,7 +15,11 @@ machine. So:
 * :func:`search` bisects the overall scale of those ratios: every probe is pruned, exported
   and its latency measured on the device, until the smallest scale meeting the target is
   found; the channel multiple (``round_to``) is measured the same way, among a few candidates,
-  instead of assumed.
+  instead of assumed;
+* depth is a candidate too: the bisection is repeated with 2 and 4 residual units removed
+  first (:mod:`toolchain.layer_prune`), and the configuration that meets the target keeping
+  the most MACs wins — where per-layer overhead, not arithmetic, costs the time, removing
+  depth buys the latency with less of the network's capacity than narrowing every layer.
 
 The target is a latency in ms, or a speedup over the fastest of Ultralytics' own exports of
 the unpruned model (FP32/FP16, and INT8 with ``data``), measured in the same run.
@@ -36,6 +40,7 @@ PROFILE_RUNS = 30
 SEARCH_STEPS = 6
 MAX_RATIO = 0.85
 ROUND_TO_CANDIDATES = (1, 8, 16)
+DEPTH_CANDIDATES = (0, 2, 4)  # residual units removed before the width search
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Probe:
     mean_ratio: float
     latency_ms: float
     macs: int
+    depth: int = 0  # residual units removed before the channels
 
 
 @dataclass
@@ -87,6 +93,8 @@ class SearchResult:
     reached: bool
     probes: list[Probe] = field(default_factory=list)
     device: dict = field(default_factory=dict)
+    depth: int = 0  # residual units to remove before the channels (prune_file's ``layers``)
+    depth_choice: str = ""  # why this depth: the MACs kept by each depth that met the target
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -178,19 +186,20 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
     probes: list[Probe] = []
     device: dict = {}
 
+    depths = [d for d in DEPTH_CANDIDATES if d <= _residual_unit_count(model_path)]
     with tempfile.TemporaryDirectory(prefix="edgeprune-search-") as tmp:
-        def probe(scale: float, round_to: int | None) -> Probe:
+        def probe(scale: float, round_to: int | None, depth: int = 0) -> Probe:
             nonlocal device
             ratios = block_ratios(block_ms, scale)
-            out = Path(tmp) / f"s{scale:.4f}-r{round_to}.pt"
+            out = Path(tmp) / f"s{scale:.4f}-r{round_to}-d{depth}.pt"
             report = prune_file(model_path, str(out), replace(prune_cfg, ratio=0.0, layer_ratios=ratios,
                                                                round_to=round_to, global_pruning=False),
-                                latency_iters=0)
+                                latency_iters=0, layers=depth)
             ms, device = _measure_ms(_export(str(out), Path(tmp) / out.stem, imgsz), goal.device)
-            found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs)
+            found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs, depth)
             probes.append(found)
-            say(f"scale {scale:.3f} (mean ratio {found.mean_ratio:.2f}, round to {round_to}): {ms:.2f} ms, "
-                f"target {target_ms:.2f} ms")
+            say(f"depth -{depth}, scale {scale:.3f} (mean ratio {found.mean_ratio:.2f}, round to {round_to}): "
+                f"{ms:.2f} ms, target {target_ms:.2f} ms")
             return found
 
         # twice the scale at which the slowest block reaches the cap: blocks with at least a quarter of its
@@ -200,18 +209,42 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
         mid = [probe(top / 2, r) for r in ROUND_TO_CANDIDATES]  # the channel multiple, measured at one scale
         fastest = min(p.latency_ms for p in mid)
         round_to = min((p for p in mid if p.latency_ms <= fastest * 1.02), key=lambda p: p.round_to or 1).round_to
-        low, high = 0.0, top
-        if min(p.latency_ms for p in mid if p.round_to == round_to) <= target_ms:
-            high = top / 2
-        else:
-            low = top / 2
-            if probe(top, round_to).latency_ms > target_ms:
-                return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, top), round_to, False, probes,
-                                    device)
-        for _ in range(SEARCH_STEPS - 1):
-            middle = (low + high) / 2
-            if probe(middle, round_to).latency_ms <= target_ms:
-                high = middle
+
+        def bisect(depth: int) -> Probe | None:
+            """The probe at the smallest scale meeting the target with ``depth`` units removed (None: unreachable)."""
+            first = next((p for p in mid if p.round_to == round_to), None) if depth == 0 else probe(top / 2, round_to,
+                                                                                                  depth)
+            low, high, best = 0.0, top, None
+            if first.latency_ms <= target_ms:
+                high, best = top / 2, first
             else:
-                low = middle
-    return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, high), round_to, True, probes, device)
+                low = top / 2
+                best = probe(top, round_to, depth)
+                if best.latency_ms > target_ms:
+                    return None
+            for _ in range(SEARCH_STEPS - 1):
+                middle = (low + high) / 2
+                tried = probe(middle, round_to, depth)
+                if tried.latency_ms <= target_ms:
+                    high, best = middle, tried
+                else:
+                    low = middle
+            return best
+
+        met = {depth: bisect(depth) for depth in depths}
+    reached = {depth: p for depth, p in met.items() if p is not None}
+    if not reached:
+        return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, top), round_to, False, probes, device)
+    depth, best = max(reached.items(), key=lambda kv: (kv[1].macs, -kv[0]))
+    why = "; ".join(f"{d} units removed: {p.macs / 1e6:.1f} M MACs kept" if p else f"{d} units removed: not reached"
+                    for d, p in met.items())
+    return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, best.scale), round_to, True, probes, device,
+                        depth, f"the target met keeping the most MACs ({why})")
+
+
+def _residual_unit_count(model_path: str) -> int:
+    """Residual units the model has (0 for plain modules and models without shortcuts)."""
+    from toolchain.layer_prune import residual_units
+    from toolchain.loading import load_model
+
+    return len(residual_units(load_model(model_path).model))

@@ -38,7 +38,7 @@ class PruneReport:
 
     model: str
     out: str
-    mode: str  # "structured" or "unstructured"
+    mode: str  # "structured", "unstructured", "layers", or "layers+structured" (units removed, then channels)
     method: str
     ratio: float
     global_pruning: bool
@@ -139,6 +139,12 @@ def prune_file(
         mode, split, stock, protected_names = "layers", 0, True, []
         notes.append("removed residual units (mean |gamma| of the last BN): "
                      + ", ".join(f"{u.name} ({u.score:.3g})" for u in removed))
+        if cfg.ratio or cfg.layer_ratios:  # depth first, then width on what is left (device-aware search)
+            import dataclasses
+
+            outcome = prune_structured(dataclasses.replace(loaded, model=pruned), cfg, example, progress=progress)
+            pruned, split, protected_names = outcome.model, outcome.split_blocks, outcome.protected_layers
+            mode = "layers+structured"
     elif unstructured:
         protected = protected_layers(loaded.model) if loaded.is_yolo else []
         pruned = prune_unstructured(loaded.model, cfg.ratio, protected)

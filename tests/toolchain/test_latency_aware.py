@@ -33,6 +33,7 @@ def test_search_stops_at_the_least_pruning_that_meets_the_target(baseline_pt, mo
 
     monkeypatch.setattr(la, "_measure_ms", fake_ms)
     monkeypatch.setattr(la, "SEARCH_STEPS", 4)
+    monkeypatch.setattr(la, "DEPTH_CANDIDATES", (0,))  # width only here; depth: the test below
     base_ms = 12.0  # the FP32 IR of the 3.0 M-parameter baseline holds ~12 MB of weights
     goal = la.DeviceGoal(latency_ms=0.5 * base_ms)
     found = la.search(str(baseline_pt), goal, PruneConfig(ratio=0.5, imgsz=128))
@@ -44,6 +45,39 @@ def test_search_stops_at_the_least_pruning_that_meets_the_target(baseline_pt, mo
     assert all(p.scale < chosen.scale for p in missing if p.round_to == found.round_to)
     # the channel multiples at one scale, possibly the top scale, then SEARCH_STEPS - 1 bisections
     assert len(found.probes) in (len(la.ROUND_TO_CANDIDATES) + 3, len(la.ROUND_TO_CANDIDATES) + 4)
+
+
+def test_depth_wins_where_layer_count_costs_the_time(baseline_pt, tmp_path, monkeypatch):
+    """On a (faked) device where every convolution costs a fixed overhead, removing residual units meets the
+    target keeping more MACs than narrowing every layer; the pruned checkpoint has both and loads in Ultralytics."""
+    import re
+
+    import edgeprune
+    from toolchain.loading import load_model
+
+    def fake_ms(artifact, device, seconds=2.0):  # 0.1 ms per convolution + 0.1 ms per MB of weights
+        xml = next(Path(artifact).glob("*.xml")).read_text()
+        megabytes = sum(f.stat().st_size for f in Path(artifact).glob("*.bin")) / 1e6
+        return 0.1 * len(re.findall(r'type="Convolution"', xml)) + 0.1 * megabytes, {"cpu": "fake"}
+
+    monkeypatch.setattr(la, "_measure_ms", fake_ms)
+    monkeypatch.setattr(la, "SEARCH_STEPS", 3)
+    monkeypatch.setattr(la, "ROUND_TO_CANDIDATES", (8,))  # the multiple is the test above; here: depth
+    unpruned_ms = fake_ms(la._export(str(baseline_pt), tmp_path / "base", 128), "CPU")[0]
+    report = edgeprune.prune(str(baseline_pt), str(tmp_path / "fast.pt"), latency_target=unpruned_ms * 0.9,
+                             imgsz=128, latency_iters=0)
+    found = report.device_search
+    assert found["reached"] and found["depth"] in (2, 4), found["depth_choice"]
+    best = {d: min((p for p in found["probes"] if p["depth"] == d and p["latency_ms"] <= found["target_ms"]),
+                   key=lambda p: p["scale"], default=None) for d in la.DEPTH_CANDIDATES}
+    kept = {d: p["macs"] for d, p in best.items() if p}
+    assert kept[found["depth"]] == max(kept.values())  # the most capacity kept at the target
+    assert report.mode == "layers+structured" and report.after.macs == kept[found["depth"]]
+    def identities(path) -> int:
+        return sum(type(m).__name__ == "Identity" for m in load_model(str(path)).model.modules())
+
+    assert identities(tmp_path / "fast.pt") - identities(baseline_pt) == found["depth"]  # units, not other Identity
+    assert report.after.params < report.before.params
 
 
 def test_goals_are_checked_before_any_work():
