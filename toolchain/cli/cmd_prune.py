@@ -53,12 +53,6 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
     """
     import edgeprune
 
-    for_device = latency_target is not None or speedup is not None
-    if for_device and (ratio is not None or layers or global_pruning or unstructured):
-        raise click.UsageError("--latency-target/--speedup choose the ratios themselves: drop --ratio, --layers, "
-                               "--global and --unstructured")
-    if not for_device and (ratio is None) == (layers is None):
-        raise click.UsageError("give exactly one of --ratio (channels) and --layers (residual units)")
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress("pruning") as status:
         report = edgeprune.prune(
