@@ -43,14 +43,12 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     check_data(data, (split,), strict)
     import edgeprune
 
-    use_validator = backend == "ultralytics" or (backend == "auto" and Path(model).suffix in (".pt", ".pth"))
-    if use_validator and Path(model).suffix.lower() not in (".pt", ".pth"):
-        raise click.BadParameter(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
-                                 "--backend auto", param_hint="'--backend'")
+    from toolchain.validator import EvalResult
+
     with stdout_to_stderr(as_json), progress("evaluating") as status:
         result = edgeprune.evaluate(model, data, imgsz=imgsz, batch=batch, split=split, backend=backend,
                                     device=device, precision=precision, weights=weights, progress=status)
-    if use_validator:
+    if isinstance(result, EvalResult):  # edgeprune.evaluate chose the Ultralytics validator
         per_class = [[c.name, c.precision, c.recall, c.map50, c.map50_95] for c in result.per_class]
         caption = f"{result.model} on {result.data} ({split}), imgsz {result.imgsz}, Ultralytics validator"
         if result.pose_map50 is not None:
