@@ -376,6 +376,17 @@ def _leftovers(opts: _Options) -> None:
             opts.warnings.append(f"{opts.origin.describe(opt.key, opt.line)}: unknown key, ignored")
 
 
+def section_options(network: Network, index: int | None = None) -> "_Options":
+    """Typed, validated access to the raw keys of ``[net]`` (``index`` None) or of layer ``index``.
+
+    Why: training reads keys the builder ignores (``learning_rate``, ``steps``, ``ignore_thresh``,
+    ``iou_loss``...); going through the same reader gives their errors the same file:line form.
+    """
+    section = network.sections[0 if index is None else index + 1]
+    origin = Origin(network.path, section.line, section.name, index)
+    return _Options(section, origin, [])
+
+
 # ----------------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------------

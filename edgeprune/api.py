@@ -94,26 +94,72 @@ def _train_config(checkpoint_or_model: str, imgsz: int | None, **fields):
     return TrainConfig(imgsz=imgsz, **fields)
 
 
-def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
-          batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto"):
-    """Train a YOLO from an Ultralytics yaml (offline, from scratch) or a checkpoint on ``data`` into ``out``.
+def _darknet_train(cfg: str, data: str, out: str, weights: str | None, on_epoch, **fields):
+    from toolchain.darknet_train.trainer import DarknetTrainConfig, train_darknet
 
-    Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint).
+    return train_darknet(cfg, data, out, DarknetTrainConfig(**fields), weights=weights, on_epoch=on_epoch)
+
+
+def _darknet_weights(cfg: str, weights: str | None, what: str) -> str:
+    """The .weights a Darknet ``what`` starts from: ``weights``, else the file of the same name beside the cfg."""
+    from toolchain.sources.darknet import default_weights
+
+    found = weights or default_weights(Path(cfg))
+    if found is None:
+        raise EdgepruneError(f"{what} needs the trained weights of {cfg}: give --weights (no {Path(cfg).stem}.weights "
+                             "beside it)")
+    return str(found)
+
+
+def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
+          batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto",
+          weights: str | None = None, burn_in: int | None = None, on_epoch: Callable | None = None):
+    """Train a YOLO on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
+    a Darknet ``.cfg`` (from scratch, or from ``weights``; ``lr0``/``burn_in`` override its [net] keys).
+
+    Returns :class:`toolchain.training.TrainResult` or, for a cfg,
+    :class:`toolchain.darknet_train.trainer.DarknetTrainResult` (``.weights`` is the best epoch's
+    file either way; a cfg's run also has ``.cfg`` and the per-epoch ``.history``).
     """
+    from toolchain.sources import is_darknet
     from toolchain.training import train as run_train
 
+    if is_darknet(model):
+        return _darknet_train(model, data, out, weights, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
+                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
+    _refuse_darknet_only(model, weights=weights, burn_in=burn_in)
     cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
     return run_train(data, model, out, cfg)
 
 
+def _refuse_darknet_only(model: str, **given) -> None:
+    named = [k for k, v in given.items() if v is not None]
+    if named:
+        raise EdgepruneError(f"{', '.join(named)} applies to Darknet cfgs, and {model} is not one")
+
+
 def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: int | None = None, batch: int = 16,
              teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto", workers: int = 2,
-             seed: int = 0, lr0: float | None = None):
+             seed: int = 0, lr0: float | None = None, weights: str | None = None, burn_in: int | None = None,
+             on_epoch: Callable | None = None):
     """Fine-tune a (pruned) checkpoint keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
-    alone. Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint)."""
+    alone. Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint).
+
+    A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) is fine-tuned from ``weights`` (default: the
+    .weights beside it) on the labels; it has no teacher.
+    """
+    from toolchain.sources import is_darknet
     from toolchain.training import AUTO_TEACHER, finetune as run_finetune
 
+    if is_darknet(checkpoint):
+        if teacher not in (None, "auto"):
+            raise EdgepruneError("distillation works on Ultralytics checkpoints; fine-tune a Darknet cfg without "
+                                 "--distill")
+        start = _darknet_weights(checkpoint, weights, "fine-tuning")
+        return _darknet_train(checkpoint, data, out, start, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
+                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
+    _refuse_darknet_only(checkpoint, weights=weights, burn_in=burn_in)
     cfg = _train_config(checkpoint, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0,
                         device=device)
     return run_finetune(checkpoint, data, out, cfg, AUTO_TEACHER if teacher == "auto" else teacher, distill_weight)
@@ -121,11 +167,29 @@ def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: i
 
 def sparsify(model: str, data: str, out: str, *, strength: float = 1e-3, epochs: int = 10, imgsz: int | None = None,
              batch: int = 16, workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None,
-             device: str = "auto"):
+             device: str = "auto", weights: str | None = None, burn_in: int | None = None, seed: int = 0,
+             on_epoch: Callable | None = None):
     """Sparsity-train ``model``: L1 on BatchNorm gamma pushes unimportant channels to zero (prune with
-    ``method="bn"`` after). Returns :class:`toolchain.sparsity.SparsityResult` (γ snapshots, histograms)."""
+    ``method="bn"`` after). Returns :class:`toolchain.sparsity.SparsityResult` (γ snapshots, histograms).
+
+    A Darknet ``.cfg`` is sparsity-trained from ``weights`` (default: beside it) with the same
+    penalty; its result is a :class:`~toolchain.darknet_train.trainer.DarknetTrainResult` whose
+    ``.sparsity`` holds the γ snapshots, to prune with ``cfg-prune --global-percent``.
+    """
+    from toolchain.sources import is_darknet
     from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
 
+    if strength <= 0:
+        raise EdgepruneError(f"--s must be positive, got {strength}")
+    if is_darknet(model):
+        if warmup_epochs is not None:
+            raise EdgepruneError("--warmup-epochs is the Ultralytics trainer's; a Darknet cfg warms up for "
+                                 "--burn-in iterations")
+        start = _darknet_weights(model, weights, "sparsity training")
+        return _darknet_train(model, data, out, start, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
+                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in,
+                              sparsity=strength)
+    _refuse_darknet_only(model, weights=weights, burn_in=burn_in)
     train_cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, lr0=lr0, device=device)
     return run_sparsify(model, data, out, SparsityConfig(strength=strength, train=train_cfg,
                                                          warmup_epochs=warmup_epochs))
@@ -257,10 +321,13 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
           max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", global_pruning: bool = False,
           round_to: int | None = 8, steps: int = 1, imgsz: int | None = None, refine: bool = False,
           refine_steps: int = 3, bench_iterations: int = 50, device: str = "auto", weights: str | None = None,
-          shortcuts: int = 0, keep: float = 0.01, executor: str = "local", ray_address: str | None = None,
+          shortcuts: int = 0, keep: float = 0.01, shortcut_grid: Sequence[int] = (), finetune_chosen: int = 0,
+          executor: str = "local", ray_address: str | None = None,
           ray_task_cpus: int = 1, on_point: Callable | None = None, progress=None):
     """Prune at each ratio, evaluate and benchmark every point on ``target``, and choose the fastest
     point within ``max_drop`` that beats the unpruned model (resumable: rerun with the same ``out``).
+    A Darknet cfg's chosen percent is then tried with each ``shortcut_grid`` count of residual
+    units removed; ``finetune_chosen`` epochs fine-tune the final choice (``result.finetuned``).
 
     ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.sweep.SweepResult`.
     """
@@ -269,7 +336,8 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
     cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
-                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts, keep=keep)
+                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts, keep=keep,
+                      shortcut_grid=tuple(shortcut_grid), finetune_chosen=finetune_chosen)
     run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
     with reporting_to(progress):
         return run_sweep(model, out, cfg, executor=run, progress=progress.update if progress else None,

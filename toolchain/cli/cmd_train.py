@@ -1,13 +1,15 @@
-"""``edgeprune train`` and ``edgeprune finetune``: thin wrappers over the Ultralytics trainer."""
+"""``edgeprune train`` and ``edgeprune finetune``: the Ultralytics trainer, or the Darknet one for a .cfg."""
 
 from __future__ import annotations
 
 import click
 
+from rich.markup import escape
+
 from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, json_option,
-                                refuse_ignored, resolve_imgsz, strict_option)
+                                refuse_ignored, resolve_imgsz, strict_option, weights_option)
 from toolchain.device import DEVICE_HELP
-from toolchain.cli.render import console, print_json, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 def _train_options(func):
@@ -18,7 +20,8 @@ def _train_options(func):
         click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Initial learning rate (SGD); default: Ultralytics' automatic choice."),
+                     help="Initial learning rate (SGD); default: Ultralytics' automatic choice, or a Darknet cfg's "
+                          "learning_rate."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
         strict_option,
         json_option,
@@ -38,23 +41,91 @@ def _render(result, title: str, as_json: bool) -> None:
     ))
 
 
+def _darknet_options(func):
+    for option in reversed([
+        weights_option,
+        click.option("--burn-in", type=click.IntRange(min=0), default=None,
+                     help="Darknet cfgs: warm-up iterations (default: the cfg's burn_in, at most a tenth of the run)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _epoch_printer(as_json: bool):
+    """Print each epoch's results row on stderr as it finishes (Darknet training)."""
+    err = console(stderr=True)
+
+    def show(row) -> None:
+        err.print(f"epoch {row.epoch}: lr {row.lr:.3g}  box {row.box:.3f}  obj {row.obj:.3f}  cls {row.cls:.3f}  "
+                  f"mAP50 {row.map50:.3f}  mAP50-95 {row.map50_95:.3f}  mean|gamma| {row.gamma_l1:.3f}  "
+                  f"({row.seconds:.0f} s)")
+    return show
+
+
+def _render_history(result, as_json: bool) -> None:
+    """A Darknet run's per-epoch table (what darknet prints as it trains), before the summary."""
+    history = getattr(result, "history", None)
+    if as_json or not history:
+        return
+    console().print(table("Epochs", ["epoch", "lr", "box", "obj", "cls", "mAP50", "mAP50-95", "mean |gamma|", "s"],
+                          [[r.epoch, r.lr, r.box, r.obj, r.cls, r.map50, r.map50_95, r.gamma_l1, round(r.seconds)]
+                           for r in history]))
+
+
+def _split_source(source: str, data: str | None, model: str | None) -> tuple[str, str]:
+    """(model, data) from ``train SOURCE``: a Darknet cfg with --data, or a data.yaml with --model."""
+    from toolchain.sources import is_darknet
+
+    if is_darknet(source):
+        if data is None:
+            raise click.UsageError(f"training the Darknet cfg {source} needs --data DATA.yaml")
+        if model is not None:
+            raise click.UsageError("--model is ignored when SOURCE is a Darknet cfg; drop it")
+        return source, data
+    if data is not None:
+        raise click.UsageError(f"--data is for a Darknet cfg SOURCE; {source} is the data file here (drop --data)")
+    return model or "yolov8n.yaml", source
+
+
 @click.command()
-@click.argument("data", type=existing_file)
-@click.option("--model", default="yolov8n.yaml", show_default=True,
-              help="Ultralytics model yaml (built from scratch, offline) or a checkpoint to start from.")
+@click.argument("source", type=existing_file)
+@click.option("--model", default=None,
+              help="Ultralytics model yaml (built from scratch, offline), checkpoint or Darknet .cfg to start from. "
+                   "[default: yolov8n.yaml]")
+@click.option("--data", default=None, type=existing_file, help="The data.yaml when SOURCE is a Darknet .cfg.")
 @click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
 @_train_options
-def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, strict, as_json) -> None:
-    """Train a baseline YOLO on DATA (a YOLO data.yaml) with the Ultralytics trainer (GPU when present)."""
-    import edgeprune
+@_darknet_options
+def train(source, model, data, out, epochs, imgsz, batch, workers, seed, lr0, device, strict, as_json, weights,
+          burn_in) -> None:
+    """Train a YOLO: `train DATA --model M` (Ultralytics trainer) or `train CFG --data DATA` (Darknet).
 
+    A Darknet .cfg trains in PyTorch with its [yolo] loss and its [net] learning-rate policy,
+    from scratch or from --weights; OUT/weights/ gets best and last as .cfg + .weights (they load
+    in Darknet and OpenCV) and OUT/results.csv one row per epoch. Uses a GPU when present.
+    """
+    import edgeprune
+    from toolchain.sources import is_darknet
+
+    model, data = _split_source(source, data, model)
+    darknet = is_darknet(model)
+    refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
+                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs")
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
-    with stdout_to_stderr(as_json):
+    with stdout_to_stderr(as_json), progress(f"training, {epochs} epochs"):
         result = edgeprune.train(data, out, model=model, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
-                                 seed=seed, lr0=lr0, device=device)
+                                 seed=seed, lr0=lr0, device=device, weights=weights, burn_in=burn_in,
+                                 on_epoch=_epoch_printer(as_json) if darknet else None)
+    _notes(result)
+    _render_history(result, as_json)
     _render(result, "Training finished", as_json)
+
+
+def _notes(result) -> None:
+    for note in result.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
 @click.command()
@@ -68,28 +139,39 @@ def train(data, model, out, epochs, imgsz, batch, workers, seed, lr0, device, st
 @click.option("--distill-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the distillation loss against the task loss.")
 @_train_options
+@_darknet_options
 def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed, lr0,
-             device, strict, as_json) -> None:
+             device, strict, as_json, weights, burn_in) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
     original yaml, so the pruned widths survive. By default the unpruned model it was pruned
     from teaches it (knowledge distillation on the head outputs) as well as the labels.
+
+    A Darknet .cfg (cfg-prune's output) fine-tunes from --weights (default: the .weights beside
+    it) with its [yolo] loss, on the labels; results are saved as .cfg + .weights.
     """
     import edgeprune
+    from toolchain.sources import is_darknet
 
     if teacher and no_distill:
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",
                                  param_hint="'--no-distill'")
 
-    refuse_ignored(distill_weight=no_distill and "with --no-distill")
+    darknet = is_darknet(checkpoint)
+    refuse_ignored(distill_weight=(no_distill and "with --no-distill") or (darknet and "for a Darknet cfg"),
+                   teacher=darknet and "for a Darknet cfg: distillation works on Ultralytics checkpoints",
+                   weights=not darknet and "for this model: --weights applies to Darknet cfgs",
+                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs")
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
-    with stdout_to_stderr(as_json):
+    with stdout_to_stderr(as_json), progress(f"fine-tuning, {epochs} epochs"):
         result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
-                                    teacher=None if no_distill else (teacher or "auto"), distill_weight=distill_weight,
-                                    device=device, workers=workers, seed=seed, lr0=lr0)
-    for note in result.notes:
-        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
+                                    teacher=None if no_distill or darknet else (teacher or "auto"),
+                                    distill_weight=distill_weight, device=device, workers=workers, seed=seed, lr0=lr0,
+                                    weights=weights, burn_in=burn_in,
+                                    on_epoch=_epoch_printer(as_json) if darknet else None)
+    _notes(result)
+    _render_history(result, as_json)
     _render(result, "Fine-tuning finished", as_json)

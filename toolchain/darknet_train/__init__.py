@@ -1,0 +1,1 @@
+"""Training Darknet cfgs in PyTorch: the ``[yolo]`` loss, the ``[net]`` rate policy, the loop."""
