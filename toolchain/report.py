@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from toolchain.errors import InputFileError
@@ -257,6 +257,23 @@ def _read_records(path: Path) -> list[dict]:
     return records
 
 
+def _later_stages(summary: dict, base_fps: float | None) -> list[tuple[str, list[str], list[list]]]:
+    """Tables for what the sweep did after the grid: residual units removed, the chosen model fine-tuned."""
+    stages = []
+    shortcut_points = [SweepPoint(**p) for p in summary.get("shortcut_points") or []]
+    if shortcut_points:
+        rows = [[p.shortcuts] + row[1:] for p, row in zip(shortcut_points, table_rows(shortcut_points, base_fps))]
+        stages.append((f"Residual units removed at ratio {shortcut_points[0].ratio:g}", ["shortcuts"] + COLUMNS[1:],
+                       rows))
+    tuned = summary.get("finetuned")
+    if tuned:
+        stages.append(("Chosen model fine-tuned", ["ratio", "shortcuts", "epochs", "mAP50 before", "mAP50",
+                                                   "mAP50-95 before", "mAP50-95", "model"],
+                       [[tuned["ratio"], tuned["shortcuts"], tuned["epochs"], tuned["before_map50"], tuned["map50"],
+                         tuned["before_map50_95"], tuned["map50_95"], tuned["model"]]]))
+    return stages
+
+
 def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> ReportResult:
     """Write ``RUN_DIR/report.html`` and ``RUN_DIR/report.md`` from what the run folder holds.
 
@@ -334,11 +351,18 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     settings += f". {device}"
     title = f"Pruning sweep of {Path(summary['model']).name}"
 
+    stages = _later_stages(summary, best["fps"] if best else None)
+    final = summary.get("choice") or {}
+    if stages and final.get("ratio") == choice.ratio:  # the shortcut stage refined the grid's choice
+        choice = replace(choice, reason=final["reason"])
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class=settings>{html.escape(settings)}</p>",
             f"<h2>Optimal pruning point</h2><p><b>{html.escape(str(choice.ratio))}</b>: {html.escape(choice.reason)}</p>",
             "<h2>Sweep</h2>", _html_table(COLUMNS, rows, highlight)]
     md = [f"# {title}", "", f"Settings: {settings}", "", "## Optimal pruning point", "",
           f"**{choice.ratio}**: {choice.reason}", "", "## Sweep", "", _md_table(COLUMNS, rows), ""]
+    for heading, columns, stage_rows in stages:
+        body += [f"<h2>{html.escape(heading)}</h2>", _html_table(columns, stage_rows)]
+        md += [f"## {heading}", "", _md_table(columns, stage_rows), ""]
     for heading, images in sections:
         body.append(f"<h2>{html.escape(heading)}</h2>")
         body += [f'<img alt="{html.escape(p.stem)}" src="{_data_uri(p)}">' for p in images]

@@ -58,6 +58,10 @@ class SweepConfig:
         weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).
         shortcuts: Darknet only: residual units removed at every point (``cfg-prune --shortcuts``).
         keep: Darknet only: every pruned conv keeps at least this fraction of its channels.
+        shortcut_grid: Darknet only: after the percent is chosen, also measure it with each of
+            these residual-unit counts removed (seed 002's layer pruning) and choose again.
+        finetune_chosen: epochs of fine-tuning for the finally chosen model (0: none); its numbers
+            are reported beside the point it came from.
     """
 
     data: str
@@ -79,6 +83,8 @@ class SweepConfig:
     weights: str | None = None
     shortcuts: int = 0
     keep: float = 0.01
+    shortcut_grid: tuple[int, ...] = ()
+    finetune_chosen: int = 0
 
     def validate(self) -> None:
         bad = [r for r in self.ratios if not 0.0 < r < 1.0]
@@ -86,11 +92,14 @@ class SweepConfig:
             raise SweepError(f"sweep ratios must lie strictly between 0 and 1, got {list(self.ratios)}")
         if self.max_drop < 0:
             raise SweepError(f"--max-drop must be at least 0, got {self.max_drop}")
+        if any(n < 1 for n in self.shortcut_grid):
+            raise SweepError(f"--shortcut-grid counts must be at least 1, got {list(self.shortcut_grid)}")
 
     def settings_key(self, model_path: str) -> str:
         """Hash of everything that changes a point's numbers; resume matches on it."""
         fields = {k: v for k, v in asdict(self).items()
-                  if k not in ("ratios", "refine", "refine_steps", "max_drop", "device", "weights")}
+                  if k not in ("ratios", "refine", "refine_steps", "max_drop", "device", "weights", "shortcut_grid",
+                               "finetune_chosen")}
         fields["model_sha256"] = _file_sha(model_path)
         if self.weights:
             fields["weights_sha256"] = _file_sha(self.weights)
@@ -123,6 +132,7 @@ class SweepPoint:
     seconds: float
     finished: str
     per_class: list = field(default_factory=list)
+    shortcuts: int = 0  # Darknet: residual units removed before the channel pruning
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -134,6 +144,25 @@ class Choice:
 
     ratio: float | None
     reason: str
+    shortcuts: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetunedChoice:
+    """The chosen model after ``finetune_chosen`` epochs: where it is and what it scores now."""
+
+    ratio: float
+    shortcuts: int
+    model: str
+    weights: str | None
+    epochs: int
+    map50: float
+    map50_95: float
+    before_map50: float
+    before_map50_95: float
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -157,6 +186,8 @@ class SweepResult:
     resumed: int
     references: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    shortcut_points: list[SweepPoint] = field(default_factory=list)
+    finetuned: FinetunedChoice | None = None
 
     def baseline(self) -> SweepPoint | None:
         return next((p for p in self.points if p.ratio == BASELINE_RATIO), None)
@@ -176,7 +207,8 @@ class SweepResult:
         return {"run_dir": self.run_dir, "model": self.model, "config": asdict(self.config),
                 "points": [p.to_json() for p in self.points], "choice": self.choice.to_json(),
                 "computed": self.computed, "resumed": self.resumed, "references": self.references,
-                "notes": self.notes,
+                "notes": self.notes, "shortcut_points": [p.to_json() for p in self.shortcut_points],
+                "finetuned": self.finetuned.to_json() if self.finetuned else None,
                 "speedup_base": self.base["label"] if self.base else None}
 
 
@@ -256,6 +288,7 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
         file_bytes=sum(Path(f).stat().st_size for f in (model, weights) if f), latency_ms=bench.latency.median_ms,
         fps=bench.throughput_fps, target=cfg.target, seconds=time.perf_counter() - started,
         finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), per_class=scores["per_class"],
+        shortcuts=cfg.shortcuts,
     )
 
 
@@ -303,6 +336,14 @@ def _darknet_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
         shutil.copyfile(weights, pruned_weights)
     else:
         prune_darknet(model_path, weights, here, DarknetPrune(ratio, cfg.keep, cfg.shortcuts))
+        if cfg.finetune_epochs:  # the Darknet trainer, from the pruned weights; its best epoch becomes the point
+            from toolchain.darknet_train.trainer import DarknetTrainConfig, train_darknet
+
+            tuned = train_darknet(str(model), cfg.data, here / "finetune",
+                                  DarknetTrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                                                     workers=cfg.workers, device=cfg.device),
+                                  weights=str(pruned_weights))
+            shutil.copyfile(tuned.weights, pruned_weights)
     scores = evaluate_artifact(str(model), cfg.data, imgsz=cfg.imgsz, weights=str(pruned_weights))
     source = prepare(model, cfg.imgsz, weights=str(pruned_weights))
     stats = model_stats(source.module, source.example)
@@ -462,17 +503,107 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
                 break
             run([mid])
     points = sorted(known.values(), key=lambda p: p.ratio)
+    choice = choose(points, cfg.max_drop)
+    shortcut_points = []
+    if cfg.shortcut_grid and choice.ratio is not None:
+        shortcut_points, new = _shortcut_stage(model_path, cfg, run_dir, executor, choice.ratio, progress, on_point)
+        computed += new
+        choice = choose_with_shortcuts(points, shortcut_points, choice, cfg.max_drop)
+    finetuned = None
+    if cfg.finetune_chosen and choice.ratio is not None:
+        chosen = next(p for p in [*points, *shortcut_points]
+                      if p.ratio == choice.ratio and p.shortcuts == choice.shortcuts)
+        finetuned = finetune_choice(chosen, cfg, run_dir, progress)
     notes = []
     try:
         references = measure_references(model_path, cfg, run_dir, progress)
     except EdgepruneError as exc:  # the points stand; only the speedup base is missing
         references = []
         notes.append(f"no speedup column: {exc}")
-    result = SweepResult(str(run_dir), str(model_path), cfg, points, choose(points, cfg.max_drop), computed, resumed,
-                         references, notes)
+    result = SweepResult(str(run_dir), str(model_path), cfg, points, choice, computed, resumed,
+                         references, notes, shortcut_points, finetuned)
     with atomic_output(run_dir / "sweep.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _shortcut_stage(model_path: str, cfg: SweepConfig, run_dir: Path, executor, ratio: float, progress,
+                    on_point) -> tuple[list[SweepPoint], int]:
+    """The chosen percent again with each count of ``cfg.shortcut_grid`` residual units removed first.
+
+    Each count is its own settings key (``shortcuts`` changes a point), so these points resume
+    like the grid's and never mix with it. Returns the points and how many were computed now.
+    """
+    points, computed = [], 0
+    for count in cfg.shortcut_grid:
+        if count == cfg.shortcuts:
+            continue
+        variant = replace(cfg, shortcuts=count)
+        key = variant.settings_key(model_path)
+        have = [p for p in read_points(run_dir, key) if p.ratio == ratio]
+        if not have:
+            if progress:
+                progress(f"measuring ratio {ratio:g} with {count} residual units removed")
+
+            def done(point: SweepPoint) -> None:
+                _append_point(run_dir, point)
+                have.append(point)
+                if on_point:
+                    on_point(point)
+            executor(model_path, [ratio], variant, str(run_dir), key, done)
+            computed += len(have)
+        points.extend(have)
+    return points, computed
+
+
+def choose_with_shortcuts(points: list[SweepPoint], shortcut_points: list[SweepPoint], choice: Choice,
+                          max_drop: float) -> Choice:
+    """The fastest of the chosen point and its shortcut variants whose mAP50 drop stays within ``max_drop``."""
+    base = next(p for p in points if p.ratio == BASELINE_RATIO)
+    chosen = next(p for p in points if p.ratio == choice.ratio)
+    good = [p for p in shortcut_points if base.map50 - p.map50 <= max_drop and p.fps > chosen.fps]
+    if not good:
+        tried = ", ".join(f"{p.shortcuts} (mAP50 {p.map50:.3f}, {p.fps:.1f} FPS)" for p in shortcut_points)
+        return replace(choice, reason=f"{choice.reason}; removing residual units did not pay: {tried}")
+    best = max(good, key=lambda p: p.fps)
+    return Choice(best.ratio, f"{choice.reason}; then removing {best.shortcuts} residual units: {best.fps:.1f} FPS "
+                              f"({best.fps / base.fps:.2f}x the unpruned model), mAP50 {best.map50:.3f} (drop "
+                              f"{base.map50 - best.map50:.3f} <= {max_drop})", best.shortcuts)
+
+
+def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, progress=None) -> FinetunedChoice:
+    """Fine-tune the chosen point's model for ``cfg.finetune_chosen`` epochs and score the result.
+
+    A Darknet point goes through the Darknet trainer (cfg + .weights out), an Ultralytics one
+    through ``finetune`` (distilling from the unpruned model it records); the point stays as
+    measured, the fine-tuned model is reported beside it.
+    """
+    from toolchain.sources import is_darknet
+
+    out = run_dir / "chosen-finetune" / f"r{point.ratio:.4f}-s{point.shortcuts}"
+    if progress:
+        progress(f"fine-tuning the chosen model for {cfg.finetune_chosen} epochs")
+    if is_darknet(point.model):
+        from toolchain.artifact_eval import evaluate_artifact
+        from toolchain.darknet_train.trainer import DarknetTrainConfig, train_darknet
+
+        result = train_darknet(point.model, cfg.data, out,
+                               DarknetTrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz, batch=cfg.batch,
+                                                  workers=cfg.workers, device=cfg.device),
+                               weights=str(Path(point.model).with_suffix(".weights")))
+        scores = evaluate_artifact(result.cfg, cfg.data, imgsz=cfg.imgsz, weights=result.weights)
+        model, weights = result.cfg, result.weights
+    else:
+        from toolchain.training import TrainConfig, finetune
+        from toolchain.validator import evaluate
+
+        result = finetune(point.model, cfg.data, out, TrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz,
+                                                                   batch=cfg.batch, workers=cfg.workers,
+                                                                   device=cfg.device))
+        scores = evaluate(result.weights, cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
+        model, weights = result.weights, None
+    return FinetunedChoice(point.ratio, point.shortcuts, model, weights, cfg.finetune_chosen, scores.map50,
+                           scores.map50_95, point.map50, point.map50_95)
 
 
 def measure_references(model_path: str, cfg: SweepConfig, run_dir: Path, progress=None) -> list[dict]:
@@ -509,8 +640,8 @@ def _fit_to_model(model_path: str, cfg: SweepConfig) -> SweepConfig:
     from toolchain.sources import is_darknet, prepare
 
     if not is_darknet(model_path):
-        if cfg.weights or cfg.shortcuts:
-            raise SweepError("--weights and --shortcuts apply to Darknet .cfg models")
+        if cfg.weights or cfg.shortcuts or cfg.shortcut_grid:
+            raise SweepError("--weights, --shortcuts and --shortcut-grid apply to Darknet .cfg models")
         loaded = load_model(model_path)
         check_model_fits_data(loaded, cfg.data)
         return cfg if cfg.imgsz else replace(cfg, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
@@ -521,9 +652,6 @@ def _fit_to_model(model_path: str, cfg: SweepConfig) -> SweepConfig:
     if ignored:
         raise SweepError(f"{', '.join(ignored)} do not apply to a Darknet cfg: its sweep prunes with cfg-prune's "
                          "global BN-gamma percent (and --shortcuts)")
-    if cfg.finetune_epochs:
-        raise SweepError("fine-tuning a Darknet cfg is not available yet: sweep it without --finetune-epochs, then "
-                         "fine-tune the chosen pruned.cfg + pruned.weights in Darknet")
     source = prepare(model_path, cfg.imgsz, weights=cfg.weights)
     if source.input_hw[0] != source.input_hw[1]:
         raise SweepError(f"{model_path} has a {source.input_hw[1]}x{source.input_hw[0]} (WxH) input; the sweep runs "

@@ -132,8 +132,10 @@ def opencv_detections(cfg, weights, image_bgr, size=256, classes=3):
     return found
 
 
-def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 256, classes: int = 3):
-    """A yolov4-tiny with random weights, and a synthetic set labelled by what OpenCV's importer detects with it.
+def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 256, classes: int = 3,
+                        text: str | None = None, min_labels: int = 40):
+    """A yolov4-tiny (or the cfg ``text``, at ``size``) with random weights, and a synthetic set labelled by
+    what OpenCV's importer detects with it.
 
     Nothing is trained, yet the model scores mAP ~1 on these labels by construction, and anything
     that changes what it detects (a wrong decode, pruning) lowers that: an accuracy signal for
@@ -145,10 +147,12 @@ def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 2
     from cfg_codegen.weights import write_weights
     from toolchain.synth import SynthConfig, generate
 
-    text = cfg_path("yolov4-tiny.cfg").read_text().replace("classes=80", f"classes={classes}")
-    cfg = resized_copy(root / "tiny.cfg", size, size, root, text.replace("filters=255", f"filters={3 * (5 + classes)}"))
+    if text is None:
+        text = cfg_path("yolov4-tiny.cfg").read_text().replace("classes=80", f"classes={classes}")
+        text = text.replace("filters=255", f"filters={3 * (5 + classes)}")
+        assert "scale_x_y = 1.05" in text  # the decode's scale_x_y is exercised
+    cfg = resized_copy(root / "tiny.cfg", size, size, root, text)
     net = parse_cfg(cfg)
-    assert {y.scale_x_y for y in net.yolo_layers} == {1.05}  # the decode's scale_x_y is exercised
     weights = root / "tiny.weights"
     write_weights(weights, net, random_model(net, size, size, seed=seed, bn_eps=OPENCV_BN_EPS)[1])
     generate(root / "data", SynthConfig(train=2, val=val, imgsz=size, classes=classes, seed=5))
@@ -162,5 +166,5 @@ def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 2
         label = root / "data" / "labels" / "val" / f"{image_path.stem}.txt"
         label.write_text("\n".join(lines) + "\n")
         labels += len(lines)
-    assert labels >= 40, f"only {labels} OpenCV detections: the reference would be too thin to judge a decode"
+    assert labels >= min_labels, f"only {labels} OpenCV detections: the reference would be too thin to judge a decode"
     return cfg, weights, data

@@ -42,31 +42,59 @@ def _ratios(ctx, param, value):
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
+@weights_option
+@click.option("--burn-in", type=click.IntRange(min=0), default=None,
+              help="Darknet cfgs: warm-up iterations (default: the cfg's burn_in, at most a tenth of the run).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Darknet cfgs: seed of the data order.")
 @strict_option
 @json_option
-def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, strict,
-             as_json) -> None:
+def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, weights, burn_in,
+             seed, strict, as_json) -> None:
     """Sparsity-train MODEL: L1 on BatchNorm gamma pushes unimportant channels to zero.
 
     Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
-    checkpoint that `finetune` accepts too.
+    checkpoint that `finetune` accepts too. A Darknet .cfg trains from --weights (default: the
+    .weights beside it) with its own [yolo] loss and the same penalty; prune its
+    OUT/weights/best.cfg + best.weights with `cfg-prune --global-percent`.
     """
     import edgeprune
+    from toolchain.cli.cmd_train import _epoch_printer, _render_history
+    from toolchain.sources import is_darknet
 
+    darknet = is_darknet(model)
+    refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
+                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs",
+                   seed=not darknet and "for this model: --seed applies to Darknet cfgs",
+                   warmup_epochs=darknet and "for a Darknet cfg: it warms up for --burn-in iterations")
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = edgeprune.sparsify(model, data, out, strength=strength, epochs=epochs, imgsz=imgsz, batch=batch,
-                                    workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device)
+                                    workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
+                                    weights=weights, burn_in=burn_in, seed=seed,
+                                    on_epoch=_epoch_printer(as_json) if darknet else None)
     if as_json:
         print_json(result)
         return
-    thresholds = sorted(result.final.below)
-    rows = [[s.epoch, s.l1_mean] + [s.below[t] for t in thresholds] for s in result.snapshots]
+    _render_history(result, as_json)
+    snapshots = result.sparsity["snapshots"] if darknet else [s.to_json() for s in result.snapshots]
+    thresholds = sorted(snapshots[-1]["below"])
+    rows = [[s["epoch"], s["l1_mean"]] + [s["below"][t] for t in thresholds] for s in snapshots]
     console().print(table("BatchNorm gamma during sparsity training",
-                          ["epoch", "mean |gamma|"] + [f"< {t:g}" for t in thresholds], rows,
+                          ["epoch", "mean |gamma|"] + [f"< {t}" for t in thresholds], rows,
                           caption=f"weights: {result.weights}\nhistograms and sparsity.json in {result.run_dir}"))
+
+
+def _counts(ctx, param, value):
+    """A comma list of positive integers (``--shortcut-grid 2,4,8``)."""
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"must be comma-separated whole numbers, e.g. 2,4,8; got {value!r}") from None
+    if any(c < 1 for c in counts):
+        raise click.BadParameter(f"every count must be at least 1, got {list(counts)}")
+    return counts
 
 
 @click.command()
@@ -101,11 +129,16 @@ def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_e
               help="Darknet cfgs: also remove this many residual units at every pruned point (cfg-prune --shortcuts).")
 @click.option("--keep", type=click.FloatRange(min=0, max=1, max_open=True), default=0.01, show_default=True,
               help="Darknet cfgs: every pruned conv keeps at least this fraction of its channels.")
+@click.option("--shortcut-grid", default="", callback=_counts,
+              help="Darknet cfgs: after choosing the percent, try it with each of these counts of residual units "
+                   "removed (e.g. 2,4,8) and keep the fastest within --max-drop.")
+@click.option("--finetune-chosen", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Fine-tune the finally chosen model for this many epochs and report it beside its point.")
 @strict_option
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
           max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, weights, shortcuts,
-          keep, strict, as_json) -> None:
+          keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
     MODEL is an Ultralytics checkpoint (ratio = Torch-Pruning's channel ratio) or a Darknet .cfg
@@ -126,30 +159,33 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     refuse_ignored(
         shortcuts=not darknet and "for this model: --shortcuts applies to Darknet cfgs",
         keep=not darknet and "for this model: --keep applies to Darknet cfgs",
+        shortcut_grid=not darknet and "for this model: --shortcut-grid applies to Darknet cfgs",
         method=darknet and "for a Darknet cfg: its sweep ranks BN gammas (cfg-prune)",
         ray_address=executor != "ray" and "without --executor ray",
         ray_task_cpus=executor != "ray" and "without --executor ray",
         refine_steps=not refine and "without --refine",
     )
     check_stride(imgsz)
-    check_data(data, ("train", "val") if finetune_epochs else ("val",), strict)
+    check_data(data, ("train", "val") if finetune_epochs or finetune_chosen else ("val",), strict)
     imgsz = resolve_imgsz(model, imgsz)
 
     err = console(stderr=True)
-    planned = 1 + len(ratios) + (refine_steps if refine else 0)  # baseline, grid, bisections
+    planned = 1 + len(ratios) + (refine_steps if refine else 0) + len(shortcut_grid)  # baseline, grid, bisections...
     measured = []
 
     def on_point(p) -> None:
         measured.append(p)
         status.advance(len(measured), planned)
-        err.print(f"ratio {p.ratio:g}: mAP50 {p.map50:.3f}, {p.fps:.1f} FPS ({p.seconds:.0f} s)")
+        removed = f" - {p.shortcuts} residual units" if p.shortcuts else ""
+        err.print(f"ratio {p.ratio:g}{removed}: mAP50 {p.map50:.3f}, {p.fps:.1f} FPS ({p.seconds:.0f} s)")
 
     with stdout_to_stderr(as_json), progress("sweeping") as status:
         result = edgeprune.sweep(
             model, data, out, ratios=ratios, target=target, max_drop=max_drop, finetune_epochs=finetune_epochs,
             method=method, global_pruning=global_pruning, round_to=round_to, steps=steps, imgsz=imgsz, refine=refine,
             refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, weights=weights,
-            shortcuts=shortcuts, keep=keep, executor=executor, ray_address=ray_address, ray_task_cpus=ray_task_cpus,
+            shortcuts=shortcuts, keep=keep, shortcut_grid=shortcut_grid, finetune_chosen=finetune_chosen,
+            executor=executor, ray_address=ray_address, ray_task_cpus=ray_task_cpus,
             on_point=on_point, progress=status)
     if as_json:
         print_json(result)
@@ -165,6 +201,17 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
                           caption=f"optimal pruning point: {result.choice.ratio} — {result.choice.reason}\n"
                                   f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"
                                   f"\n{base}; FPS: inference only, batch 1, {result.config.target}"))
+    if result.shortcut_points:
+        console().print(table(f"Residual units removed at ratio {result.shortcut_points[0].ratio:g}",
+                              ["shortcuts"] + COLUMNS[1:],
+                              [[p.shortcuts] + row[1:] for p, row in
+                               zip(result.shortcut_points, table_rows(result.shortcut_points, result.base_fps))]))
+    if result.finetuned:
+        f = result.finetuned
+        console().print(table("Chosen model fine-tuned", ["ratio", "shortcuts", "epochs", "mAP50 before", "mAP50",
+                                                          "mAP50-95 before", "mAP50-95", "model"],
+                              [[f.ratio, f.shortcuts, f.epochs, f.before_map50, f.map50, f.before_map50_95,
+                                f.map50_95, f.model]]))
 
 
 @click.command()
