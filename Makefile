@@ -15,7 +15,8 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-full test-deps demo baseline baseline-640 legacy-checkpoint clean families-table family-checkpoints
+.PHONY: setup test test-full test-deps demo baseline baseline-640 darknet-baseline legacy-checkpoint clean families-table \
+	family-checkpoints
 
 setup: $(STAMP)
 
@@ -68,6 +69,18 @@ baseline-640: setup
 	$(BIN)/python scripts/baseline_card.py .cache/baseline-640-run/weights/best.pt $(DATA_640)/data.yaml $(BASELINE_640) \
 	  640 "edgeprune data synth $(DATA_640) --imgsz 640" \
 	  "edgeprune finetune $(BASELINE) --data $(DATA_640)/data.yaml --imgsz 640 --epochs 10 --no-distill"
+
+# Reproduce the committed Darknet baseline (about 12 minutes on 2 cores): a half-width yolov4-tiny cfg trained
+# from scratch in PyTorch by `edgeprune train CFG`, saved as .weights beside its cfg.
+DARKNET_CFG      := assets/darknet/yolov4-tiny-synth.cfg
+DARKNET_BASELINE := assets/darknet/yolov4-tiny-synth.weights
+darknet-baseline: setup
+	test -f $(BASELINE_DATA)/data.yaml || $(BIN)/edgeprune data synth $(BASELINE_DATA)
+	rm -rf .cache/darknet-baseline-run
+	$(BIN)/edgeprune train $(DARKNET_CFG) --data $(BASELINE_DATA)/data.yaml --epochs 50 --out .cache/darknet-baseline-run
+	$(BIN)/python scripts/baseline_card.py .cache/darknet-baseline-run/weights/best.weights $(BASELINE_DATA)/data.yaml \
+	  $(DARKNET_BASELINE) 256 "edgeprune data synth $(BASELINE_DATA)" \
+	  "edgeprune train $(DARKNET_CFG) --data $(BASELINE_DATA)/data.yaml --epochs 50 --out .cache/darknet-baseline-run"
 
 # Reproduce assets/ultralytics-8.1.0-yolov8n-seg.pt: a checkpoint pickled by Ultralytics 8.1.0 (installed
 # into .cache only for this, with the few packages its import needs; the project itself never uses it).

@@ -1,7 +1,9 @@
 """Install a freshly trained baseline as the committed test/demo model, with a card.
 
-Usage (see `make baseline`, `make baseline-640`):
+Usage (see `make baseline`, `make baseline-640`, `make darknet-baseline`):
     python scripts/baseline_card.py BEST.pt DATA.yaml OUT.pt [IMGSZ [RECIPE_LINE ...]]
+    python scripts/baseline_card.py BEST.weights DATA.yaml OUT.weights [IMGSZ [RECIPE_LINE ...]]
+(a Darknet run's BEST.weights is scored with the BEST.cfg beside it, by edgeprune's pipeline).
 The card (OUT.json) records how the model was made and what it scores, so tests can check
 the committed file against a regenerated data set.
 """
@@ -25,8 +27,16 @@ DEFAULT_RECIPE = [
 ]
 
 
+def _darknet_scores(best: str, data: str, imgsz: int):
+    """A Darknet run's best.weights scored through `eval`'s pipeline, with the cfg beside it."""
+    from toolchain.artifact_eval import evaluate_artifact
+
+    return evaluate_artifact(str(Path(best).with_suffix(".cfg")), data, imgsz=imgsz, weights=best)
+
+
 def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str) -> None:
-    result = evaluate(best, data, imgsz=int(imgsz))
+    darknet = best.endswith(".weights")
+    result = _darknet_scores(best, data, int(imgsz)) if darknet else evaluate(best, data, imgsz=int(imgsz))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, out)
     card = {
