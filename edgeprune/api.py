@@ -323,7 +323,7 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
           refine_steps: int = 3, bench_iterations: int = 50, device: str = "auto", weights: str | None = None,
           shortcuts: int = 0, keep: float = 0.01, shortcut_grid: Sequence[int] = (), finetune_chosen: int = 0,
           executor: str = "local", ray_address: str | None = None,
-          ray_task_cpus: int = 1, on_point: Callable | None = None, progress=None):
+          on_point: Callable | None = None, progress=None):
     """Prune at each ratio, evaluate and benchmark every point on ``target``, and choose the fastest
     point within ``max_drop`` that beats the unpruned model (resumable: rerun with the same ``out``).
     A Darknet cfg's chosen percent is then tried with each ``shortcut_grid`` count of residual
@@ -338,7 +338,7 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
                       bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts, keep=keep,
                       shortcut_grid=tuple(shortcut_grid), finetune_chosen=finetune_chosen)
-    run = ray_executor(ray_address, task_cpus=ray_task_cpus) if executor == "ray" else local_executor
+    run = ray_executor(ray_address) if executor == "ray" else local_executor
     with reporting_to(progress):
         return run_sweep(model, out, cfg, executor=run, progress=progress.update if progress else None,
                          on_point=on_point)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolchain.errors import EdgepruneError
+from toolchain.executors import Executor, Job, local_executor, ray_executor  # noqa: F401  (ray_executor: API)
 
 SWEEP_FILE = "sweep.jsonl"
 BENCH_FILE = "bench.jsonl"
@@ -258,12 +259,15 @@ def point_dir(run_dir: Path, key: str, ratio: float) -> Path:
     return run_dir / "points" / key / f"r{ratio:.4f}"
 
 
-def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key: str) -> SweepPoint:
-    """Prune (unless ratio is 0), fine-tune, evaluate, deploy FP32 and bench one point.
+def point_job(out: Path, ratio: float, cfg: SweepConfig, key: str, model: str, weights: str | None,
+              data: str) -> dict:
+    """One point as an executor job (:mod:`toolchain.executors`): ``model``, ``weights`` and ``data`` are
+    local paths (copies shipped to a worker, or the driver's own files); outputs go to ``out``."""
+    return run_point(model, ratio, replace(cfg, data=data, weights=weights), Path(out), key).to_json()
 
-    A plain function of picklable arguments, so the Ray executor can ship it to a worker; on a
-    multi-machine cluster ``model_path``, ``cfg.data`` and ``run_dir`` must be on a shared file system.
-    """
+
+def run_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path, key: str) -> SweepPoint:
+    """Prune (unless ratio is 0), fine-tune, evaluate, deploy FP32 and bench one point, in the folder ``here``."""
     from targets.base import ExportConfig
     from targets.bench import BenchConfig, append_jsonl, measure_inference
     from targets.bench_run import open_runner
@@ -271,10 +275,6 @@ def run_point(model_path: str, ratio: float, cfg: SweepConfig, run_dir: str, key
     from toolchain.sources import is_darknet
 
     started = time.perf_counter()
-    here = point_dir(Path(run_dir), key, ratio)
-    if here.exists():  # leftovers of an interrupted attempt at this point
-        shutil.rmtree(here)
-    here.mkdir(parents=True)
     produce = _darknet_point if is_darknet(model_path) else _checkpoint_point
     model, weights, scores, stats = produce(model_path, ratio, cfg, here)
     exported = deploy(cfg.target, str(model), here / cfg.target,
@@ -408,43 +408,11 @@ def refine_ratio(points: list[SweepPoint], max_drop: float) -> float | None:
     return None
 
 
-Executor = Callable[[str, list[float], SweepConfig, str, str, Callable[[SweepPoint], None]], None]
-
-
-def local_executor(model_path, ratios, cfg, run_dir, key, done) -> None:
-    """Run points one after another in this process."""
-    for ratio in ratios:
-        done(run_point(model_path, ratio, cfg, run_dir, key))
-
-
-def ray_executor(address: str | None = None, num_cpus: int | None = None, task_cpus: int = 1) -> Executor:
-    """An executor running each point as a Ray task (local Ray, or the cluster at ``address``).
-
-    The driver records results as tasks finish, so an interrupted Ray sweep resumes like a local one.
-    Points running side by side on one node share its cores, which slows each other's latency
-    measurement; give ``task_cpus`` the node's core count when the latency column must be clean.
-
-    Raises:
-        SweepError: Ray is not installed.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("--executor ray needs Ray: pip install 'edgeprune[ray]' (or pip install ray)") from None
-
-    def execute(model_path, ratios, cfg, run_dir, key, done) -> None:
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address)
-            else:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        task = ray.remote(num_cpus=task_cpus)(run_point)
-        pending = [task.remote(model_path, r, cfg, run_dir, key) for r in ratios]
-        while pending:
-            finished, pending = ray.wait(pending, num_returns=1)
-            done(ray.get(finished[0]))
-
-    return execute
+def point_jobs(model_path: str, ratios: list[float], cfg: SweepConfig, run_dir: Path, key: str) -> list[Job]:
+    """The executor jobs measuring ``ratios``: each ships the model, its .weights and the data set."""
+    return [Job(point_job, {"ratio": r, "cfg": cfg, "key": key}, point_dir(run_dir, key, r),
+                files={"model": model_path, "weights": cfg.weights}, data=cfg.data, trains=cfg.finetune_epochs > 0)
+            for r in ratios]
 
 
 def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Executor = local_executor,
@@ -491,7 +459,8 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
         if todo:
             if progress:
                 progress(f"measuring ratios {', '.join(f'{r:g}' for r in todo)}")
-            executor(model_path, todo, cfg, str(run_dir), key, record)
+            executor(point_jobs(model_path, todo, cfg, run_dir, key), lambda _job, result, _where: record(
+                SweepPoint(**result)))
 
     run([BASELINE_RATIO] + sorted(set(cfg.ratios)))
     if cfg.refine:
@@ -513,7 +482,7 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
     if cfg.finetune_chosen and choice.ratio is not None:
         chosen = next(p for p in [*points, *shortcut_points]
                       if p.ratio == choice.ratio and p.shortcuts == choice.shortcuts)
-        finetuned = finetune_choice(chosen, cfg, run_dir, progress)
+        finetuned = finetune_choice(chosen, cfg, run_dir, executor, progress)
     notes = []
     try:
         references = measure_references(model_path, cfg, run_dir, progress)
@@ -545,12 +514,13 @@ def _shortcut_stage(model_path: str, cfg: SweepConfig, run_dir: Path, executor, 
             if progress:
                 progress(f"measuring ratio {ratio:g} with {count} residual units removed")
 
-            def done(point: SweepPoint) -> None:
+            def done(_job, result, _where) -> None:
+                point = SweepPoint(**result)
                 _append_point(run_dir, point)
                 have.append(point)
                 if on_point:
                     on_point(point)
-            executor(model_path, [ratio], variant, str(run_dir), key, done)
+            executor(point_jobs(model_path, [ratio], variant, run_dir, key), done)
             computed += len(have)
         points.extend(have)
     return points, computed
@@ -571,39 +541,52 @@ def choose_with_shortcuts(points: list[SweepPoint], shortcut_points: list[SweepP
                               f"{base.map50 - best.map50:.3f} <= {max_drop})", best.shortcuts)
 
 
-def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, progress=None) -> FinetunedChoice:
-    """Fine-tune the chosen point's model for ``cfg.finetune_chosen`` epochs and score the result.
+def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, executor: Executor,
+                    progress=None) -> FinetunedChoice:
+    """Fine-tune the chosen point's model for ``cfg.finetune_chosen`` epochs (an executor job) and score it.
 
-    A Darknet point goes through the Darknet trainer (cfg + .weights out), an Ultralytics one
-    through ``finetune`` (distilling from the unpruned model it records); the point stays as
-    measured, the fine-tuned model is reported beside it.
+    The point stays as measured; the fine-tuned model is reported beside it.
     """
     from toolchain.sources import is_darknet
 
-    out = run_dir / "chosen-finetune" / f"r{point.ratio:.4f}-s{point.shortcuts}"
     if progress:
         progress(f"fine-tuning the chosen model for {cfg.finetune_chosen} epochs")
-    if is_darknet(point.model):
+    weights = str(Path(point.model).with_suffix(".weights")) if is_darknet(point.model) else None
+    job = Job(finetune_job, {"cfg": cfg, "ratio": point.ratio, "shortcuts": point.shortcuts,
+                             "before": (point.map50, point.map50_95)},
+              run_dir / "chosen-finetune" / f"r{point.ratio:.4f}-s{point.shortcuts}",
+              files={"model": point.model, "weights": weights}, data=cfg.data, trains=True)
+    results = []
+    executor([job], lambda _job, result, _where: results.append(result))
+    return FinetunedChoice(**results[0])
+
+
+def finetune_job(out: Path, cfg: SweepConfig, ratio: float, shortcuts: int, before: tuple[float, float], model: str,
+                 weights: str | None, data: str) -> dict:
+    """Fine-tune ``model`` into ``out``: the Darknet trainer (cfg + .weights out) for a cfg, else
+    ``finetune`` (distilling from the unpruned model it records, when that file is there)."""
+    from toolchain.sources import is_darknet
+
+    out = Path(out)
+    if is_darknet(model):
         from toolchain.artifact_eval import evaluate_artifact
         from toolchain.darknet_train.trainer import DarknetTrainConfig, train_darknet
 
-        result = train_darknet(point.model, cfg.data, out,
-                               DarknetTrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz, batch=cfg.batch,
-                                                  workers=cfg.workers, device=cfg.device),
-                               weights=str(Path(point.model).with_suffix(".weights")))
-        scores = evaluate_artifact(result.cfg, cfg.data, imgsz=cfg.imgsz, weights=result.weights)
-        model, weights = result.cfg, result.weights
+        result = train_darknet(model, data, out, DarknetTrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz,
+                                                                     batch=cfg.batch, workers=cfg.workers,
+                                                                     device=cfg.device), weights=weights)
+        scores = evaluate_artifact(result.cfg, data, imgsz=cfg.imgsz, weights=result.weights)
+        tuned, tuned_weights = result.cfg, result.weights
     else:
         from toolchain.training import TrainConfig, finetune
         from toolchain.validator import evaluate
 
-        result = finetune(point.model, cfg.data, out, TrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz,
-                                                                   batch=cfg.batch, workers=cfg.workers,
-                                                                   device=cfg.device))
-        scores = evaluate(result.weights, cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
-        model, weights = result.weights, None
-    return FinetunedChoice(point.ratio, point.shortcuts, model, weights, cfg.finetune_chosen, scores.map50,
-                           scores.map50_95, point.map50, point.map50_95)
+        result = finetune(model, data, out, TrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz, batch=cfg.batch,
+                                                         workers=cfg.workers, device=cfg.device))
+        scores = evaluate(result.weights, data, imgsz=cfg.imgsz, batch=cfg.batch)
+        tuned, tuned_weights = result.weights, None
+    return FinetunedChoice(ratio, shortcuts, tuned, tuned_weights, cfg.finetune_chosen, scores.map50,
+                           scores.map50_95, *before).to_json()
 
 
 def measure_references(model_path: str, cfg: SweepConfig, run_dir: Path, progress=None) -> list[dict]:

@@ -120,8 +120,6 @@ def _counts(ctx, param, value):
 @click.option("--device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Address of an existing Ray cluster (default: start a local one).")
-@click.option("--ray-task-cpus", type=click.IntRange(min=1), default=1, show_default=True,
-              help="CPUs reserved per point; set to a node's cores so concurrent points do not skew latency.")
 @click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder; rerunning with the same folder resumes.")
 @weights_option
@@ -137,7 +135,7 @@ def _counts(ctx, param, value):
 @strict_option
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, device, executor, ray_address, ray_task_cpus, out, weights, shortcuts,
+          max_drop, imgsz, bench_iterations, device, executor, ray_address, out, weights, shortcuts,
           keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
@@ -162,7 +160,6 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
         shortcut_grid=not darknet and "for this model: --shortcut-grid applies to Darknet cfgs",
         method=darknet and "for a Darknet cfg: its sweep ranks BN gammas (cfg-prune)",
         ray_address=executor != "ray" and "without --executor ray",
-        ray_task_cpus=executor != "ray" and "without --executor ray",
         refine_steps=not refine and "without --refine",
     )
     check_stride(imgsz)
@@ -185,7 +182,7 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
             method=method, global_pruning=global_pruning, round_to=round_to, steps=steps, imgsz=imgsz, refine=refine,
             refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, weights=weights,
             shortcuts=shortcuts, keep=keep, shortcut_grid=shortcut_grid, finetune_chosen=finetune_chosen,
-            executor=executor, ray_address=ray_address, ray_task_cpus=ray_task_cpus,
+            executor=executor, ray_address=ray_address,
             on_point=on_point, progress=status)
     if as_json:
         print_json(result)
