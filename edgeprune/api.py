@@ -344,6 +344,29 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
                          on_point=on_point)
 
 
+def autotune(model: str, data: str, out: str, *, ratios: Sequence[float] = (0.3, 0.5, 0.7),
+             precisions: Sequence[str] = ("fp32", "fp16", "int8"), targets: Sequence[str] = ("openvino", "onnx"),
+             max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", round_to: int | None = 8,
+             imgsz: int | None = None, bench_iterations: int = 50, calib_images: int = 300, references: bool = True,
+             device: str = "auto", weights: str | None = None, executor: str = "local",
+             ray_address: str | None = None, on_points: Callable | None = None, progress=None):
+    """Prune at each ratio (once), deploy every (target, precision), evaluate each artifact by running it and
+    benchmark it; returns :class:`toolchain.autotune.AutotuneResult` with the Pareto front per target and the
+    recommended point (fastest within ``max_drop`` mAP50 of its target's unpruned FP32 artifact).
+    Resumable: rerun with the same ``out``. ``executor="ray"`` ships files to the cluster at ``ray_address``."""
+    from toolchain.autotune import AutotuneConfig, autotune as run_autotune
+    from toolchain.sweep import SweepConfig, local_executor, ray_executor
+
+    sweep_cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, round_to=None if round_to == 1 else round_to,
+                            finetune_epochs=finetune_epochs, imgsz=imgsz, max_drop=max_drop,
+                            bench_iterations=bench_iterations, device=device, weights=weights)
+    config = AutotuneConfig(sweep_cfg, tuple(precisions), tuple(targets), calib_images, references)
+    run = ray_executor(ray_address) if executor == "ray" else local_executor
+    with reporting_to(progress):
+        return run_autotune(model, out, config, executor=run, on_points=on_points,
+                            progress=progress.update if progress else None)
+
+
 def report(run_dir: str, curves: bool = True, progress=None):
     """Write ``report.html`` and ``report.md`` for a sweep run folder.
 

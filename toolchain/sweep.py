@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -214,44 +213,18 @@ class SweepResult:
 
 
 def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
-    """Points recorded in ``RUN_DIR/sweep.jsonl`` (only those with ``key`` if given).
+    """Points recorded in ``RUN_DIR/sweep.jsonl`` (only those with ``key`` if given); see :mod:`toolchain.jsonl`."""
+    from toolchain.jsonl import read_records
 
-    A torn last line (the process died while writing it) is ignored, so the point is redone; any
-    other line that is not a sweep point is an error naming the file and the line.
-    """
-    from toolchain.errors import InputFileError
-
-    path = Path(run_dir) / SWEEP_FILE
-    if not path.exists():
-        return []
-    points = []
-    lines = path.read_text(errors="replace").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            point = SweepPoint(**data) if isinstance(data, dict) else None
-        except json.JSONDecodeError:
-            if number == len(lines):  # torn last line: redo that point
-                continue
-            point = None
-        except TypeError:  # missing or unknown fields
-            point = None
-        if point is None:
-            raise InputFileError(f"{path} line {number} is not a sweep point; remove that line (or the file "
-                                 "to start the sweep over)")
-        if key is None or point.key == key:
-            points.append(point)
-    return points
+    points = read_records(Path(run_dir) / SWEEP_FILE, lambda data: SweepPoint(**data), "a sweep point")
+    return [p for p in points if key is None or p.key == key]
 
 
 def _append_point(run_dir: Path, point: SweepPoint) -> None:
-    """Append one point as a single line and fsync, so a crash loses at most the current point."""
-    with open(run_dir / SWEEP_FILE, "a") as fh:
-        fh.write(json.dumps(point.to_json()) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one point as a single fsynced line, so a crash loses at most the current point."""
+    from toolchain.jsonl import append_records
+
+    append_records(run_dir / SWEEP_FILE, [point.to_json()])
 
 
 def point_dir(run_dir: Path, key: str, ratio: float) -> Path:
@@ -410,7 +383,8 @@ def refine_ratio(points: list[SweepPoint], max_drop: float) -> float | None:
 
 def point_jobs(model_path: str, ratios: list[float], cfg: SweepConfig, run_dir: Path, key: str) -> list[Job]:
     """The executor jobs measuring ``ratios``: each ships the model, its .weights and the data set."""
-    return [Job(point_job, {"ratio": r, "cfg": cfg, "key": key}, point_dir(run_dir, key, r),
+    shipped = replace(cfg, data=None, weights=None)  # the files travel as the job's inputs, never as driver paths
+    return [Job(point_job, {"ratio": r, "cfg": shipped, "key": key}, point_dir(run_dir, key, r),
                 files={"model": model_path, "weights": cfg.weights}, data=cfg.data, trains=cfg.finetune_epochs > 0)
             for r in ratios]
 
@@ -484,10 +458,12 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
                       if p.ratio == choice.ratio and p.shortcuts == choice.shortcuts)
         finetuned = finetune_choice(chosen, cfg, run_dir, executor, progress)
     notes = []
+    references: list[dict] = []
     try:
-        references = measure_references(model_path, cfg, run_dir, progress)
+        executor([Job(references_job, {"cfg": replace(cfg, data=None, weights=None)}, run_dir / "references",
+                      files={"model": model_path},
+                      data=cfg.data)], lambda _job, result, _where: references.extend(result))
     except EdgepruneError as exc:  # the points stand; only the speedup base is missing
-        references = []
         notes.append(f"no speedup column: {exc}")
     result = SweepResult(str(run_dir), str(model_path), cfg, points, choice, computed, resumed,
                          references, notes, shortcut_points, finetuned)
@@ -552,7 +528,7 @@ def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, executor
     if progress:
         progress(f"fine-tuning the chosen model for {cfg.finetune_chosen} epochs")
     weights = str(Path(point.model).with_suffix(".weights")) if is_darknet(point.model) else None
-    job = Job(finetune_job, {"cfg": cfg, "ratio": point.ratio, "shortcuts": point.shortcuts,
+    job = Job(finetune_job, {"cfg": replace(cfg, data=None, weights=None), "ratio": point.ratio, "shortcuts": point.shortcuts,
                              "before": (point.map50, point.map50_95)},
               run_dir / "chosen-finetune" / f"r{point.ratio:.4f}-s{point.shortcuts}",
               files={"model": point.model, "weights": weights}, data=cfg.data, trains=True)
@@ -589,8 +565,17 @@ def finetune_job(out: Path, cfg: SweepConfig, ratio: float, shortcuts: int, befo
                            scores.map50_95, *before).to_json()
 
 
-def measure_references(model_path: str, cfg: SweepConfig, run_dir: Path, progress=None) -> list[dict]:
+def references_job(out: Path, cfg: SweepConfig, model: str, data: str) -> list[dict]:
+    """:func:`measure_references` as an executor job (its exports and bench lines land in ``out``)."""
+    from toolchain.progress import step
+
+    return measure_references(model, replace(cfg, data=data), Path(out), step)
+
+
+def measure_references(model_path: str, cfg: SweepConfig, out: Path, progress=None) -> list[dict]:
     """FPS of Ultralytics' FP32/FP16/INT8 exports of the unpruned model on ``cfg.target``, measured like the points.
+
+    Their bench lines go to ``out``/bench.jsonl; the exports stay in edgeprune's cache for reuse.
 
     Empty when Ultralytics cannot export the model (a Darknet cfg) or to the target.
     """
@@ -607,7 +592,7 @@ def measure_references(model_path: str, cfg: SweepConfig, run_dir: Path, progres
         if progress:
             progress(f"measuring {ref.label}")
         bench = measure_inference(open_runner(ref.artifact, bench_cfg), ref.artifact, bench_cfg)
-        append_jsonl(Path(run_dir) / "references" / BENCH_FILE, [bench])
+        append_jsonl(Path(out) / BENCH_FILE, [bench])
         references.append({"label": ref.label, "precision": ref.precision, "artifact": ref.artifact,
                            "fps": bench.throughput_fps, "latency_ms": bench.latency.median_ms,
                            "executed_precision": bench.executed_precision})

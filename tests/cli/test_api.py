@@ -38,8 +38,8 @@ def test_the_readme_api_example_runs(synth_data, tmp_path, monkeypatch):
 def test_the_api_lists_what_it_exports_and_documents_it():
     import edgeprune
 
-    assert set(edgeprune.__all__) == {"EdgepruneError", "bench", "compare", "deploy", "evaluate", "finetune", "load",
-                                      "prune", "report", "sparsify", "sweep", "train"}
+    assert set(edgeprune.__all__) == {"EdgepruneError", "autotune", "bench", "compare", "deploy", "evaluate",
+                                      "finetune", "load", "prune", "report", "sparsify", "sweep", "train"}
     for name in edgeprune.__all__:
         assert getattr(edgeprune, name).__doc__, name
     assert os.environ.get("YOLO_OFFLINE") == "1"

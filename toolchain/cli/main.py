@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from toolchain.cli import (cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_sweep,
+from toolchain.cli import (cmd_autotune, cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_sweep,
                            cmd_train, cmd_vitis)
 from toolchain.cli.render import fail
 from toolchain.errors import EdgepruneError
@@ -73,6 +73,7 @@ cli.add_command(cmd_bench.bench)
 cli.add_command(cmd_sweep.sparsify)
 cli.add_command(cmd_sweep.sweep)
 cli.add_command(cmd_sweep.report)
+cli.add_command(cmd_autotune.autotune)
 cli.add_command(cmd_vitis.preflight)
 cli.add_command(cmd_vitis.dpu_rewrite)
 cli.add_command(cmd_vitis.board)
