@@ -153,8 +153,8 @@ def plot_histograms(history: list[tuple[int, torch.Tensor]], out_dir: Path) -> l
 def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig) -> SparsityResult:
     """Sparsity-train ``checkpoint`` on ``data`` into the run folder ``out``.
 
-    Returns a normal Ultralytics checkpoint (``OUT/weights/best.pt``) that ``prune --method bn``
-    and ``finetune`` accept, plus the gamma history.
+    Returns a normal Ultralytics checkpoint (``OUT/weights/last.pt``: the last, sparsest epoch) that
+    ``prune --method bn`` and ``finetune`` accept, plus the gamma history.
 
     Raises:
         EdgepruneError: bad strength or epochs; ModelMismatchError: not a YOLO checkpoint or wrong classes.
@@ -185,7 +185,11 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig) -
     trained = run_staged(yolo, out, trainer=_keep_architecture_trainer(loaded.task), data=str(data),
                          **cfg.overrides())
     histograms = plot_histograms(history, out)
-    result = SparsityResult(trained.weights, str(out), cfg.strength, trained, snapshots, [str(p) for p in histograms])
+    # The last epoch, not the best: sparsity is what this run trained for, and the best-scoring epoch is
+    # typically an early one whose gammas are still dense (pruning it by gamma would remove live channels).
+    last = Path(trained.weights).with_name("last.pt")
+    weights = str(last) if last.exists() else trained.weights
+    result = SparsityResult(weights, str(out), cfg.strength, trained, snapshots, [str(p) for p in histograms])
     with atomic_output(out / "sparsity.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result

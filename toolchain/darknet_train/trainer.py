@@ -158,7 +158,7 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
         on_epoch: called with each epoch's row (the CLI prints the results table with it).
 
     Returns the best epoch's files (``OUT/weights/best.cfg`` + ``best.weights``, by mAP50 as
-    Darknet's ``-map`` does) and the last epoch's numbers.
+    Darknet's ``-map`` does; the last epoch's for sparsity training) and the last epoch's numbers.
     """
     from ultralytics.utils.torch_utils import ModelEMA, init_seeds
 
@@ -268,7 +268,9 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
             with atomic_output(stage / "sparsity.json") as tmp:
                 tmp.write_text(json.dumps(sparsity, indent=2))
         params = sum(p.numel() for p in model.parameters())
-        result = DarknetTrainResult(str(out / "weights" / "best.weights"), str(out / "weights" / "best.cfg"),
+        # Sparsity training hands on its last epoch: the best-scoring one is typically early and still dense.
+        kept = "last" if config.sparsity else "best"
+        result = DarknetTrainResult(str(out / "weights" / f"{kept}.weights"), str(out / "weights" / f"{kept}.cfg"),
                                     str(out), config.epochs, history[-1].map50, history[-1].map50_95, params,
                                     tuple(history), tuple(notes), sparsity)
         with atomic_output(stage / "train.json") as tmp:
