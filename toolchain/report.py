@@ -278,7 +278,8 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     """Write ``RUN_DIR/report.html`` and ``RUN_DIR/report.md`` from what the run folder holds.
 
     Args:
-        run_dir: a ``sweep`` run folder (``sweep.json``), possibly holding sparsify output.
+        run_dir: a ``sweep`` run folder (``sweep.json``), possibly holding sparsify output, or an
+            ``autotune`` run folder (``autotune.json``: :mod:`toolchain.autotune_report`).
         curves: run the validator on the chosen model for PR and F1 curves.
         progress: optional ``progress(message)``.
 
@@ -287,6 +288,10 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     """
     run_dir = Path(run_dir).resolve()
     summary_path = run_dir / "sweep.json"
+    if not summary_path.exists() and (run_dir / "autotune.json").exists():
+        from toolchain.autotune_report import build_autotune_report
+
+        return build_autotune_report(run_dir)
     if not summary_path.exists():
         raise InputFileError(f"{run_dir} has no sweep.json; run `edgeprune sweep ... --out {run_dir}` first")
     summary = _read_summary(summary_path)

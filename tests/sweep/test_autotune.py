@@ -117,3 +117,9 @@ def test_autotune_on_a_real_ray_cluster_ships_files_and_brings_artifacts_back(ba
     assert {p["executed_precision"] for p in pruned} == {"f32", "int8 + f32"}
     lines = (run_dir / "autotune.jsonl").read_text().splitlines()
     assert len(lines) == len(result["points"]) == 6  # the unpruned model at both precisions, then 2 ratios x 2
+    from toolchain.report import build_report
+
+    report = build_report(run_dir)
+    markdown = Path(report.markdown).read_text()
+    assert "## onnx" in markdown and result["recommendation"]["reason"] in markdown and len(report.images) == 1
+    assert markdown.count("\n| 0.2 |") == 2 and markdown.count("\n| 0.4 |") == 2

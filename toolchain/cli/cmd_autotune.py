@@ -67,6 +67,7 @@ def autotune(model, data, ratios, precisions, targets, max_drop, finetune_epochs
     OUT/autotune.jsonl as they finish (a rerun resumes); the tables show, per target, each
     artifact with the precision the device executed, the Pareto front of (mAP50, FPS), and the
     recommended point: the fastest within --max-drop of its target's unpruned FP32 artifact.
+    `edgeprune report OUT` draws the same per target, with the front plotted.
     """
     import edgeprune
 
