@@ -71,6 +71,12 @@ def test_dockerfiles_match_what_deploy_runs():
         assert module in vitis
     openvino = (REPO / "docker" / "openvino" / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["edgeprune"]' in openvino and "pip install ." in openvino
-    ignored = (REPO / "docker" / "openvino" / "Dockerfile.dockerignore").read_text().split()
-    copied = re.findall(r"^COPY (\S+)", openvino, re.M)
-    assert all(f"!{c}" in ignored or f"!{c}/" in ignored for c in copied)  # every COPY source survives the filter
+    assert 'pip install ".[ray]"' in (REPO / "docker" / "ray" / "Dockerfile").read_text()
+    packages = re.search(r"include = \[(.*)\]", (REPO / "pyproject.toml").read_text()).group(1)
+    packages = [name.strip(' "*') for name in packages.split(",")]
+    for image in ("openvino", "ray"):
+        text = (REPO / "docker" / image / "Dockerfile").read_text()
+        ignored = (REPO / "docker" / image / "Dockerfile.dockerignore").read_text().split()
+        copied = re.findall(r"^COPY (\S+)", text, re.M)
+        assert all(f"!{c}" in ignored or f"!{c}/" in ignored for c in copied)  # every COPY source survives the filter
+        assert set(packages) <= set(copied), f"{image}: the image must hold every package pip installs"
