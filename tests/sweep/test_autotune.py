@@ -123,3 +123,34 @@ def test_autotune_on_a_real_ray_cluster_ships_files_and_brings_artifacts_back(ba
     markdown = Path(report.markdown).read_text()
     assert "## onnx" in markdown and result["recommendation"]["reason"] in markdown and len(report.images) == 1
     assert markdown.count("\n| 0.2 |") == 2 and markdown.count("\n| 0.4 |") == 2
+
+
+def test_an_interrupted_autotune_resumes_from_the_drivers_jsonl(baseline_pt, micro_data, tmp_path):
+    """The driver records each finished job at once; a rerun hands the executor only the ratios still missing."""
+    from toolchain.autotune import AutotuneConfig, autotune
+    from toolchain.sweep import SweepConfig
+
+    class Stop(Exception):
+        pass
+
+    handed: list[list[float]] = []
+
+    def executor(fail_after):
+        def run(jobs, done):
+            handed.append([job.kwargs["ratio"] for job in jobs])
+            for i, job in enumerate(jobs):
+                if i == fail_after:
+                    raise Stop
+                ratio = job.kwargs["ratio"]
+                done(job, [{**_point(ratio, t, p, 0.9 - ratio / 10, 100 + 100 * ratio).to_json(), "key": job.kwargs["key"]}
+                           for t in ("openvino", "onnx") for p in ("fp32", "int8")], None)
+        return run
+
+    config = AutotuneConfig(SweepConfig(data=str(micro_data), ratios=(0.2, 0.4)), ("fp32", "int8"),
+                            ("openvino", "onnx"), references=False)
+    with pytest.raises(Stop):
+        autotune(str(baseline_pt), tmp_path, config, executor=executor(fail_after=2))
+    assert len((tmp_path / "autotune.jsonl").read_text().splitlines()) == 8  # ratios 0 and 0.2, 4 artifacts each
+    result = autotune(str(baseline_pt), tmp_path, config, executor=executor(fail_after=None))
+    assert handed == [[0.0, 0.2, 0.4], [0.4]]
+    assert (result.resumed, result.computed, len(result.points)) == (8, 4, 12)
