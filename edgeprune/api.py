@@ -331,7 +331,8 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
 
     ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.sweep.SweepResult`.
     """
-    from toolchain.sweep import SweepConfig, local_executor, ray_executor, sweep as run_sweep
+    from toolchain.executors import local_executor, ray_executor
+    from toolchain.sweep import SweepConfig, sweep as run_sweep
 
     cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
@@ -355,7 +356,8 @@ def autotune(model: str, data: str, out: str, *, ratios: Sequence[float] = (0.3,
     recommended point (fastest within ``max_drop`` mAP50 of its target's unpruned FP32 artifact).
     Resumable: rerun with the same ``out``. ``executor="ray"`` ships files to the cluster at ``ray_address``."""
     from toolchain.autotune import AutotuneConfig, autotune as run_autotune
-    from toolchain.sweep import SweepConfig, local_executor, ray_executor
+    from toolchain.executors import local_executor, ray_executor
+    from toolchain.sweep import SweepConfig
 
     sweep_cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, round_to=None if round_to == 1 else round_to,
                             finetune_epochs=finetune_epochs, imgsz=imgsz, max_drop=max_drop,

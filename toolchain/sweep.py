@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolchain.errors import EdgepruneError
-from toolchain.executors import Executor, Job, local_executor, ray_executor  # noqa: F401  (ray_executor: API)
+from toolchain.executors import Executor, Job, local_executor
 
 SWEEP_FILE = "sweep.jsonl"
 BENCH_FILE = "bench.jsonl"

@@ -98,6 +98,12 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
     args, kw = _cli_calls(monkeypatch, "sweep", ["sweep", pt, "--data", data, "--ratios", "0.2,0.4", "--out",
                                                  str(tmp_path / "s")])
     assert tuple(kw["ratios"]) == (0.2, 0.4) and kw["executor"] == "local"
+    args, kw = _cli_calls(monkeypatch, "autotune", ["autotune", pt, "--data", data, "--precisions", "int8,fp32",
+                                                    "--targets", "onnx", "--out", str(tmp_path / "a")])
+    assert kw["precisions"] == ("int8", "fp32") and kw["targets"] == ("onnx",) and kw["executor"] == "local"
+    args, kw = _cli_calls(monkeypatch, "train", ["train", str(REPO / "assets" / "darknet" / "yolov4-tiny-synth.cfg"), "--data", data,
+                                                 "--burn-in", "7", "--out", str(tmp_path / "t")])
+    assert args == (data, str(tmp_path / "t")) and kw["model"].endswith(".cfg") and kw["burn_in"] == 7
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from toolchain import sweep as sweep_mod
+from toolchain.executors import ray_executor
 from toolchain.sweep import SweepConfig, SweepError, SweepPoint, choose, parse_ratios, read_points, refine_ratio
 
 
@@ -188,7 +189,7 @@ def test_ray_executor_runs_points_as_tasks(baseline_pt, small_data, tmp_path):
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         result = sweep_mod.sweep(str(baseline_pt), tmp_path, _cfg(small_data, ratios=(0.02,)),
-                                 executor=sweep_mod.ray_executor())
+                                 executor=ray_executor())
     finally:
         ray.shutdown()
     assert [p.ratio for p in result.points] == [0.0, 0.02] and result.computed == 2
