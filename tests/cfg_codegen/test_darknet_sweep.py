@@ -82,6 +82,7 @@ def _residual_cfg() -> str:
             + "[yolo]\nmask=0,1,2\nanchors=30,30, 60,60, 100,100\nclasses=3\nnum=3\nignore_thresh=0.7\n")
 
 
+@pytest.mark.full  # 45 s; make test keeps the plain Darknet sweep above
 def test_darknet_sweep_tries_residual_units_at_the_chosen_percent_then_finetunes_the_choice(tmp_path_factory,
                                                                                             tmp_path):
     from cfg_codegen.parser import parse_cfg

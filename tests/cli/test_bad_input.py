@@ -459,8 +459,11 @@ def test_outputs_follow_the_umask(kit, tmp_path):
 
 def _interrupt_when(argv: list[str], ready, timeout: float = 240) -> subprocess.CompletedProcess:
     """Start the CLI, send SIGINT once ``ready()`` is true (the work is under way), and wait for it."""
+    # A runner started in the background (`cmd &` without job control) passes SIGINT on as ignored, and Python
+    # then installs no KeyboardInterrupt handler; the child gets the default disposition back, as at a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "toolchain.cli.main", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + timeout
     while not ready() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
