@@ -22,7 +22,7 @@ def demo(out, ratio, fast, as_json) -> None:
     """Synthetic data → sparsify → prune → fine-tune → deploy (OpenVINO, ONNX) → bench → sweep → HTML report.
 
     The recipe: the committed 256 px baseline sparsity-trained, pruned at --ratio where BatchNorm gamma is
-    small, fine-tuned long, distilled from the sparsified model (about 45 minutes on 2 CPU cores).
+    small, fine-tuned long, distilled from the sparsified model (about 35 minutes on 2 quiet CPU cores).
     Every step is a normal edgeprune command run with --json; a rerun skips finished steps.
     """
     err = console(stderr=True)
