@@ -24,8 +24,8 @@ from toolchain.errors import EdgepruneError
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded at run time
 
-__all__ = ["EdgepruneError", "autotune", "bench", "compare", "deploy", "evaluate", "finetune", "load", "prune",
-           "report", "sparsify", "sweep", "train"]
+__all__ = ["EdgepruneError", "autotune", "bench", "compare", "deploy", "evaluate", "finetune", "load", "optimize",
+           "prune", "report", "sparsify", "sweep", "train"]
 
-from edgeprune.api import (autotune, bench, compare, deploy, evaluate, finetune, load, prune, report,  # noqa: E402
-                           sparsify, sweep, train)
+from edgeprune.api import (autotune, bench, compare, deploy, evaluate, finetune, load, optimize, prune,  # noqa: E402
+                           report, sparsify, sweep, train)

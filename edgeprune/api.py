@@ -113,23 +113,34 @@ def _darknet_weights(cfg: str, weights: str | None, what: str) -> str:
 
 def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
           batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto",
-          weights: str | None = None, burn_in: int | None = None, on_epoch: Callable | None = None):
+          weights: str | None = None, burn_in: int | None = None, converge: int = 0, from_scratch: bool = False,
+          cache: bool = False, on_epoch: Callable | None = None):
     """Train a YOLO on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
     a Darknet ``.cfg`` (from scratch, or from ``weights``; ``lr0``/``burn_in`` override its [net] keys).
 
     Returns :class:`toolchain.training.TrainResult` or, for a cfg,
     :class:`toolchain.darknet_train.trainer.DarknetTrainResult` (``.weights`` is the best epoch's
-    file either way; a cfg's run also has ``.cfg`` and the per-epoch ``.history``).
+    file either way; a cfg's run also has ``.cfg`` and the per-epoch ``.history``). ``converge`` = N
+    stops an Ultralytics run once mAP50-95 gained < 0.3 points over N epochs (``epochs`` is the cap);
+    ``from_scratch`` trains a checkpoint's own (e.g. pruned) architecture from fresh weights.
     """
     from toolchain.sources import is_darknet
     from toolchain.training import train as run_train
 
     if is_darknet(model):
+        _refuse_for_darknet(converge=converge, from_scratch=from_scratch, cache=cache)
         return _darknet_train(model, data, out, weights, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
                               workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
     _refuse_darknet_only(model, weights=weights, burn_in=burn_in)
-    cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device)
-    return run_train(data, model, out, cfg)
+    cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device,
+                        cache=cache)
+    return run_train(data, model, out, cfg, converge=converge, scratch=from_scratch)
+
+
+def _refuse_for_darknet(**given) -> None:
+    named = [k for k, v in given.items() if v]
+    if named:
+        raise EdgepruneError(f"{', '.join(named)} applies to the Ultralytics trainer, not to a Darknet cfg")
 
 
 def _refuse_darknet_only(model: str, **given) -> None:
@@ -141,7 +152,7 @@ def _refuse_darknet_only(model: str, **given) -> None:
 def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: int | None = None, batch: int = 16,
              teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto", workers: int = 2,
              seed: int = 0, lr0: float | None = None, weights: str | None = None, burn_in: int | None = None,
-             on_epoch: Callable | None = None):
+             cache: bool = False, on_epoch: Callable | None = None):
     """Fine-tune a (pruned) checkpoint keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
     alone. Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint).
@@ -153,6 +164,7 @@ def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: i
     from toolchain.training import AUTO_TEACHER, finetune as run_finetune
 
     if is_darknet(checkpoint):
+        _refuse_for_darknet(cache=cache)
         if teacher not in (None, "auto"):
             raise EdgepruneError("distillation works on Ultralytics checkpoints; fine-tune a Darknet cfg without "
                                  "--distill")
@@ -161,38 +173,70 @@ def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: i
                               workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
     _refuse_darknet_only(checkpoint, weights=weights, burn_in=burn_in)
     cfg = _train_config(checkpoint, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0,
-                        device=device)
+                        device=device, cache=cache)
     return run_finetune(checkpoint, data, out, cfg, AUTO_TEACHER if teacher == "auto" else teacher, distill_weight)
 
 
-def sparsify(model: str, data: str, out: str, *, strength: float = 1e-3, epochs: int = 10, imgsz: int | None = None,
-             batch: int = 16, workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None,
-             device: str = "auto", weights: str | None = None, burn_in: int | None = None, seed: int = 0,
-             on_epoch: Callable | None = None):
-    """Sparsity-train ``model``: L1 on BatchNorm gamma pushes unimportant channels to zero (prune with
-    ``method="bn"`` after). Returns :class:`toolchain.sparsity.SparsityResult` (γ snapshots, histograms).
+def sparsify(model: str, data: str, out: str, *, ratio: float = 0.5, method: str = "bn",
+             global_pruning: bool = False, round_to: int | None = 8, hold: float = 0.4, strength: float | None = None,
+             epochs: int = 10, imgsz: int | None = None, batch: int = 16, workers: int = 2, lr0: float | None = None,
+             warmup_epochs: float | None = None, device: str = "auto", weights: str | None = None,
+             burn_in: int | None = None, seed: int = 0, cache: bool = False, on_epoch: Callable | None = None):
+    """Sparsity-train ``model`` for the prune ``ratio``/``method``/``global_pruning``/``round_to`` describe:
+    the BatchNorm scale and shift of exactly the channels that prune removes are ramped to zero while the
+    rest trains, and held there for the last ``hold`` of the run, so the prune that follows (``prune`` with
+    the same settings and ``method="bn"``) changes no output. Returns :class:`toolchain.sparsity.SparsityResult`
+    (γ snapshots and mAP per epoch, histograms, the mAP it started from); ``on_epoch`` gets each snapshot.
 
-    A Darknet ``.cfg`` is sparsity-trained from ``weights`` (default: beside it) with the same
-    penalty; its result is a :class:`~toolchain.darknet_train.trainer.DarknetTrainResult` whose
-    ``.sparsity`` holds the γ snapshots, to prune with ``cfg-prune --global-percent``.
+    A Darknet ``.cfg`` is sparsity-trained from ``weights`` (default: beside it) with the L1 penalty
+    ``strength`` (default 1e-3) as a proximal step; its result is a
+    :class:`~toolchain.darknet_train.trainer.DarknetTrainResult` whose ``.sparsity`` holds the γ
+    snapshots, to prune with ``cfg-prune --global-percent``.
     """
+    from toolchain.pruning import PruneConfig
     from toolchain.sources import is_darknet
     from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
 
-    if strength <= 0:
-        raise EdgepruneError(f"--s must be positive, got {strength}")
     if is_darknet(model):
+        _refuse_for_darknet(cache=cache)
         if warmup_epochs is not None:
             raise EdgepruneError("--warmup-epochs is the Ultralytics trainer's; a Darknet cfg warms up for "
                                  "--burn-in iterations")
+        strength = 1e-3 if strength is None else strength
+        if strength <= 0:
+            raise EdgepruneError(f"--s must be positive, got {strength}")
         start = _darknet_weights(model, weights, "sparsity training")
         return _darknet_train(model, data, out, start, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
                               workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in,
                               sparsity=strength)
-    _refuse_darknet_only(model, weights=weights, burn_in=burn_in)
-    train_cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, lr0=lr0, device=device)
-    return run_sparsify(model, data, out, SparsityConfig(strength=strength, train=train_cfg,
-                                                         warmup_epochs=warmup_epochs))
+    _refuse_darknet_only(model, weights=weights, burn_in=burn_in, strength=strength)
+    train_cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, lr0=lr0, device=device,
+                              seed=seed, cache=cache, **({} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}))
+    prune_cfg = PruneConfig(ratio=ratio, method=method, global_pruning=global_pruning,
+                            round_to=None if round_to == 1 else round_to)
+    return run_sparsify(model, data, out, SparsityConfig(prune=prune_cfg, hold=hold, train=train_cfg),
+                        on_epoch=on_epoch)
+
+
+def optimize(model: str, data: str, out: str, *, ratio: float | None = None, speedup: float | None = None,
+             budget_epochs: int = 40, method: str = "bn", global_pruning: bool = False, round_to: int | None = 8,
+             teacher: str | None = "unpruned", target: str = "openvino", device: str = "CPU",
+             train_device: str = "auto", imgsz: int | None = None, batch: int = 16, workers: int = 2,
+             cache: bool = False, bench_seconds: float = 10.0, progress=None, log: Callable[[str], None] | None = None):
+    """The whole recipe on an Ultralytics checkpoint: sparsify → prune (``ratio``, or the per-block ratios that
+    reach ``speedup`` × the fastest Ultralytics export on ``target``/``device``) → fine-tune distilled from
+    ``teacher`` → FP32 and INT8 artifacts → compared with Ultralytics' own exports of ``model`` in one run.
+    ``budget_epochs`` is the training added in all. Resumable: rerun with the same ``out``. Returns
+    :class:`toolchain.optimize.OptimizeResult` (every step's result and the final table).
+    """
+    from toolchain.optimize import OptimizeConfig, optimize as run_optimize
+
+    cfg = OptimizeConfig(data=data, ratio=ratio, speedup=speedup, budget_epochs=budget_epochs, method=method,
+                         global_pruning=global_pruning, round_to=None if round_to == 1 else round_to, teacher=teacher,
+                         target=target, device=device, train_device=train_device, imgsz=imgsz, batch=batch,
+                         workers=workers, cache=cache, bench_seconds=bench_seconds)
+    with reporting_to(progress):
+        return run_optimize(model, out, cfg, log=log or (progress.update if progress else print))
 
 
 def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: str | None = None,

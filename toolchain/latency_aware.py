@@ -194,7 +194,7 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
             out = Path(tmp) / f"s{scale:.4f}-r{round_to}-d{depth}.pt"
             report = prune_file(model_path, str(out), replace(prune_cfg, ratio=0.0, layer_ratios=ratios,
                                                                round_to=round_to, global_pruning=False),
-                                latency_iters=0, layers=depth)
+                                latency_iters=0, layers=depth, evaluate=False)
             ms, device = _measure_ms(_export(str(out), Path(tmp) / out.stem, imgsz), goal.device)
             found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs, depth)
             probes.append(found)

@@ -30,6 +30,8 @@ class Side:
     zip_bytes: int
     zero_fraction: float
     latency: LatencyStats | None = None
+    map50_95: float | None = None  # the validator's, on --data (right after pruning: no fine-tuning)
+    map50: float | None = None
 
 
 @dataclass
@@ -71,6 +73,37 @@ class PruneReport:
 
 
 LATENCY_WARMUP = 5
+SPARSE_GAMMA = 1e-2  # |BN gamma| below this counts as a dead channel for --method bn
+
+
+def bn_sparsity_note(model, ratio: float, global_pruning: bool) -> str | None:
+    """What ``--method bn`` will do to ``model``, when that is not "remove dead channels".
+
+    Why: ranking channels by |gamma| separates them only after sparsity training; on a dense
+    model every gamma is near 1 and the ranking is about as good as random pruning, and beyond
+    the share of zeroed channels a sparsified model loses live ones.
+    """
+    from toolchain.sparsity import gammas
+
+    g = gammas(model)
+    if not g.numel():
+        return None
+    dead = float((g < SPARSE_GAMMA).float().mean())
+    if dead < 0.1:
+        return (f"--method bn on BatchNorm gammas that are not sparse ({dead:.1%} below {SPARSE_GAMMA}, mean "
+                f"{float(g.mean()):.3f}): it ranks nearly equal values, much like random pruning; run `edgeprune "
+                "sparsify` with this ratio first, or prune with --method l1")
+    if global_pruning and ratio > dead + 0.01:
+        return (f"ratio {ratio} removes more channels than are dead ({dead:.1%} of BatchNorm gammas below "
+                f"{SPARSE_GAMMA}): live channels go too, so expect a loss beyond the plateau")
+    return None
+
+
+def _accuracy(path: Path, data: str, imgsz: int) -> tuple[float, float]:
+    from toolchain.validator import evaluate
+
+    result = evaluate(str(path), data, imgsz=imgsz)
+    return result.map50_95, result.map50
 
 
 def _latency(model, example, iterations: int):
@@ -115,11 +148,13 @@ def prune_file(
     latency_iters: int = 30,
     progress=None,
     layers: int = 0,
+    evaluate: bool = True,
 ) -> PruneReport:
     """Prune the model in ``model_path`` and write it to ``out`` (never over the input).
 
     With ``layers`` > 0 the ``layers`` least important residual units are removed instead of
-    channels (see :mod:`toolchain.layer_prune`).
+    channels (see :mod:`toolchain.layer_prune`). With ``cfg.data`` (and ``evaluate``) both models
+    are scored by the Ultralytics validator: the mAP right after pruning, before any fine-tuning.
 
     Sizes are compared on both models saved the same way (an fp16 Ultralytics checkpoint
     without optimizer state, or a pickled module), so a training checkpoint's optimizer state
@@ -131,6 +166,8 @@ def prune_file(
         check_model_fits_data(loaded, cfg.data)
     example = example_input(loaded, cfg.imgsz, input_shape)
     notes: list[str] = []
+    if cfg.method == "bn" and not unstructured and (cfg.ratio or cfg.layer_ratios):
+        notes += [n for n in [bn_sparsity_note(loaded.model, cfg.ratio, cfg.global_pruning)] if n]
     mode = "unstructured" if unstructured else "structured"
     if layers:
         from toolchain.layer_prune import remove_residual_units
@@ -177,6 +214,10 @@ def prune_file(
 
             raise PruningError(f"ratio {cfg.ratio} with --round-to {cfg.round_to} removes no channel from {model_path} "
                                "(every layer would round back to its full width); lower --round-to or raise --ratio")
+        if evaluate and cfg.data and loaded.is_yolo:
+            imgsz = int(example.shape[-1])
+            before.map50_95, before.map50 = _accuracy(Path(model_path), cfg.data, imgsz)
+            after.map50_95, after.map50 = _accuracy(staged, cfg.data, imgsz)
     measured = _latency_conditions(bench) if bench else None
     return PruneReport(
         model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,

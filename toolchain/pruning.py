@@ -186,25 +186,29 @@ def _fail(loaded: LoadedModel, where: str, exc: Exception) -> PruningError:
     return PruningError(f"Torch-Pruning cannot prune {loaded.path} at {where}: {type(exc).__name__}: {reason}")
 
 
-def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor, progress=None) -> PruneOutcome:
-    """Remove channels from a copy of ``loaded.model``; the loaded model is not modified.
+@dataclass
+class _Session:
+    """A model prepared for Torch-Pruning (chunk blocks split, gradients on) and the pruner built on it."""
 
-    Args:
-        loaded: model to prune.
-        cfg: pruning settings.
-        example: input used for graph tracing and MAC counting.
-        progress: optional callable ``progress(step, total)``.
+    model: nn.Module
+    before: ModelStats
+    pruner: object
+    pairs: list
+    protected_names: list[str]
+    split: int
+    diff: float
+    contract: object
+    grad_step: Callable[[nn.Module], None] | None
+    culprit: "_Culprit"
 
-    Raises:
-        PruningError: the block rewrite changed the model's outputs, Torch-Pruning failed on a
-            layer (named in the message), or the pruned model broke its output contract.
-    """
+
+def _session(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> _Session:
+    """Copy ``loaded.model`` and build the pruner :func:`prune_structured` and :func:`plan_channels` share."""
     if not 0.0 <= cfg.ratio < 1.0 or (cfg.ratio == 0.0 and not cfg.layer_ratios):
         raise PruningError(f"pruning ratio must be between 0 and 1 (exclusive), got {cfg.ratio}")
     importance = create_importance(cfg.method)
     model = copy.deepcopy(loaded.model).float().eval()
     before = model_stats(model, example)
-
     split = 0
     diff = 0.0
     if loaded.is_yolo:
@@ -230,7 +234,6 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
         p.requires_grad_(True)
 
     grad_step = _gradient_step_fn(loaded, cfg, example.shape[-1]) if needs_gradients(cfg.method) else None
-    culprit = _Culprit(model)
     ratio_dict = None
     if cfg.layer_ratios:
         if cfg.global_pruning or not loaded.is_yolo:
@@ -246,13 +249,80 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
             )
     except Exception as exc:
         raise _fail(loaded, "graph tracing", exc) from exc
+    culprit = _Culprit(model)
     culprit.watch(pruner)
-    protected_names = _module_names(model, protected)
+    return _Session(model, before, pruner, pairs, _module_names(model, protected), split, diff, contract, grad_step, culprit)
+
+
+def _step_groups(session: _Session) -> list:
+    """The groups (with indices) one pruning step removes, chunk halves coupled."""
+    if session.grad_step is not None:
+        session.grad_step(session.model)
+    pruner = session.pruner
+    return couple_groups(pruner.DG, pruner.importance, list(pruner.step(interactive=True)), session.pairs)
+
+
+def _stock_name(model: nn.Module, name: str) -> tuple[str, int]:
+    """The name a module of the split model has in the stock model, and the channel offset of its half.
+
+    ``model.4.cv1b.bn`` is the second half of ``model.4.cv1.bn`` (offset: the first half's width);
+    ``model.4.block.m.0.cv1.bn`` is ``model.4.m.0.cv1.bn``.
+    """
+    out, offset, parent = [], 0, model
+    for part in name.split("."):
+        child = parent[int(part)] if part.isdigit() else getattr(parent, part)
+        if isinstance(parent, SplitChunk) and part in ("cv1a", "cv1b"):
+            out.append("cv1")
+            offset = parent.cv1a.conv.out_channels if part == "cv1b" else 0
+        elif not (isinstance(parent, SplitChunk) and part == "block"):
+            out.append(part)
+        parent = child
+    return ".".join(out), offset
+
+
+def plan_channels(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> dict[str, list[int]]:
+    """The BatchNorm channels one step of ``cfg`` would remove, by BN name in ``loaded.model``.
+
+    Why: sparsity training (:mod:`toolchain.sparsity`) drives exactly the channels the pruner will
+    remove to zero, so that the prune that follows is lossless. The plan is computed the way
+    :func:`prune_structured` computes its first step (same blocks, couplings, protected layers and
+    rounding), but nothing is removed; the loaded model is not modified.
+    """
+    session = _session(loaded, cfg, example)
+    try:
+        groups = _step_groups(session)
+    except Exception as exc:
+        raise _fail(loaded, session.culprit.describe(), exc) from exc
+    names = {id(m): n for n, m in session.model.named_modules()}
+    is_out = session.pruner.DG.is_out_channel_pruning_fn
+    plan: dict[str, set[int]] = {}
+    for group in groups:
+        for item in group:
+            module = item.dep.target.module
+            if isinstance(module, nn.BatchNorm2d) and is_out(item.dep.handler):
+                name, offset = _stock_name(session.model, names[id(module)])
+                plan.setdefault(name, set()).update(int(i) + offset for i in item.idxs)
+    return {name: sorted(idxs) for name, idxs in plan.items()}
+
+
+def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor, progress=None) -> PruneOutcome:
+    """Remove channels from a copy of ``loaded.model``; the loaded model is not modified.
+
+    Args:
+        loaded: model to prune.
+        cfg: pruning settings.
+        example: input used for graph tracing and MAC counting.
+        progress: optional callable ``progress(step, total)``.
+
+    Raises:
+        PruningError: the block rewrite changed the model's outputs, Torch-Pruning failed on a
+            layer (named in the message), or the pruned model broke its output contract.
+    """
+    session = _session(loaded, cfg, example)
+    model, pruner, culprit = session.model, session.pruner, session.culprit
     for step in range(cfg.steps):
-        if grad_step is not None:
-            grad_step(model)
         try:
-            groups = couple_groups(pruner.DG, pruner.importance, list(pruner.step(interactive=True)), pairs)
+            groups = _step_groups(session)
             # Indices were chosen on the unpruned graph; concat offsets depend on current widths,
             # so each group is rebuilt from its root (whose channels no other group touches) just before pruning.
             for root, handler, idxs in [(g[0].dep.target.module, g[0].dep.handler, list(g[0].idxs)) for g in groups]:
@@ -270,12 +340,12 @@ def prune_structured(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tenso
     model.eval()
     try:
         after = model_stats(model, example)
-        shapes = contract_shapes(model, example) if contract is not None else None
+        shapes = contract_shapes(model, example) if session.contract is not None else None
     except Exception as exc:  # pragma: no cover - would be a Torch-Pruning bug
         raise PruningError(f"pruned model of {loaded.path} no longer runs: {exc}") from exc
-    if shapes != contract:
+    if shapes != session.contract:
         raise PruningError(
-            f"pruning {loaded.path} changed its output shapes from {contract} to {shapes}; "
+            f"pruning {loaded.path} changed its output shapes from {session.contract} to {shapes}; "
             "this is a bug in edgeprune's protected layers"
         )
-    return PruneOutcome(model, before, after, split, restored, diff, protected_names)
+    return PruneOutcome(model, session.before, after, session.split, restored, session.diff, session.protected_names)

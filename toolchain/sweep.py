@@ -280,7 +280,7 @@ def _checkpoint_point(model_path: str, ratio: float, cfg: SweepConfig, here: Pat
     else:
         prune_file(model_path, str(model), PruneConfig(ratio=ratio, method=cfg.method, global_pruning=cfg.global_pruning,
                                                        round_to=cfg.round_to, steps=cfg.steps, imgsz=cfg.imgsz, data=cfg.data),
-                   latency_iters=0)
+                   latency_iters=0, evaluate=False)
         if cfg.finetune_epochs:
             result = finetune(str(model), cfg.data, here / "finetune",
                               TrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,

@@ -31,8 +31,33 @@ class _KeepArchitecture:
         return model
 
 
-def _keep_architecture_trainer(task: str):
-    """The trainer class for ``task`` with :class:`_KeepArchitecture` mixed in."""
+def reinitialise(model: nn.Module) -> nn.Module:
+    """Fresh weights in ``model``'s architecture, as Ultralytics initialises a model it builds from a yaml.
+
+    Why: "is pruning plus fine-tuning better than the pruned architecture trained from scratch for
+    the same epochs?" is the control every recovery claim needs; this is that starting point.
+    """
+    from ultralytics.utils.torch_utils import initialize_weights
+
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    initialize_weights(model)
+    head = model.model[-1] if isinstance(getattr(model, "model", None), nn.Sequential) else None
+    if head is not None and hasattr(head, "bias_init"):
+        head.bias_init()
+    return model
+
+
+class _FromScratch(_KeepArchitecture):
+    """Mixin: train the given module's architecture from freshly initialised weights."""
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        return reinitialise(super().get_model(cfg, weights, verbose))
+
+
+def _keep_architecture_trainer(task: str, scratch: bool = False):
+    """The trainer class for ``task`` with :class:`_KeepArchitecture` (or :class:`_FromScratch`) mixed in."""
     from ultralytics.models import yolo
 
     base = {
@@ -42,7 +67,8 @@ def _keep_architecture_trainer(task: str):
         "obb": yolo.obb.OBBTrainer,
         "classify": yolo.classify.ClassificationTrainer,
     }[task]
-    return type(f"KeepArchitecture{base.__name__}", (_KeepArchitecture, base), {})
+    mixin = _FromScratch if scratch else _KeepArchitecture
+    return type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {})
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,8 @@ class TrainConfig:
     lr0: float | None = None
     patience: int = 100
     device: str = "auto"
+    warmup_epochs: float | None = None  # None: Ultralytics' default (3)
+    cache: bool = False  # decoded images kept in RAM (Ultralytics cache="ram"): less CPU per epoch
 
     def overrides(self) -> dict:
         from toolchain.device import resolve_device
@@ -77,6 +105,10 @@ class TrainConfig:
         }
         if self.imgsz is not None:
             args["imgsz"] = self.imgsz
+        if self.warmup_epochs is not None:
+            args["warmup_epochs"] = self.warmup_epochs
+        if self.cache:
+            args["cache"] = "ram"
         if self.lr0 is not None:
             args.update(lr0=self.lr0, optimizer="SGD")
         return args
@@ -144,20 +176,81 @@ def _check_epochs(cfg: TrainConfig) -> None:
     check_stride(cfg.imgsz)
 
 
-def train(data: str, model: str, out: str | Path, cfg: TrainConfig) -> TrainResult:
-    """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``."""
+CONVERGED_GAIN = 0.003  # mAP50-95 gained over the window below which a run counts as converged
+
+
+class Convergence:
+    """Stop training once the validator's mAP50-95 has gained less than :data:`CONVERGED_GAIN` over ``window`` epochs.
+
+    Why: an accuracy claim against a baseline that was still improving measures extra training,
+    not pruning. The gain compares the best mAP50-95 so far with the best ``window`` epochs ago,
+    so one noisy epoch neither stops a run nor keeps it going. ``epochs`` stays the cap.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.maps: list[float] = []
+        self.converged_at: int | None = None
+
+    def gain(self) -> float | None:
+        if len(self.maps) <= self.window:
+            return None
+        return max(self.maps) - max(self.maps[:-self.window])
+
+    def attach(self, yolo) -> None:
+        yolo.add_callback("on_fit_epoch_end", self._epoch)
+
+    def _epoch(self, trainer) -> None:
+        self.maps.append(float((trainer.metrics or {}).get("metrics/mAP50-95(B)", 0.0)))
+        gain = self.gain()
+        if gain is not None and gain < CONVERGED_GAIN and self.converged_at is None:
+            self.converged_at = len(self.maps)
+            trainer.stop = True
+
+    def note(self) -> str:
+        gain = self.gain()
+        if self.converged_at is not None:
+            return (f"converged at epoch {self.converged_at}: mAP50-95 gained {100 * gain:.2f} points over the last "
+                    f"{self.window} epochs (< {100 * CONVERGED_GAIN:.1f}), best {max(self.maps):.4f}")
+        shown = "n/a" if gain is None else f"{100 * gain:.2f} points"
+        return (f"NOT converged after {len(self.maps)} epochs: mAP50-95 gained {shown} over the last {self.window} "
+                f"epochs (the criterion is < {100 * CONVERGED_GAIN:.1f}); raise --epochs")
+
+
+def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: int = 0,
+          scratch: bool = False) -> TrainResult:
+    """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``.
+
+    With ``converge`` = N > 0 training stops early once mAP50-95 gained less than 0.3 points over N
+    epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not.
+    With ``scratch`` a checkpoint's own architecture (a pruned one too) is trained from fresh weights.
+    """
     from toolchain.device import open_yolo
 
     _check_epochs(cfg)
+    if converge < 0:
+        raise EdgepruneError(f"--converge must be a number of epochs, got {converge}")
     read_data_yaml(data)  # fail early, with our message, on a bad data file
+    extra = {}
     if str(model).endswith(".pt"):
-        check_model_fits_data(load_model(model), data)
+        loaded = load_model(model)
+        check_model_fits_data(loaded, data)
+        if scratch:
+            extra["trainer"] = _keep_architecture_trainer(loaded.task, scratch=True)
+    elif scratch:
+        raise EdgepruneError(f"--from-scratch keeps a checkpoint's architecture; {model} is a yaml, which trains "
+                             "from scratch anyway")
     out = Path(out).resolve()
     try:
         yolo = open_yolo(model)
     except FileNotFoundError:
         raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
-    return run_staged(yolo, out, data=str(data), **cfg.overrides())
+    if not converge:
+        return run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+    watch = Convergence(converge)
+    watch.attach(yolo)
+    result = run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+    return replace(result, epochs=len(watch.maps), notes=(*result.notes, watch.note()))
 
 
 def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teacher: str | None = AUTO_TEACHER,

@@ -23,7 +23,8 @@ from toolchain.cli.render import console, human_bytes, print_json, progress, std
               help="Prune iteratively in this many steps.")
 @imgsz_option()
 @click.option("--data", type=existing_file, default=None,
-              help="YOLO data.yaml: checked against the model's classes; needed by --method taylor.")
+              help="YOLO data.yaml: checked against the model's classes, both models scored by the Ultralytics "
+                   "validator (the mAP right after pruning); needed by --method taylor.")
 @input_shape_option
 @click.option("--unstructured", is_flag=True, help="L1 unstructured pruning (zeros weights; does not speed up).")
 @click.option("--latency-iters", type=click.IntRange(min=0), default=30, show_default=True,
@@ -81,6 +82,9 @@ def _render(report) -> None:
         row("zip-compressed size", b.zip_bytes, a.zip_bytes, r["zip_bytes"], human_bytes),
         row("zero weights", b.zero_fraction, a.zero_fraction, None, lambda v: f"{v:.1%}"),
     ]
+    if b.map50_95 is not None and a.map50_95 is not None:
+        rows.append(row("mAP50-95 (no fine-tuning)", b.map50_95, a.map50_95, None, lambda v: f"{v:.4f}"))
+        rows.append(row("mAP50 (no fine-tuning)", b.map50, a.map50, None, lambda v: f"{v:.4f}"))
     if b.latency and a.latency:
         rows.append(row("latency (median)", b.latency.median_ms, a.latency.median_ms, r["latency"],
                         lambda v: f"{v:.2f} ms"))

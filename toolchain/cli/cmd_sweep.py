@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.opts import (OutputPath, check_data, check_stride, deploy_target_choice, existing_file,
-                                imgsz_option,
-                                json_option, method_choice, refuse_ignored, resolve_imgsz, strict_option,
-                                weights_option)
+from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, deploy_target_choice, existing_file,
+                                imgsz_option, json_option, method_choice, open_ratio, refuse_ignored, resolve_imgsz,
+                                strict_option, weights_option)
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
@@ -30,16 +29,27 @@ def _ratios(ctx, param, value):
 @click.command()
 @click.argument("model", type=existing_file)
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to train on.")
-@click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
-              help="L1 strength on BatchNorm gamma (1e-3 is the usual start; lower it if mAP collapses).")
+@click.option("--ratio", type=float, callback=open_ratio, default=0.5, show_default=True,
+              help="The prune the model is prepared for: the channels it removes go to zero (as `prune --ratio`).")
+@click.option("--method", type=method_choice, default="bn", show_default=True,
+              help="Criterion choosing those channels (as `prune --method`; not taylor).")
+@click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers (as `prune --global`).")
+@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Channel multiple of that prune (as `prune --round-to`).")
+@click.option("--hold", type=click.FloatRange(min=0, max=1, max_open=True), default=0.4, show_default=True,
+              help="Final fraction of the run with those channels held at zero (the network adapts to their absence).")
+@click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Darknet cfgs: L1 strength on BatchNorm gamma, as a proximal step after each SGD step "
+                   "[default: 1e-3].")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @imgsz_option()
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Data loader workers.")
 @click.option("--lr0", type=click.FloatRange(min=0, min_open=True), default=None, help="Initial learning rate (SGD).")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None,
-              help="Warm-up epochs (default: Ultralytics' 3); BN weights barely move during warm-up.")
+              help="Warm-up epochs (default: Ultralytics' 3).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@cache_option
 @click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
 @weights_option
@@ -48,42 +58,68 @@ def _ratios(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True, help="Darknet cfgs: seed of the data order.")
 @strict_option
 @json_option
-def sparsify(model, data, strength, epochs, imgsz, batch, workers, lr0, warmup_epochs, device, out, weights, burn_in,
-             seed, strict, as_json) -> None:
-    """Sparsity-train MODEL: L1 on BatchNorm gamma pushes unimportant channels to zero.
+def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strength, epochs, imgsz, batch, workers, lr0,
+             warmup_epochs, device, cache, out, weights, burn_in, seed, strict, as_json) -> None:
+    """Sparsity-train MODEL so that the prune you will run removes only dead channels.
 
-    Prune the result with `edgeprune prune --method bn` (or sweep it); it is a normal
-    checkpoint that `finetune` accepts too. A Darknet .cfg trains from --weights (default: the
-    .weights beside it) with its own [yolo] loss and the same penalty; prune its
-    OUT/weights/best.cfg + best.weights with `cfg-prune --global-percent`.
+    The BatchNorm scale and shift of exactly the channels `prune --ratio R --method bn` (with the
+    same --global and --round-to) would remove are ramped to zero while the rest of the network
+    trains, then held at zero for the last --hold of the run; each epoch prints the share of
+    gammas below 1e-3/1e-2/0.1 and the mAP50-95. Prune OUT/weights/last.pt with those settings
+    and `--method bn`: no output changes. A Darknet .cfg trains from --weights (default: the
+    .weights beside it) with the L1 penalty --s instead; prune its OUT/weights/last.cfg +
+    last.weights with `cfg-prune --global-percent`.
     """
     import edgeprune
     from toolchain.cli.cmd_train import _epoch_printer, _render_history
     from toolchain.sources import is_darknet
 
     darknet = is_darknet(model)
+    for_ultralytics = darknet and "for a Darknet cfg: it is sparsity-trained with --s"
     refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
                    burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs",
                    seed=not darknet and "for this model: --seed applies to Darknet cfgs",
-                   warmup_epochs=darknet and "for a Darknet cfg: it warms up for --burn-in iterations")
+                   strength=not darknet and "for this model: --s applies to Darknet cfgs (use --ratio)",
+                   warmup_epochs=darknet and "for a Darknet cfg: it warms up for --burn-in iterations",
+                   ratio=for_ultralytics, method=for_ultralytics, global_pruning=for_ultralytics,
+                   round_to=for_ultralytics, hold=for_ultralytics)
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
-        result = edgeprune.sparsify(model, data, out, strength=strength, epochs=epochs, imgsz=imgsz, batch=batch,
-                                    workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
-                                    weights=weights, burn_in=burn_in, seed=seed,
-                                    on_epoch=_epoch_printer(as_json) if darknet else None)
+        result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
+                                    round_to=round_to, hold=hold, strength=strength, epochs=epochs, imgsz=imgsz,
+                                    batch=batch, workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
+                                    weights=weights, burn_in=burn_in, seed=seed, cache=cache,
+                                    on_epoch=_epoch_printer(as_json) if darknet else _gamma_printer())
     if as_json:
         print_json(result)
         return
     _render_history(result, as_json)
     snapshots = result.sparsity["snapshots"] if darknet else [s.to_json() for s in result.snapshots]
     thresholds = sorted(snapshots[-1]["below"])
-    rows = [[s["epoch"], s["l1_mean"]] + [s["below"][t] for t in thresholds] for s in snapshots]
+    rows = [[s["epoch"], s["l1_mean"]] + [s["below"][t] for t in thresholds] + [s.get("map50_95")] for s in snapshots]
+    caption = [f"weights: {result.weights}", f"histograms and sparsity.json in {result.run_dir}"]
+    if not darknet:
+        caption.insert(0, f"{result.channels:,} BatchNorm channels driven to zero for `prune --ratio "
+                          f"{result.prune['ratio']} --method bn{' --global' if result.prune['global_pruning'] else ''}`;"
+                          f" mAP50-95 {result.start_map50_95:.3f} -> {result.map50_95:.3f}")
+        for note in result.notes:
+            console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     console().print(table("BatchNorm gamma during sparsity training",
-                          ["epoch", "mean |gamma|"] + [f"< {t}" for t in thresholds], rows,
-                          caption=f"weights: {result.weights}\nhistograms and sparsity.json in {result.run_dir}"))
+                          ["epoch", "mean |gamma|"] + [f"< {t}" for t in thresholds] + ["mAP50-95"], rows,
+                          caption="\n".join(caption)))
+
+
+def _gamma_printer():
+    """Print each epoch's gamma fractions and mAP on stderr as it finishes."""
+    err = console(stderr=True)
+
+    def show(snap) -> None:
+        below = "  ".join(f"<{t}: {v:.1%}" for t, v in sorted(snap.below.items(), key=lambda kv: float(kv[0])))
+        score = "-" if snap.map50_95 is None else f"{snap.map50_95:.3f}"
+        err.print(f"epoch {snap.epoch}: mean|gamma| {snap.l1_mean:.3f}  {below}  mAP50-95 {score}")
+    return show
 
 
 def _counts(ctx, param, value):

@@ -6,8 +6,8 @@ import click
 
 from rich.markup import escape
 
-from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, json_option,
-                                refuse_ignored, resolve_imgsz, strict_option, weights_option)
+from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, existing_file, imgsz_option,
+                                json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
 from toolchain.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
@@ -23,6 +23,7 @@ def _train_options(func):
                      help="Initial learning rate (SGD); default: Ultralytics' automatic choice, or a Darknet cfg's "
                           "learning_rate."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
+        cache_option,
         strict_option,
         json_option,
     ]):
@@ -94,10 +95,15 @@ def _split_source(source: str, data: str | None, model: str | None) -> tuple[str
                    "[default: yolov8n.yaml]")
 @click.option("--data", default=None, type=existing_file, help="The data.yaml when SOURCE is a Darknet .cfg.")
 @click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
+@click.option("--converge", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop once mAP50-95 gained less than 0.3 points over N epochs (--epochs is then the cap); "
+                   "the result says at which epoch, or that it did not converge.")
+@click.option("--from-scratch", is_flag=True,
+              help="With a checkpoint as --model: train its architecture (a pruned one too) from fresh weights.")
 @_train_options
 @_darknet_options
-def train(source, model, data, out, epochs, imgsz, batch, workers, seed, lr0, device, strict, as_json, weights,
-          burn_in) -> None:
+def train(source, model, data, out, converge, from_scratch, epochs, imgsz, batch, workers, seed, lr0, device, cache,
+          strict, as_json, weights, burn_in) -> None:
     """Train a YOLO: `train DATA --model M` (Ultralytics trainer) or `train CFG --data DATA` (Darknet).
 
     A Darknet .cfg trains in PyTorch with its [yolo] loss and its [net] learning-rate policy,
@@ -110,13 +116,16 @@ def train(source, model, data, out, epochs, imgsz, batch, workers, seed, lr0, de
     model, data = _split_source(source, data, model)
     darknet = is_darknet(model)
     refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
-                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs")
+                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs",
+                   converge=darknet and "for a Darknet cfg: its trainer runs the cfg's schedule to --epochs",
+                   from_scratch=darknet and "for a Darknet cfg: it trains from scratch without --weights")
     check_stride(imgsz)
     check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"training, {epochs} epochs"):
         result = edgeprune.train(data, out, model=model, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
                                  seed=seed, lr0=lr0, device=device, weights=weights, burn_in=burn_in,
+                                 converge=converge or 0, from_scratch=from_scratch, cache=cache,
                                  on_epoch=_epoch_printer(as_json) if darknet else None)
     _notes(result)
     _render_history(result, as_json)
@@ -141,7 +150,7 @@ def _notes(result) -> None:
 @_train_options
 @_darknet_options
 def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed, lr0,
-             device, strict, as_json, weights, burn_in) -> None:
+             device, cache, strict, as_json, weights, burn_in) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
@@ -170,7 +179,7 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
         result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
                                     teacher=None if no_distill or darknet else (teacher or "auto"),
                                     distill_weight=distill_weight, device=device, workers=workers, seed=seed, lr0=lr0,
-                                    weights=weights, burn_in=burn_in,
+                                    weights=weights, burn_in=burn_in, cache=cache,
                                     on_epoch=_epoch_printer(as_json) if darknet else None)
     _notes(result)
     _render_history(result, as_json)

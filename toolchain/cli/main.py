@@ -14,8 +14,8 @@ import sys
 
 import click
 
-from toolchain.cli import (cmd_autotune, cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_prune, cmd_sweep,
-                           cmd_train, cmd_vitis)
+from toolchain.cli import (cmd_autotune, cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_optimize,
+                           cmd_prune, cmd_sweep, cmd_train, cmd_vitis)
 from toolchain.cli.render import fail
 from toolchain.errors import EdgepruneError
 
@@ -65,6 +65,7 @@ cli.add_command(cmd_train.finetune)
 cli.add_command(cmd_prune.prune)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_demo.demo)
+cli.add_command(cmd_optimize.optimize)
 cli.add_command(cmd_cfg.cfg2py)
 cli.add_command(cmd_cfg.cfg2ir)
 cli.add_command(cmd_cfg.cfg_prune)

@@ -9,8 +9,10 @@ weight EMA and box IoU. The rest is Darknet's: the ``[yolo]`` loss (:mod:`.loss`
 ``[net]`` optimiser and rate policy (:mod:`.schedule`), and checkpoints as cfg + ``.weights``
 that Darknet, OpenCV and edgeprune's reader load. Validation after each epoch runs the saved
 files through ``evaluate_artifact`` (the ``eval`` command's pipeline), so the reported mAP is
-that of the files on disk. Sparsity training adds the same BN-gamma L1 subgradient as the
-Ultralytics ``sparsify`` (:func:`toolchain.sparsity.add_l1_subgradient`).
+that of the files on disk. Sparsity training (``--s``) is the L1 penalty on BN gamma as a
+proximal step after each SGD step (:func:`toolchain.sparsity.prox_l1_`, ``s * rate``), which
+reaches exact zeros instead of oscillating around them as a subgradient does; ``cfg-prune
+--global-percent`` then removes the channels it zeroed.
 
 Differences from the darknet binary a user should know (also in the run's notes): images are
 letterboxed by Ultralytics' pipeline where Darknet stretches (identical for square images);
@@ -171,7 +173,7 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
     from toolchain.device import resolve_device
     from toolchain.fileio import atomic_output, staged_folder
     from toolchain.progress import advance, step
-    from toolchain.sparsity import add_l1_subgradient, gammas, plot_histograms, snapshot
+    from toolchain.sparsity import gammas, plot_histograms, prox_l1_, snapshot
 
     if config.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {config.epochs}")
@@ -232,9 +234,9 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
                                          f"lower --lr (now {rate:g}) or lengthen the burn-in")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if config.sparsity:
-                    add_l1_subgradient(model, config.sparsity)
                 optimizer.step()
+                if config.sparsity:
+                    prox_l1_(model, config.sparsity * rate)
                 ema.update(model)
                 sums += parts.cpu()
                 seen += images.shape[0]
