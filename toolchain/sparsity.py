@@ -307,8 +307,10 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     snapshots = [snapshot(loaded.model, 0, cfg.thresholds, start_map)]
 
     def record(trainer) -> None:
-        model = trainer.ema.ema if trainer.ema else trainer.model
         epoch = trainer.epoch + 1
+        if epoch <= snapshots[-1].epoch or epoch > trainer.epochs:  # the trainer's final validation of best.pt
+            return
+        model = trainer.ema.ema if trainer.ema else trainer.model
         score = (trainer.metrics or {}).get("metrics/mAP50-95(B)")
         history.append((epoch, gammas(model)))
         snapshots.append(snapshot(model, epoch, cfg.thresholds, None if score is None else float(score)))

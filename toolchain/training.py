@@ -201,6 +201,8 @@ class Convergence:
         yolo.add_callback("on_fit_epoch_end", self._epoch)
 
     def _epoch(self, trainer) -> None:
+        if self.converged_at is not None or trainer.epoch + 1 <= len(self.maps) or trainer.epoch + 1 > trainer.epochs:
+            return  # the trainer's final validation of best.pt, not an epoch
         self.maps.append(float((trainer.metrics or {}).get("metrics/mAP50-95(B)", 0.0)))
         gain = self.gain()
         if gain is not None and gain < CONVERGED_GAIN and self.converged_at is None:

@@ -39,7 +39,7 @@ def test_the_api_lists_what_it_exports_and_documents_it():
     import edgeprune
 
     assert set(edgeprune.__all__) == {"EdgepruneError", "autotune", "bench", "compare", "deploy", "evaluate",
-                                      "finetune", "load", "prune", "report", "sparsify", "sweep", "train"}
+                                      "finetune", "load", "optimize", "prune", "report", "sparsify", "sweep", "train"}
     for name in edgeprune.__all__:
         assert getattr(edgeprune, name).__doc__, name
     assert os.environ.get("YOLO_OFFLINE") == "1"
@@ -104,6 +104,14 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
     args, kw = _cli_calls(monkeypatch, "train", ["train", str(REPO / "assets" / "darknet" / "yolov4-tiny-synth.cfg"), "--data", data,
                                                  "--burn-in", "7", "--out", str(tmp_path / "t")])
     assert args == (data, str(tmp_path / "t")) and kw["model"].endswith(".cfg") and kw["burn_in"] == 7
+    args, kw = _cli_calls(monkeypatch, "optimize", ["optimize", pt, "--data", data, "--speedup", "2.5",
+                                                    "--budget-epochs", "12", "--teacher", "none", "--out",
+                                                    str(tmp_path / "opt")])
+    assert args == (pt, data, str(tmp_path / "opt")) and kw["speedup"] == 2.5 and kw["ratio"] is None
+    assert kw["budget_epochs"] == 12 and kw["teacher"] is None and kw["train_device"] == "auto"
+    args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--ratio", "0.6", "--global",
+                                                    "--out", str(tmp_path / "sp")])
+    assert kw["ratio"] == 0.6 and kw["global_pruning"] is True and kw["method"] == "bn" and kw["strength"] is None
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False

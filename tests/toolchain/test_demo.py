@@ -1,48 +1,43 @@
-"""The demo runs the sparsity-first recipe of issue 13, each step feeding the next one's input."""
+"""The demo is ``optimize`` on the committed baseline and the synthetic set, then the 4-stream splice.
+
+The recipe itself is tested end to end in ``test_optimize.py``; here: what the demo hands it.
+"""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+import edgeprune
 from toolchain import demo as demo_module
 
 
-class _StopAtDeploy(Exception):
-    pass
+@pytest.mark.parametrize("budget, fast", [(None, False), (None, True), (95, False)])
+def test_demo_optimizes_the_baseline_and_splices_the_int8_ir(monkeypatch, tmp_path, budget, fast):
+    calls = {}
 
+    def fake_optimize(model, data, out, **options):
+        calls["optimize"] = (model, data, out, options)
+        deploy = {"artifacts": [{"precision": "fp32", "artifact": "a/fp32"}, {"precision": "int8", "artifact": "a/int8"}]}
+        return SimpleNamespace(steps={"deploy": deploy}, table=[], to_json=lambda: {})
 
-def _record_steps(monkeypatch) -> list:
-    """Replace the subprocess runner: record each step, stop before the first deploy (the slow part)."""
-    ran = []
+    def fake_bench(artifact, **options):
+        calls["bench"] = (artifact, options)
+        return []
 
-    def fake_run_step(step, log):
-        if step.name.startswith("deploy"):
-            raise _StopAtDeploy
-        ran.append(step)
-        return {"before": {"params": 2, "macs": 2}, "after": {"params": 1, "macs": 1}}
+    monkeypatch.setattr(edgeprune, "optimize", fake_optimize)
+    monkeypatch.setattr(edgeprune, "bench", fake_bench)
+    (tmp_path / "run" / "data").mkdir(parents=True)
+    (tmp_path / "run" / "data" / "data.yaml").write_text("nc: 3\n")
+    demo_module.run_demo(tmp_path / "run", fast=fast, budget=budget, log=lambda _msg: None)
 
-    monkeypatch.setattr(demo_module, "_run_step", fake_run_step)
-    return ran
-
-
-@pytest.mark.parametrize("fast", [False, True])
-def test_demo_prunes_the_sparsified_model_by_gamma_and_finetunes_it_distilled(monkeypatch, tmp_path, fast):
-    ran = _record_steps(monkeypatch)
-    with pytest.raises(_StopAtDeploy):
-        demo_module.run_demo(tmp_path / "run", fast=fast, log=lambda _msg: None)
-    steps = {step.name: step.args for step in ran}
-    assert list(steps) == ["data", "sparsify", "prune", "finetune"]
-
-    def value(args, option):
-        return args[args.index(option) + 1]
-
-    sparsify, prune, finetune = steps["sparsify"], steps["prune"], steps["finetune"]
-    assert sparsify[1] == str(tmp_path / "run" / "baseline.pt")
-    assert value(sparsify, "--epochs") == ("2" if fast else str(demo_module.SPARSIFY_EPOCHS))
-    # prune takes sparsify's last (sparsest) epoch and removes the channels whose gamma it drove down
-    assert prune[1] == str(tmp_path / "run" / "sparse" / "weights" / "last.pt")
-    assert value(prune, "--method") == "bn"
-    assert float(value(prune, "--ratio")) == demo_module.DEMO_RATIO
-    assert finetune[1] == value(prune, "--out")
-    assert value(finetune, "--epochs") == ("3" if fast else str(demo_module.FINETUNE_EPOCHS))
-    assert "--no-distill" not in finetune  # the teacher is the sparsified model prune recorded
+    model, data, out, options = calls["optimize"]
+    assert model == str(tmp_path / "run" / "baseline.pt")
+    assert (tmp_path / "run" / "baseline.pt").read_bytes() == demo_module.REPO_BASELINE.read_bytes()
+    assert data == str(tmp_path / "run" / "data" / "data.yaml") and out == str(tmp_path / "run" / "optimize")
+    assert options["ratio"] == demo_module.DEMO_RATIO
+    expected = budget or (demo_module.FAST_BUDGET if fast else demo_module.DEMO_BUDGET)
+    assert options["budget_epochs"] == expected
+    artifact, bench = calls["bench"]
+    assert artifact == "a/int8" and bench["streams"] == 4 and bench["splice"] == 832

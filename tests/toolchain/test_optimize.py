@@ -1,0 +1,56 @@
+"""``optimize`` chains its steps (each one's output is the next one's input), compares against the fastest
+Ultralytics export, and resumes where an interrupted run stopped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolchain.errors import EdgepruneError
+from toolchain.optimize import OptimizeConfig, optimize
+
+
+def test_options_are_checked_before_any_work(baseline_pt, micro_data, tmp_path):
+    for bad, why in [({}, "exactly one"), ({"ratio": 0.5, "speedup": 2.0}, "exactly one"),
+                     ({"ratio": 1.5}, "--ratio"), ({"ratio": 0.5, "budget_epochs": 1}, "--budget-epochs"),
+                     ({"speedup": 2.0, "global_pruning": True}, "--global"), ({"ratio": 0.5, "teacher": "x"}, "teacher")]:
+        with pytest.raises(EdgepruneError, match=why):
+            optimize(str(baseline_pt), tmp_path / "o", OptimizeConfig(data=str(micro_data), **bad), log=lambda _m: None)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_steps_chain_compare_with_the_best_ultralytics_export_and_resume(baseline_pt, micro_data, tmp_path):
+    out = tmp_path / "run"
+    cfg = OptimizeConfig(data=str(micro_data), ratio=0.5, budget_epochs=2, imgsz=64, workers=0, bench_seconds=0.5)
+    said = []
+    first = optimize(str(baseline_pt), out, cfg, log=said.append)
+    steps = first.steps
+    assert list(steps) == ["eval", "sparsify", "prune", "finetune", "deploy", "compare"]
+    # each step takes the previous one's output
+    assert steps["prune"]["model"] == steps["sparsify"]["weights"]
+    assert steps["finetune"]["weights"].startswith(str(out / "finetune"))
+    assert steps["finetune"]["teacher"] == str(baseline_pt)  # distilled from the unpruned input
+    # the prune removed only channels sparsify had zeroed: the same mAP right after pruning
+    assert steps["prune"]["after"]["macs"] < 0.6 * steps["prune"]["before"]["macs"]
+    assert steps["prune"]["after"]["map50_95"] == pytest.approx(steps["sparsify"]["map50_95"], abs=0.01)
+    # the base of every ratio is the fastest of Ultralytics' own exports, measured in the same run
+    rows = steps["compare"]["rows"]
+    references = [r for r in rows if r["is_reference"]]
+    assert {r["label"].split()[-1] for r in references} == {"FP32", "FP16", "INT8"}
+    fastest = max(references, key=lambda r: r["throughput_fps"])
+    assert steps["compare"]["base"] == fastest["label"]
+    assert [r["model"] for r in first.table if r["is_base"]] == [fastest["label"]]
+    assert {r["model"] for r in first.table if not r["is_reference"]} == {"pruned FP32", "pruned INT8"}
+    assert json.loads((out / "optimize.json").read_text())["table"] == first.table
+
+    # a rerun does no work; an interrupted run resumes at the step it was in
+    said.clear()
+    again = optimize(str(baseline_pt), out, cfg, log=said.append)
+    assert all("done in an earlier run" in line for line in said) and again.table == first.table
+    (out / "steps" / "compare.json").unlink()
+    said.clear()
+    resumed = optimize(str(baseline_pt), out, cfg, log=said.append)
+    assert [line for line in said if "running" in line] == ["compare: running"]
+    assert resumed.steps["finetune"] == steps["finetune"]

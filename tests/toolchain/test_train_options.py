@@ -1,0 +1,74 @@
+"""train --converge stops on the stated criterion; train --from-scratch keeps a checkpoint's architecture only."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from toolchain.training import CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train
+
+
+def _feed(watch: Convergence, maps: list[float], epochs: int = 100) -> SimpleNamespace:
+    trainer = SimpleNamespace(epoch=0, epochs=epochs, metrics={}, stop=False)
+    for i, value in enumerate(maps):
+        trainer.epoch, trainer.metrics = i, {"metrics/mAP50-95(B)": value}
+        watch._epoch(trainer)
+        if trainer.stop:
+            break
+    return trainer
+
+
+def test_convergence_stops_once_the_window_gains_less_than_the_criterion():
+    rising = [0.5 + 0.01 * i for i in range(30)]  # +1 point per epoch: never converged
+    watch = Convergence(5)
+    assert not _feed(watch, rising).stop and watch.converged_at is None
+    assert "NOT converged" in watch.note()
+
+    plateau = rising[:10] + [rising[9] + CONVERGED_GAIN / 10 * i for i in range(1, 10)]
+    watch = Convergence(5)
+    trainer = _feed(watch, plateau)
+    assert trainer.stop and watch.converged_at == 15  # 5 epochs after the last real gain
+    assert "converged at epoch 15" in watch.note()
+
+
+def test_convergence_ignores_the_final_validation_of_best():
+    watch = Convergence(3)
+    trainer = _feed(watch, [0.1, 0.2, 0.3], epochs=3)
+    trainer.epoch, trainer.metrics = 3, {"metrics/mAP50-95(B)": 0.9}  # the trainer validates best.pt at epochs+1
+    watch._epoch(trainer)
+    assert watch.maps == [0.1, 0.2, 0.3]
+
+
+def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):
+    from toolchain.loading import load_model
+
+    trained = load_model(pruned50[0]).model
+    fresh = reinitialise(copy.deepcopy(trained))
+    shapes = [p.shape for p in trained.parameters()]
+    assert [p.shape for p in fresh.parameters()] == shapes
+    bns = [m for m in fresh.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) and m.eps == 1e-3 for m in bns)
+    first = next(m for m in fresh.modules() if isinstance(m, torch.nn.Conv2d))
+    trained_first = next(m for m in trained.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not torch.allclose(first.weight, trained_first.weight)
+
+
+@pytest.mark.slow
+def test_train_from_scratch_keeps_the_pruned_architecture(pruned50, small_data, tmp_path):
+    from toolchain.loading import load_model
+
+    path, report = pruned50
+    result = train(str(small_data), str(path), tmp_path / "scratch", TrainConfig(epochs=1, imgsz=128, workers=0),
+                   scratch=True)
+    assert result.params == report.after.params
+    assert sum(p.numel() for p in load_model(result.weights).model.parameters()) == report.after.params
+
+
+def test_from_scratch_needs_a_checkpoint(small_data, tmp_path):
+    from toolchain.errors import EdgepruneError
+
+    with pytest.raises(EdgepruneError, match="from-scratch"):
+        train(str(small_data), "yolov8n.yaml", tmp_path / "x", TrainConfig(epochs=1), scratch=True)
