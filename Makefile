@@ -29,9 +29,11 @@ $(STAMP): pyproject.toml
 
 # One representative case of each family/task; `make test-full` runs the whole matrix.
 test: setup test-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not full" tests
 
 test-full: setup test-deps family-checkpoints
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
 # One short-trained detect checkpoint per family (about 40 minutes on 2 cores the first time; cached).

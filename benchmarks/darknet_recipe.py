@@ -32,11 +32,11 @@ def _row(name: str, cfg: str, weights: str, data: str, imgsz: int, work: Path) -
     """params, BFLOPs, mAP50, mAP50-95 and OpenVINO FP32 FPS of one cfg + .weights."""
     from targets.base import ExportConfig
     from targets.bench import BenchConfig, measure_inference
-    from targets.bench_run import open_runner
-    from targets.deploy import deploy
-    from toolchain.artifact_eval import evaluate_artifact
-    from toolchain.model_stats import model_stats
-    from toolchain.sources import prepare
+    from toolchain.pipelines.bench import open_runner
+    from toolchain.pipelines.deploy import deploy
+    from toolchain.pipelines.artifact_eval import evaluate_artifact
+    from toolchain.models.model_stats import model_stats
+    from toolchain.models.sources import prepare
 
     source = prepare(cfg, imgsz, weights=weights)
     stats = model_stats(source.module, source.example)
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import edgeprune
-    from toolchain.sweep import parse_ratios
+    from toolchain.pipelines.sweep import parse_ratios
 
     scratch = None if args.work else tempfile.TemporaryDirectory(prefix="darknet-recipe-")  # removed at exit
     work = args.work or Path(scratch.name)

@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python benchmarks/families_table.py [--out benchmarks/families_table.md] [--only yolo26n]
         [--imgsz 640] [--deploy-imgsz 256]
 
-For every (family, task, yaml) of :mod:`toolchain.zoo`, on an untrained model built offline
+For every (family, task, yaml) of :mod:`toolchain.models.zoo`, on an untrained model built offline
 from the shipped yaml (3 classes): prune at 0.5 local and at 0.5 global (L1, round-to 8) at
 ``--imgsz`` and report the MACs cut; reload the local result in a Python where edgeprune cannot
 be imported; deploy it to ONNX Runtime and OpenVINO FP32 (at ``--deploy-imgsz``, to keep the
@@ -47,13 +47,13 @@ def _cell(fn):
 
 def row(family: str, task: str, yaml_name: str, imgsz: int, deploy_imgsz: int, tmp: Path) -> list[str]:
     from targets.base import ExportConfig
-    from targets.deploy import deploy
-    from toolchain.checkpoint import save_model
-    from toolchain.loading import LoadedModel
+    from toolchain.pipelines.deploy import deploy
+    from toolchain.models.checkpoint import save_model
+    from toolchain.models.loading import LoadedModel
     from targets.vitis.preflight import preflight
-    from toolchain.pruning import PruneConfig
-    from toolchain.prune_run import prune_file
-    from toolchain.zoo import build
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.zoo import build
 
     model, _ = build(yaml_name)
     src = tmp / f"{yaml_name[:-5]}.pt"
@@ -94,10 +94,10 @@ def trained_row(family: str, data: str, ckpt_dir: Path, tmp: Path) -> list[str]:
     import json
 
     from targets.base import ExportConfig
-    from targets.deploy import deploy
-    from toolchain.pruning import PruneConfig
-    from toolchain.prune_run import prune_file
-    from toolchain.zoo import detect_yaml
+    from toolchain.pipelines.deploy import deploy
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.zoo import detect_yaml
 
     src = ckpt_dir / f"{Path(detect_yaml(family)).stem}.pt"
     if not src.exists():
@@ -147,8 +147,8 @@ def main() -> None:
 
     import ultralytics
 
-    from toolchain.loading import load_model
-    from toolchain.zoo import REFUSED, matrix
+    from toolchain.models.loading import load_model
+    from toolchain.models.zoo import REFUSED, matrix
 
     header = ["family", "task", "yaml", f"prune 0.5 local (MACs at {args.imgsz})", "prune 0.5 global",
               "reloads stock", f"ONNX ({args.deploy_imgsz}, rel. fidelity)", "OpenVINO", "KV260 preflight (as is)"]
@@ -166,8 +166,8 @@ def main() -> None:
         for family, yaml_name in {} if args.skip_yaml else REFUSED.items():
             from ultralytics import RTDETR
 
-            from toolchain.checkpoint import save_model
-            from toolchain.loading import LoadedModel
+            from toolchain.models.checkpoint import save_model
+            from toolchain.models.loading import LoadedModel
 
             path = Path(tmp) / "refused.pt"
             model = RTDETR(yaml_name).model
@@ -180,7 +180,7 @@ def main() -> None:
             lines.append(f"| {family} | detect | `{yaml_name}` | refused: {sentence} |" + " |" * (len(header) - 4))
             print(lines[-1], flush=True)
         if args.trained:
-            from toolchain.zoo import FAMILIES
+            from toolchain.models.zoo import FAMILIES
 
             trained_header = ["family", "trained checkpoint", "mAP50 / mAP50-95", "prune 0.5 local (its own size)",
                               "prune 0.5 global", "reloads stock", "ONNX FP32 (rel. fidelity of the 0.5 local; mAP of the trained checkpoint's artifact)"]

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from targets.bench import BenchConfig, measure_inference  # noqa: E402
-from targets.bench_run import open_runner  # noqa: E402
-from toolchain.latency import cpu_name  # noqa: E402
+from toolchain.pipelines.bench import open_runner  # noqa: E402
+from toolchain.core.latency import cpu_name  # noqa: E402
 
 
 def benchmark_app(xml: Path, hint: str, seconds: float, precision: str, nireq: int) -> tuple[float, str]:
@@ -54,7 +54,7 @@ def main() -> None:
     ir = Path(args.ir) if args.ir else None
     if ir is None:
         from targets.base import ExportConfig
-        from targets.deploy import deploy
+        from toolchain.pipelines.deploy import deploy
 
         result = deploy("openvino", str(REPO / "assets" / "yolov8n-synth.pt"),
                         Path(tempfile.mkdtemp(prefix="vs-bapp-")), ExportConfig(imgsz=256), evaluate=False)

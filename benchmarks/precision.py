@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from targets.base import ExportConfig  # noqa: E402
 from targets.bench import BenchConfig, measure_inference  # noqa: E402
-from targets.bench_run import open_runner  # noqa: E402
-from targets.deploy import deploy  # noqa: E402
-from toolchain.latency import cpu_name  # noqa: E402
+from toolchain.pipelines.bench import open_runner  # noqa: E402
+from toolchain.pipelines.deploy import deploy  # noqa: E402
+from toolchain.core.latency import cpu_name  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if not Path(args.data).exists():
-        from toolchain.synth import SynthConfig, generate
+        from toolchain.core.synth import SynthConfig, generate
 
         generate(Path(args.data).parent, SynthConfig())
 

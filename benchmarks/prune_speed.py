@@ -29,11 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from targets.bench import BenchConfig, measure_inference  # noqa: E402
 from targets.registry import get_target  # noqa: E402
-from targets.torch_ref import TorchRunner  # noqa: E402
-from toolchain.loading import load_model  # noqa: E402
-from toolchain.latency import cpu_name  # noqa: E402
-from toolchain.pruning import PruneConfig  # noqa: E402
-from toolchain.prune_run import prune_file  # noqa: E402
+from targets.torch_runner import TorchRunner  # noqa: E402
+from toolchain.models.loading import load_model  # noqa: E402
+from toolchain.core.latency import cpu_name  # noqa: E402
+from toolchain.models.pruning import PruneConfig  # noqa: E402
+from toolchain.pipelines.prune import prune_file  # noqa: E402
 
 
 def median_ms(runner, name: str, iters: int) -> float:

@@ -38,12 +38,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Also write the Markdown table here.")
     args = parser.parse_args()
 
-    from toolchain.prune_run import prune_file
-    from toolchain.pruning import PruneConfig
-    from toolchain.sparsity import SparsityConfig, sparsify
-    from toolchain.sources import default_imgsz
-    from toolchain.training import TrainConfig, finetune
-    from toolchain.validator import evaluate
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.models.sparsity import SparsityConfig, sparsify
+    from toolchain.models.sources import default_imgsz
+    from toolchain.models.training import TrainConfig, finetune
+    from toolchain.models.validator import evaluate
 
     scratch = None if args.work else tempfile.TemporaryDirectory(prefix="recovery-")  # removed at exit
     work = args.work or Path(scratch.name)

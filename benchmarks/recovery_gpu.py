@@ -145,10 +145,10 @@ def gpu_bench(out: Path) -> None:
     import torch
 
     from targets.bench import BenchConfig, measure_inference
-    from targets.torch_ref import TorchCudaRunner
-    from toolchain.loading import example_input, load_model
-    from toolchain.model_stats import model_stats
-    from toolchain.pruning import PruneConfig, prune_structured
+    from targets.torch_runner import TorchCudaRunner
+    from toolchain.models.loading import example_input, load_model
+    from toolchain.models.model_stats import model_stats
+    from toolchain.models.pruning import PruneConfig, prune_structured
 
     loaded = load_model(REPO / "assets" / "yolov8n-synth-640.pt")
     example = example_input(loaded, 640, None)

@@ -48,7 +48,7 @@ def benchmark_app(xml: Path, hint: str, seconds: float) -> dict:
 
 
 def validator_map(artifact: str, data: str, imgsz: int) -> float:
-    from toolchain.artifact_eval import ultralytics_box_metrics
+    from toolchain.pipelines.artifact_eval import ultralytics_box_metrics
 
     return float(ultralytics_box_metrics(Path(artifact), "openvino", data, imgsz).map)
 
@@ -73,10 +73,10 @@ def main() -> None:
     import ultralytics
 
     from targets.base import ExportConfig
-    from targets.deploy import deploy
+    from toolchain.pipelines.deploy import deploy
     from targets.ultralytics_exports import build_ultralytics_exports
-    from toolchain.latency import cpu_name
-    from toolchain.sources import default_imgsz
+    from toolchain.core.latency import cpu_name
+    from toolchain.models.sources import default_imgsz
 
     imgsz = args.imgsz or default_imgsz(args.baseline)[0]
     rows = [(ref.label, ref.artifact, True)

@@ -1,7 +1,7 @@
 """Darknet cfg parser, .weights reader/writer, PyTorch code generator and pruning.
 
 Deploying a cfg (OpenVINO, ONNX Runtime, the KV260) is the one deploy pipeline's job: the
-generated module is a model source (:mod:`toolchain.sources.darknet`).
+generated module is a model source (:mod:`toolchain.models.sources.darknet`).
 
 The public API is the names below; they are imported lazily (PEP 562), so parsing a cfg does
 not pay for importing torch or OpenVINO.
@@ -23,7 +23,7 @@ _EXPORTS = {
     "Shape": "shapes", "infer_shapes": "shapes",
     "DarknetWeights": "weights", "ConvWeights": "weights", "WeightsHeader": "weights",
     "read_weights": "weights", "write_weights": "weights",
-    "generate_source": "codegen", "write_model_py": "codegen",
+    "generate_source": "codegen", "write_model_py": "build",
     "build_model": "build", "load_weights": "build", "extract_weights": "build", "random_model": "build",
     "PruneConfig": "prune", "prune_darknet": "prune", "prune_channels": "prune",
     "remove_residual_units": "prune",

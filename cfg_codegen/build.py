@@ -9,6 +9,9 @@ tracebacks and debuggers show the generated lines.
 from __future__ import annotations
 
 import linecache
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,3 +144,45 @@ def random_model(network: Network, height: int, width: int, seed: int = 0,
     for hook in hooks:
         hook.remove()
     return model, extract_weights(model, network)
+
+
+@dataclass(frozen=True)
+class CodegenResult:
+    """What ``cfg2py`` wrote."""
+
+    source: str  # path of model.py
+    state_dict: str | None  # path of the .pt written from --weights, if any
+    layers: int
+    heads: tuple[int, ...]  # indices of the [yolo] layers
+    input_size: tuple[int, int]  # (width, height) of [net]
+    params: int
+    warnings: tuple[str, ...] = ()
+
+
+def write_model_py(cfg: str | os.PathLike, out: str | os.PathLike, weights: str | os.PathLike | None = None,
+                   bn_eps: float = DARKNET_BN_EPS) -> CodegenResult:
+    """Parse ``cfg`` and write the generated module to ``out`` (atomically, never over an input).
+
+    With ``weights`` the Darknet parameters are also saved as a PyTorch state dict next to
+    ``out`` (same name, ``.pt``), loadable with ``Model().load_state_dict(torch.load(...))``.
+    """
+    from cfg_codegen.parser import parse_cfg
+    from cfg_codegen.weights import expected_floats, read_weights
+    from toolchain.core.fileio import atomic_output, ensure_not_input
+
+    out = Path(out)
+    state_path = out.with_suffix(".pt") if weights is not None else None
+    for target in (out, state_path):
+        if target is not None:
+            ensure_not_input(target, cfg, weights)
+    network = parse_cfg(cfg)
+    source = generate_source(network, bn_eps)
+    if weights is not None:
+        model = build_model(network, read_weights(weights, network), bn_eps)
+        with atomic_output(state_path) as tmp:
+            torch.save(model.state_dict(), tmp)
+    with atomic_output(out) as tmp:
+        tmp.write_text(source)
+    return CodegenResult(str(out), None if state_path is None else str(state_path), len(network.layers),
+                         tuple(y.index for y in network.yolo_layers), (network.net.width, network.net.height),
+                         expected_floats(network), network.warnings)

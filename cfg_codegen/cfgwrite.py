@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from cfg_codegen.layers import Network, Route, Sam, ScaleChannels, Shortcut
-from toolchain.errors import PruningError
+from toolchain.core.errors import PruningError
 
 
 def _references(layer) -> tuple[str, tuple[int, ...]] | None:

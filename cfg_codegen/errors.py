@@ -1,6 +1,6 @@
 """Errors raised by the Darknet toolchain.
 
-Why a separate hierarchy under :class:`toolchain.errors.EdgepruneError`: the CLI turns every
+Why a separate hierarchy under :class:`toolchain.core.errors.EdgepruneError`: the CLI turns every
 ``EdgepruneError`` into one line and exit code 2, and the parser's fuzz tests check that no
 input makes it raise anything else. Messages start with the place (``file:line [section]
 layer N, key 'k'``) and say what was expected and what was found.
@@ -8,7 +8,7 @@ layer N, key 'k'``) and say what was expected and what was found.
 
 from __future__ import annotations
 
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 
 class CfgError(EdgepruneError):

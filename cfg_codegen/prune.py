@@ -39,7 +39,7 @@ from cfg_codegen.layers import (
 from cfg_codegen.parser import parse_cfg_text
 from cfg_codegen.shapes import infer_shapes
 from cfg_codegen.weights import ConvWeights, DarknetWeights
-from toolchain.errors import PruningError
+from toolchain.core.errors import PruningError
 
 
 @dataclass(frozen=True)
@@ -418,7 +418,7 @@ def prune_darknet(cfg: str | os.PathLike, weights: str | os.PathLike, out_dir: s
     """
     from cfg_codegen.parser import parse_cfg
     from cfg_codegen.weights import read_weights, write_weights
-    from toolchain.fileio import atomic_output, ensure_not_input
+    from toolchain.core.fileio import atomic_output, ensure_not_input
 
     out = Path(out_dir)
     cfg_out, weights_out = out / "pruned.cfg", out / "pruned.weights"

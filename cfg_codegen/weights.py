@@ -191,7 +191,7 @@ def weights_to_bytes(network: Network, weights: DarknetWeights) -> bytes:
 
 def write_weights(path: str | os.PathLike, network: Network, weights: DarknetWeights) -> None:
     """Write ``weights`` atomically (a temporary file renamed over ``path`` on success), array by array."""
-    from toolchain.fileio import atomic_output
+    from toolchain.core.fileio import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         for chunk in _chunks(network, weights):

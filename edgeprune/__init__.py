@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded at run time
 

@@ -2,9 +2,9 @@
 
 Each takes the command's options as keyword arguments with the command's defaults and returns
 the result object the command prints (its ``--json`` is ``result.to_json()``). ``progress`` is
-any object with ``update(message)`` and ``advance(done, total)`` (see :mod:`toolchain.progress`);
+any object with ``update(message)`` and ``advance(done, total)`` (see :mod:`toolchain.core.progress`);
 phases deep inside (export, calibration, evaluation, measurement) report to it.
-Errors caused by the input raise :class:`toolchain.errors.EdgepruneError` with one sentence.
+Errors caused by the input raise :class:`toolchain.core.errors.EdgepruneError` with one sentence.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-from toolchain.errors import EdgepruneError
-from toolchain.progress import reporting_to
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.progress import reporting_to
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -22,10 +22,10 @@ DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 def load(path: str, weights: str | None = None, imgsz: int | None = None):
     """Open any model source (Ultralytics checkpoint, pickled nn.Module, Darknet cfg + .weights).
 
-    Returns the prepared :class:`toolchain.sources.ExportSource`: ``.module`` (a torch module),
+    Returns the prepared :class:`toolchain.models.sources.ExportSource`: ``.module`` (a torch module),
     ``.input_hw``, ``.task``, ``.names``, ``.head`` (how to decode it) and ``.files`` (with sha256).
     """
-    from toolchain.sources import prepare
+    from toolchain.models.sources import prepare
 
     return prepare(path, imgsz, weights=weights)
 
@@ -41,10 +41,10 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
     With ``latency_target`` (ms) or ``speedup`` (x the fastest Ultralytics export of the unpruned
     model) the per-block ratios are searched from latencies measured on ``target``/``device``
     instead of one ``ratio``. The saved checkpoint loads in plain Ultralytics. ``imgsz`` None =
-    the size the checkpoint was trained at. Returns :class:`toolchain.prune_run.PruneReport`.
+    the size the checkpoint was trained at. Returns :class:`toolchain.pipelines.prune.PruneReport`.
     """
-    from toolchain.prune_run import prune_file
-    from toolchain.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.pruning import PruneConfig
 
     for_device = latency_target is not None or speedup is not None
     if for_device and (ratio is not None or layers or global_pruning or unstructured):
@@ -57,7 +57,7 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
     found = None
     with reporting_to(progress):
         if for_device:
-            from toolchain.latency_aware import DeviceGoal, search
+            from toolchain.pipelines.latency_aware import DeviceGoal, search
 
             found = search(model, DeviceGoal(target, device, latency_target, speedup, data), cfg,
                            progress.update if progress else None)
@@ -87,22 +87,22 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
 
 
 def _train_config(checkpoint_or_model: str, imgsz: int | None, **fields):
-    from toolchain.sources import default_imgsz
-    from toolchain.training import TrainConfig
+    from toolchain.models.sources import default_imgsz
+    from toolchain.models.training import TrainConfig
 
     imgsz = imgsz or default_imgsz(checkpoint_or_model)[0] or 640
     return TrainConfig(imgsz=imgsz, **fields)
 
 
 def _darknet_train(cfg: str, data: str, out: str, weights: str | None, on_epoch, **fields):
-    from toolchain.darknet_train.trainer import DarknetTrainConfig, train_darknet
+    from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
 
     return train_darknet(cfg, data, out, DarknetTrainConfig(**fields), weights=weights, on_epoch=on_epoch)
 
 
 def _darknet_weights(cfg: str, weights: str | None, what: str) -> str:
     """The .weights a Darknet ``what`` starts from: ``weights``, else the file of the same name beside the cfg."""
-    from toolchain.sources.darknet import default_weights
+    from toolchain.models.sources.darknet import default_weights
 
     found = weights or default_weights(Path(cfg))
     if found is None:
@@ -118,14 +118,14 @@ def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15,
     """Train a YOLO on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
     a Darknet ``.cfg`` (from scratch, or from ``weights``; ``lr0``/``burn_in`` override its [net] keys).
 
-    Returns :class:`toolchain.training.TrainResult` or, for a cfg,
-    :class:`toolchain.darknet_train.trainer.DarknetTrainResult` (``.weights`` is the best epoch's
+    Returns :class:`toolchain.models.training.TrainResult` or, for a cfg,
+    :class:`toolchain.models.darknet_train.trainer.DarknetTrainResult` (``.weights`` is the best epoch's
     file either way; a cfg's run also has ``.cfg`` and the per-epoch ``.history``). ``converge`` = N
     stops an Ultralytics run once mAP50-95 gained < 0.3 points over N epochs (``epochs`` is the cap);
     ``from_scratch`` trains a checkpoint's own (e.g. pruned) architecture from fresh weights.
     """
-    from toolchain.sources import is_darknet
-    from toolchain.training import train as run_train
+    from toolchain.models.sources import is_darknet
+    from toolchain.models.training import train as run_train
 
     if is_darknet(model):
         _refuse_for_darknet(converge=converge, from_scratch=from_scratch, cache=cache)
@@ -155,13 +155,13 @@ def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: i
              cache: bool = False, on_epoch: Callable | None = None):
     """Fine-tune a (pruned) checkpoint keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
-    alone. Returns :class:`toolchain.training.TrainResult` (``.weights`` is the best checkpoint).
+    alone. Returns :class:`toolchain.models.training.TrainResult` (``.weights`` is the best checkpoint).
 
     A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) is fine-tuned from ``weights`` (default: the
     .weights beside it) on the labels; it has no teacher.
     """
-    from toolchain.sources import is_darknet
-    from toolchain.training import AUTO_TEACHER, finetune as run_finetune
+    from toolchain.models.sources import is_darknet
+    from toolchain.models.training import AUTO_TEACHER, finetune as run_finetune
 
     if is_darknet(checkpoint):
         _refuse_for_darknet(cache=cache)
@@ -185,17 +185,17 @@ def sparsify(model: str, data: str, out: str, *, ratio: float = 0.5, method: str
     """Sparsity-train ``model`` for the prune ``ratio``/``method``/``global_pruning``/``round_to`` describe:
     the BatchNorm scale and shift of exactly the channels that prune removes are ramped to zero while the
     rest trains, and held there for the last ``hold`` of the run, so the prune that follows (``prune`` with
-    the same settings and ``method="bn"``) changes no output. Returns :class:`toolchain.sparsity.SparsityResult`
+    the same settings and ``method="bn"``) changes no output. Returns :class:`toolchain.models.sparsity.SparsityResult`
     (γ snapshots and mAP per epoch, histograms, the mAP it started from); ``on_epoch`` gets each snapshot.
 
     A Darknet ``.cfg`` is sparsity-trained from ``weights`` (default: beside it) with the L1 penalty
     ``strength`` (default 1e-3) as a proximal step; its result is a
-    :class:`~toolchain.darknet_train.trainer.DarknetTrainResult` whose ``.sparsity`` holds the γ
+    :class:`~toolchain.models.darknet_train.trainer.DarknetTrainResult` whose ``.sparsity`` holds the γ
     snapshots, to prune with ``cfg-prune --global-percent``.
     """
-    from toolchain.pruning import PruneConfig
-    from toolchain.sources import is_darknet
-    from toolchain.sparsity import SparsityConfig, sparsify as run_sparsify
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.models.sources import is_darknet
+    from toolchain.models.sparsity import SparsityConfig, sparsify as run_sparsify
 
     if is_darknet(model):
         _refuse_for_darknet(cache=cache)
@@ -227,9 +227,9 @@ def optimize(model: str, data: str, out: str, *, ratio: float | None = None, spe
     reach ``speedup`` × the fastest Ultralytics export on ``target``/``device``) → fine-tune distilled from
     ``teacher`` → FP32 and INT8 artifacts → compared with Ultralytics' own exports of ``model`` in one run.
     ``budget_epochs`` is the training added in all. Resumable: rerun with the same ``out``. Returns
-    :class:`toolchain.optimize.OptimizeResult` (every step's result and the final table).
+    :class:`toolchain.pipelines.optimize.OptimizeResult` (every step's result and the final table).
     """
-    from toolchain.optimize import OptimizeConfig, optimize as run_optimize
+    from toolchain.pipelines.optimize import OptimizeConfig, optimize as run_optimize
 
     cfg = OptimizeConfig(data=data, ratio=ratio, speedup=speedup, budget_epochs=budget_epochs, method=method,
                          global_pruning=global_pruning, round_to=None if round_to == 1 else round_to, teacher=teacher,
@@ -253,7 +253,7 @@ def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: 
     :class:`targets.base.ExportResult`.
     """
     from targets.base import ExportConfig
-    from targets.deploy import deploy as run_deploy
+    from toolchain.pipelines.deploy import deploy as run_deploy
     from targets.registry import get_target
 
     device = device or get_target(target).default_device
@@ -288,7 +288,7 @@ def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: i
     CPU, threads, runtime version and the precision executed. Returns a list of
     :class:`targets.bench.BenchResult`.
     """
-    from targets.bench_run import run_bench
+    from toolchain.pipelines.bench import run_bench
 
     cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
                         precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
@@ -305,31 +305,15 @@ def compare(artifacts: Sequence[str], *, unpruned: str | None = None, data: str 
 
     With ``unpruned`` (the unpruned .pt), Ultralytics' own FP32/FP16/INT8 exports of it (INT8 with
     ``data``) are built for each runtime compared and measured alike, and every ratio is against
-    the fastest of them. Returns :class:`targets.bench_run.Comparison`.
+    the fastest of them. Returns :class:`toolchain.pipelines.bench.Comparison`.
     """
-    from targets.artifacts import read_metadata, resolve_artifact
-    from targets.bench_run import compare as run_compare
-    from targets.registry import target_for_artifact
+    from toolchain.pipelines.bench import compare_with_ultralytics
 
     cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
                         precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
-    references = []
     with reporting_to(progress):
-        if unpruned:
-            from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
-            from toolchain.sources import default_imgsz
-
-            sizes = {tuple(read_metadata(resolve_artifact(Path(a))).get("imgsz") or ()) for a in artifacts} - {()}
-            if not imgsz and len(sizes) > 1:
-                raise EdgepruneError(f"the artifacts were built at different sizes ({sorted(sizes)}); give --imgsz")
-            built = next(iter(sizes), None)
-            size = imgsz or (int(built[0]) if built and built[0] == built[-1] else None) or default_imgsz(unpruned)[0]
-            runtimes = sorted({target_for_artifact(resolve_artifact(Path(a))).name for a in artifacts} & set(FORMATS))
-            for runtime in runtimes:
-                references += build_ultralytics_exports(unpruned, runtime, size, data,
-                                                        progress=progress.update if progress else None)
-        return run_compare(list(artifacts), cfg, (imgsz, imgsz) if imgsz else None, references,
-                           progress.update if progress else None, e2e)
+        return compare_with_ultralytics(list(artifacts), cfg, unpruned=unpruned, data=data, imgsz=imgsz, e2e=e2e,
+                                        progress=progress.update if progress else None)
 
 
 def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16, split: str = "val",
@@ -340,9 +324,9 @@ def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16
     ``backend="auto"``: the Ultralytics validator for .pt checkpoints; artifacts (and
     ``backend="torch"``) go through edgeprune's pipeline, and Ultralytics-loadable artifacts are
     also run through the Ultralytics validator, with the difference and its reason. Returns
-    :class:`toolchain.validator.EvalResult` or :class:`toolchain.artifact_eval.ArtifactEval`.
+    :class:`toolchain.models.validator.EvalResult` or :class:`toolchain.pipelines.artifact_eval.ArtifactEval`.
     """
-    from toolchain.sources import check_weights
+    from toolchain.models.sources import check_weights
 
     checkpoint = Path(model).suffix.lower() in (".pt", ".pth")
     use_validator = backend == "ultralytics" or (backend == "auto" and checkpoint)
@@ -352,10 +336,10 @@ def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16
     check_weights(model, weights)
     with reporting_to(progress):
         if use_validator:
-            from toolchain.validator import evaluate as run_validator
+            from toolchain.models.validator import evaluate as run_validator
 
             return run_validator(model, data, imgsz=imgsz, batch=batch, split=split)
-        from toolchain.artifact_eval import evaluate_artifact
+        from toolchain.pipelines.artifact_eval import evaluate_artifact
 
         return evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
                                  weights=weights, validate=True)
@@ -373,10 +357,10 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
     A Darknet cfg's chosen percent is then tried with each ``shortcut_grid`` count of residual
     units removed; ``finetune_chosen`` epochs fine-tune the final choice (``result.finetuned``).
 
-    ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.sweep.SweepResult`.
+    ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.pipelines.sweep.SweepResult`.
     """
-    from toolchain.executors import local_executor, ray_executor
-    from toolchain.sweep import SweepConfig, sweep as run_sweep
+    from toolchain.pipelines.executors import local_executor, ray_executor
+    from toolchain.pipelines.sweep import SweepConfig, sweep as run_sweep
 
     cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
@@ -396,12 +380,12 @@ def autotune(model: str, data: str, out: str, *, ratios: Sequence[float] = (0.3,
              device: str = "auto", weights: str | None = None, executor: str = "local",
              ray_address: str | None = None, on_points: Callable | None = None, progress=None):
     """Prune at each ratio (once), deploy every (target, precision), evaluate each artifact by running it and
-    benchmark it; returns :class:`toolchain.autotune.AutotuneResult` with the Pareto front per target and the
+    benchmark it; returns :class:`toolchain.pipelines.autotune.AutotuneResult` with the Pareto front per target and the
     recommended point (fastest within ``max_drop`` mAP50 of its target's unpruned FP32 artifact).
     Resumable: rerun with the same ``out``. ``executor="ray"`` ships files to the cluster at ``ray_address``."""
-    from toolchain.autotune import AutotuneConfig, autotune as run_autotune
-    from toolchain.executors import local_executor, ray_executor
-    from toolchain.sweep import SweepConfig
+    from toolchain.pipelines.autotune import AutotuneConfig, autotune as run_autotune
+    from toolchain.pipelines.executors import local_executor, ray_executor
+    from toolchain.pipelines.sweep import SweepConfig
 
     sweep_cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, round_to=None if round_to == 1 else round_to,
                             finetune_epochs=finetune_epochs, imgsz=imgsz, max_drop=max_drop,
@@ -416,8 +400,8 @@ def autotune(model: str, data: str, out: str, *, ratios: Sequence[float] = (0.3,
 def report(run_dir: str, curves: bool = True, progress=None):
     """Write ``report.html`` and ``report.md`` for a sweep run folder.
 
-    Returns :class:`toolchain.report.ReportResult`."""
-    from toolchain.report import build_report
+    Returns :class:`toolchain.pipelines.report.ReportResult`."""
+    from toolchain.pipelines.report import build_report
 
     with reporting_to(progress):
         return build_report(run_dir, curves=curves, progress=progress.update if progress else None)

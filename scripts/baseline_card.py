@@ -15,9 +15,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from toolchain.validator import evaluate
-from toolchain.fileio import sha256_of
-from toolchain.loading import read_data_yaml
+from toolchain.models.validator import evaluate
+from toolchain.core.fileio import sha256_of
+from toolchain.models.loading import read_data_yaml
 
 
 DEFAULT_RECIPE = [
@@ -29,7 +29,7 @@ DEFAULT_RECIPE = [
 
 def _darknet_scores(best: str, data: str, imgsz: int):
     """A Darknet run's best.weights scored through `eval`'s pipeline, with the cfg beside it."""
-    from toolchain.artifact_eval import evaluate_artifact
+    from toolchain.pipelines.artifact_eval import evaluate_artifact
 
     return evaluate_artifact(str(Path(best).with_suffix(".cfg")), data, imgsz=imgsz, weights=best)
 

@@ -2,7 +2,7 @@
 
 Usage: python scripts/family_checkpoints.py DATA.yaml OUT_DIR [FAMILY ...]
 Each is trained from Ultralytics' shipped yaml on the synthetic set for
-toolchain.zoo.TRAIN_EPOCHS epochs at TRAIN_IMGSZ; its card records the mAP measured on it.
+toolchain.models.zoo.TRAIN_EPOCHS epochs at TRAIN_IMGSZ; its card records the mAP measured on it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from toolchain.zoo import FAMILIES, train_checkpoint
+from toolchain.models.zoo import FAMILIES, train_checkpoint
 
 
 def main(data: str, out_dir: str, families: list[str]) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from toolchain.errors import InputFileError
-from toolchain.fileio import atomic_output
+from toolchain.core.errors import InputFileError
+from toolchain.core.fileio import atomic_output
 
 DEPLOY_JSON = "deploy.json"
 

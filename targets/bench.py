@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from targets.base import Runner
-from toolchain.errors import EdgepruneError
-from toolchain.latency import LatencyStats, cpu_name
+from targets.runner import Runner
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.latency import LatencyStats, cpu_name
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def write_csv(path: str | Path, results: list) -> None:
     """Results as CSV, one row per measurement (flat columns; benchmark_app's report has the same facts)."""
     import csv
 
-    from toolchain.fileio import atomic_output
+    from toolchain.core.fileio import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -142,7 +142,7 @@ def measure_artifact(target, artifact: str, device: str, seconds: float) -> Benc
 
 def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
     """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
-    from toolchain.progress import step
+    from toolchain.core.progress import step
 
     cfg.validate()
     step(f"measuring {Path(artifact).name}: " + (f"{cfg.iterations} iterations" if cfg.iterations

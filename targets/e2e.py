@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from targets.base import Runner
+from targets.runner import Runner
 from targets.bench import BenchConfig, BenchResult, _base_fields, _stop_rule
-from toolchain.latency import LatencyStats
-from toolchain.prepost import DETECT_CONF, DETECT_IOU, fit, nms, predictions, splice, to_input, unsplice
+from toolchain.core.latency import LatencyStats
+from toolchain.core.prepost import DETECT_CONF, DETECT_IOU, fit, nms, predictions, splice, to_input, unsplice
 
 
 @dataclass

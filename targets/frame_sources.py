@@ -16,9 +16,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from toolchain.errors import InputFileError
-from toolchain.prepost import IMAGE_SUFFIXES
-from toolchain.synth import SHAPE_NAMES, _background, _shape_mask
+from toolchain.core.errors import InputFileError
+from toolchain.core.prepost import IMAGE_SUFFIXES
+from toolchain.core.synth import SHAPE_NAMES, _background, _shape_mask
 
 
 @dataclass

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import read_decoding, read_deploy_record, read_metadata
-from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
+from targets.base import PRECISIONS, ExportConfig, Target, TargetOption
+from targets.runner import Runner, RunnerInfo
 from targets.registry import register_target
-from toolchain.errors import EdgepruneError, InputFileError, opening
+from toolchain.core.errors import EdgepruneError, InputFileError, opening
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -108,7 +109,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, source, cfg: ExportConfig) ->
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from targets.imagedata import calibration_batches
+    from toolchain.models.imagedata import calibration_batches
 
     if not cfg.data:
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")

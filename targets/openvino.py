@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from targets.artifacts import read_decoding, read_deploy_record, read_metadata
-from targets.base import PRECISIONS, ExportConfig, Runner, RunnerInfo, Target, TargetOption
+from targets.base import PRECISIONS, ExportConfig, Target, TargetOption
+from targets.runner import Runner, RunnerInfo
 from targets.registry import register_target
-from toolchain.errors import EdgepruneError, InputFileError, opening
+from toolchain.core.errors import EdgepruneError, InputFileError, opening
 
 FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
 ULTRALYTICS_SUFFIX = "_openvino_model"  # what ultralytics.nn.autobackend matches in a folder name
@@ -31,20 +32,6 @@ def _core():
     import openvino as ov
 
     return ov.Core()
-
-
-def head_ignored_scope(head_scope: str | None):
-    """NNCF IgnoredScope keeping the YOLO head's decode in float (names from convert_model)."""
-    import nncf
-
-    if not head_scope:
-        return nncf.IgnoredScope(types=["Sigmoid"], validate=False)
-    head = re.escape(f"__module.{head_scope}")
-    return nncf.IgnoredScope(
-        patterns=[f"{head}/.*", f"{head}\\.dfl.*"],  # ops of the head's own forward (decode), and the DFL
-        types=["Sigmoid"],
-        validate=False,
-    )
 
 
 def _artifact_precision(model) -> str:

@@ -8,15 +8,29 @@ layers to float until our mAP50-95, measured by running the model, is within the
 
 from __future__ import annotations
 
+import re
+
 from targets.base import ExportConfig
-from targets.imagedata import calibration_batches, image_files
-from toolchain.errors import EdgepruneError
+from toolchain.models.imagedata import calibration_batches, image_files
+from toolchain.core.errors import EdgepruneError
+
+
+def head_ignored_scope(head_scope: str | None):
+    """NNCF IgnoredScope keeping the YOLO head's decode in float (names from convert_model)."""
+    import nncf
+
+    if not head_scope:
+        return nncf.IgnoredScope(types=["Sigmoid"], validate=False)
+    head = re.escape(f"__module.{head_scope}")
+    return nncf.IgnoredScope(
+        patterns=[f"{head}/.*", f"{head}\\.dfl.*"],  # ops of the head's own forward (decode), and the DFL
+        types=["Sigmoid"],
+        validate=False,
+    )
 
 
 def quantize_ir(model, source, cfg: ExportConfig):
     import nncf
-
-    from targets.openvino import head_ignored_scope
 
     if not cfg.data:
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
@@ -29,9 +43,9 @@ def quantize_ir(model, source, cfg: ExportConfig):
     if cfg.max_drop is None:
         return nncf.quantize(model, calib, **common)
 
-    from toolchain.artifact_eval import evaluate_callable
-    from toolchain.loading import read_data_yaml
-    from toolchain.prepost import predictions
+    from toolchain.models.evaluation import evaluate_callable
+    from toolchain.models.loading import read_data_yaml
+    from toolchain.core.prepost import predictions
 
     nc = read_data_yaml(cfg.data)["nc"]
     val_files = image_files(cfg.data, "val")

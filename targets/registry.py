@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from targets.base import Target
-from toolchain.errors import EdgepruneError
-from toolchain.registry import Registry
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.registry import Registry
 
 TARGETS: Registry[Target] = Registry("target", "targets", skip=("base", "registry"))
 

@@ -27,7 +27,7 @@ BASELINE = REPO / "assets" / "yolov8n-synth.pt"
 
 def _cached_dataset(name: str, **kwargs) -> Path:
     """Generate (once) a synthetic data set under .cache/ and return its data.yaml."""
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     root = CACHE / name
     data_yaml = root / "data.yaml"
@@ -64,7 +64,7 @@ def session_tmp(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_data(session_tmp):
     """64 train / 16 val images, 256 px, 3 classes: enough for 1-2 epoch runs and quick validation."""
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     root = session_tmp / "small-synth"
     generate(root, SynthConfig(train=64, val=16, imgsz=256))
@@ -74,7 +74,7 @@ def small_data(session_tmp):
 @pytest.fixture(scope="session")
 def micro_data(session_tmp):
     """8 train / 12 val images, 256 px, 3 classes: INT8 calibration and an mAP in seconds."""
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     root = session_tmp / "micro-synth"
     generate(root, SynthConfig(train=8, val=12, imgsz=256, seed=3))
@@ -84,8 +84,8 @@ def micro_data(session_tmp):
 @pytest.fixture(scope="session")
 def pruned50(baseline_pt, session_tmp):
     """The baseline pruned at ratio 0.5 (L1, local) and its report."""
-    from toolchain.pruning import PruneConfig
-    from toolchain.prune_run import prune_file
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
 
     out = session_tmp / "pruned50.pt"
     report = prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.5, imgsz=256), latency_iters=0)
@@ -95,9 +95,9 @@ def pruned50(baseline_pt, session_tmp):
 @pytest.fixture(scope="session")
 def random_yolo(session_tmp):
     """Factory: an untrained Ultralytics checkpoint (any task) built offline from a shipped yaml."""
-    from toolchain.checkpoint import save_model
-    from toolchain.loading import LoadedModel
-    from toolchain.zoo import build
+    from toolchain.models.checkpoint import save_model
+    from toolchain.models.loading import LoadedModel
+    from toolchain.models.zoo import build
 
     made: dict[str, Path] = {}
 

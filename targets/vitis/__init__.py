@@ -12,7 +12,7 @@ The flow, one module per job:
 * :mod:`targets.vitis.bundle` writes the board folder (xmodel, metadata, ``run_kv260.py``),
   :mod:`targets.vitis.board` runs it over SSH (``edgeprune board bench``);
 * :mod:`targets.vitis.deploy` ties it together as the export step of the one deploy pipeline
-  (:func:`targets.deploy.deploy`, ``edgeprune deploy vitis``).
+  (:func:`toolchain.pipelines.deploy.deploy`, ``edgeprune deploy vitis``).
 
 This host has no DPU, so the target exports but never opens an artifact for inference.
 """
@@ -22,9 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from targets.artifacts import read_deploy_record
-from targets.base import ExportConfig, Runner, Target, TargetOption
+from targets.base import ExportConfig, Target, TargetOption
+from targets.runner import Runner
 from targets.registry import register_target
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 
 @register_target

@@ -2,7 +2,7 @@
 
 Why: a KV260 may not be at hand, but ``quantize.py --quant-mode test`` already runs the
 quantised network (vai_q_pytorch's simulation of the DPU arithmetic) on the validation
-images. Decoding those outputs with the decode the board script embeds (toolchain.prepost) and scoring them
+images. Decoding those outputs with the decode the board script embeds (toolchain.core.prepost) and scoring them
 through edgeprune's NMS and matching gives the INT8 model's mAP beside the float DPU graph's,
 through one and the same pipeline.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from targets.vitis.workspace import Workspace
-from toolchain.artifact_eval import evaluate_callable
-from toolchain.prepost import predictions
+from toolchain.models.evaluation import evaluate_callable
+from toolchain.core.prepost import predictions
 
 
 def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data: str, input_hw: tuple[int, int],

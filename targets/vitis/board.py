@@ -18,7 +18,7 @@ from pathlib import Path
 
 from targets.bench import BenchResult
 from targets.vitis.bundle import BOARD_SCRIPT
-from toolchain.errors import EdgepruneError, InputFileError
+from toolchain.core.errors import EdgepruneError, InputFileError
 
 MODES = ("inference", "e2e", "streams")
 _SUBCOMMAND = {"inference": "bench", "e2e": "e2e", "streams": "streams"}

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from targets.vitis.workspace import render_template
-from toolchain.fileio import staged_folder
+from toolchain.core.fileio import staged_folder
 
 BOARD_SCRIPT = "run_kv260.py"
 LAYOUTS = {

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 _DPU = re.compile(r"DPU subgraph number\s+(\d+)")
 _TOTAL = re.compile(r"Total device subgraph number\s+(\d+)")

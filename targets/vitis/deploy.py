@@ -7,7 +7,7 @@ mounted; the compiler's "DPU subgraph number" decides success (1, unless
 ``--allow-cpu-subgraphs``). The host has no DPU, so deploy.json records no speed: FPS comes
 from ``edgeprune board bench``, measured on the board.
 
-The build is one step of the one deploy pipeline (:func:`targets.deploy.deploy`): it receives
+The build is one step of the one deploy pipeline (:func:`toolchain.pipelines.deploy.deploy`): it receives
 a prepared model source (an Ultralytics detector or a Darknet cfg + .weights) and returns the
 board folder plus the facts deploy.json records for it.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from targets.vitis.docker import DEFAULT_IMAGE, DockerError, deploy_steps, run_step
 from targets.vitis.dpu import BOARDS
-from toolchain.errors import EdgepruneError
-from toolchain.fileio import atomic_output
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import atomic_output
 
 BOARD_ONLY = ("a Vitis AI xmodel runs only on the board's DPU; measure it with `edgeprune board bench --host "
               "USER@IP --bundle DIR/board`")

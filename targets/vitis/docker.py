@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 DEFAULT_IMAGE = "xilinx/vitis-ai-pytorch-cpu:latest"
 CONDA_PROFILE = "/opt/vitis_ai/conda/etc/profile.d/conda.sh"
@@ -85,7 +85,7 @@ def keep_log(log: Path, what: str) -> Path:
     """Copy a failed step's log to edgeprune's cache: the staged deploy folder holding it is removed on failure."""
     import time
 
-    from toolchain.fileio import cache_dir
+    from toolchain.core.fileio import cache_dir
 
     kept = cache_dir("vitis-logs") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     shutil.copyfile(log, kept)

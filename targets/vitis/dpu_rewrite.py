@@ -22,10 +22,10 @@ from pathlib import Path
 from torch import nn
 
 from targets.vitis.dpu import LEAKY_SLOPE  # the only LeakyReLU slope the DPU implements
-from toolchain.checkpoint import save_model
-from toolchain.errors import EdgepruneError
-from toolchain.fileio import ensure_not_input
-from toolchain.loading import LoadedModel, load_model
+from toolchain.models.checkpoint import save_model
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import ensure_not_input
+from toolchain.models.loading import LoadedModel, load_model
 
 HOST_DECODE_ATTR = "edgeprune_host_decode"
 ACTIVATIONS = {
@@ -166,8 +166,8 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
     from cfg_codegen.cfgwrite import render_cfg
     from cfg_codegen.parser import parse_cfg
     from cfg_codegen.weights import read_weights
-    from toolchain.fileio import atomic_output
-    from toolchain.sources.darknet import default_weights
+    from toolchain.core.fileio import atomic_output
+    from toolchain.models.sources.darknet import default_weights
 
     if act not in CFG_ACTIVATIONS:
         raise EdgepruneError(f"--act for a Darknet cfg must be one of {', '.join(CFG_ACTIVATIONS)} (activations "

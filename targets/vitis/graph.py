@@ -2,7 +2,7 @@
 
 A Darknet model already ends there (its [yolo] decode is not part of the generated module's
 forward), so its DPU graph is the model itself; the board decodes its maps with the anchors
-of the cfg (:func:`toolchain.prepost.decode_darknet`).
+of the cfg (:func:`toolchain.core.prepost.decode_darknet`).
 
 Why cut there: the head's decode (DFL softmax, anchor arithmetic, reshapes, sigmoid) has no
 DPU implementation, and leaving it in the graph splits the compiled model into DPU and CPU
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from toolchain.errors import UnsupportedModelError
+from toolchain.core.errors import UnsupportedModelError
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class HeadSpec:
     nc: int
 
     def to_json(self) -> dict:
-        """The head description artifacts carry (:func:`toolchain.prepost.predictions`, format ``dfl``)."""
+        """The head description artifacts carry (:func:`toolchain.core.prepost.predictions`, format ``dfl``)."""
         return {"format": "dfl", "strides": list(self.strides), "reg_max": self.reg_max, "nc": self.nc}
 
 
@@ -64,7 +64,7 @@ class DPUGraph(nn.Module):
     """A fused Ultralytics detection model, run up to (and including) its head's convolutions.
 
     Args:
-        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``toolchain.sources.prepare`` gives one).
+        yolo: fused, eval-mode Ultralytics ``DetectionModel`` (``toolchain.models.sources.prepare`` gives one).
     """
 
     def __init__(self, yolo: nn.Module):
@@ -151,7 +151,7 @@ class DarknetDPUGraph(nn.Module):
 
 
 def dpu_graph(source) -> nn.Module:
-    """The DPU part of ``source`` (a :class:`toolchain.sources.ExportSource`): DPUGraph or DarknetDPUGraph."""
+    """The DPU part of ``source`` (a :class:`toolchain.models.sources.ExportSource`): DPUGraph or DarknetDPUGraph."""
     if source.kind == "darknet":
         if source.head.get("format") != "darknet":
             raise UnsupportedModelError(f"{source.path}: the DPU runs the raw head maps; deploy without --decode")

@@ -56,7 +56,7 @@ from pathlib import Path
 
 from targets.vitis.dpu import BOARDS, CPU, DPU, DPUArch, classify
 from targets.vitis.trace import GRAPH_INPUT, OpGraph
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 SOURCES = (
     "https://docs.amd.com/r/en-US/ug1414-vitis-ai/Currently-Supported-Operators",
@@ -168,7 +168,7 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
     Raises:
         EdgepruneError: unknown target; model errors from the model source.
     """
-    from toolchain.sources import prepare
+    from toolchain.models.sources import prepare
     from targets.vitis.graph import dpu_graph
     from targets.vitis.trace import trace_ops
     from targets.vitis.dpu_rewrite import has_host_decode

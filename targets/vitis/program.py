@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from targets.vitis.trace import OpGraph, OpNode, Ref
-from toolchain.errors import UnsupportedModelError
+from toolchain.core.errors import UnsupportedModelError
 
 ACTIVATIONS = ("relu", "hardtanh", "leaky_relu", "hardswish", "hardsigmoid", "silu", "sigmoid")
 SUPPORTED = ("conv2d", *ACTIVATIONS, "max_pool2d", "avg_pool2d", "resize", "cat", "chunk", "split", "add", "mul")

@@ -13,7 +13,7 @@ Layout (``/workspace`` inside the container)::
                            come back in quantize_result/eval_outputs.npz
 
 Why fitted PNGs: the container then needs no letterbox or stretch code of its own (one
-implementation, :func:`toolchain.prepost.fit`), and the images are easy to inspect.
+implementation, :func:`toolchain.core.prepost.fit`), and the images are easy to inspect.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 import torch
 
-from targets.imagedata import calibration_batches, image_files
-from toolchain.errors import InputFileError, ModelMismatchError
-from toolchain.fileio import atomic_output
-from toolchain.prepost import fit
+from toolchain.models.imagedata import calibration_batches, image_files
+from toolchain.core.errors import InputFileError, ModelMismatchError
+from toolchain.core.fileio import atomic_output
+from toolchain.core.prepost import fit
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORMAT = "edgeprune-vitis-workspace/1"
@@ -45,7 +45,7 @@ EMBED_MARKER = "# edgeprune:embed "
 
 
 def embedded_source(module_name: str) -> str:
-    """The source text of a host module that a template embeds (``toolchain.prepost``...)."""
+    """The source text of a host module that a template embeds (``toolchain.core.prepost``...)."""
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.origin:
         raise ModuleNotFoundError(f"template embeds {module_name}, which cannot be found")

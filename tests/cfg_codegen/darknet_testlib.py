@@ -145,7 +145,7 @@ def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 2
     from cfg_codegen.codegen import OPENCV_BN_EPS
     from cfg_codegen.parser import parse_cfg
     from cfg_codegen.weights import write_weights
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     if text is None:
         text = cfg_path("yolov4-tiny.cfg").read_text().replace("classes=80", f"classes={classes}")

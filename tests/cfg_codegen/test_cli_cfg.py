@@ -12,7 +12,7 @@ from darknet_testlib import cfg_path
 
 from cfg_codegen.weights import WeightsHeader
 from toolchain.cli.main import cli
-from toolchain.fileio import sha256_of
+from toolchain.core.fileio import sha256_of
 
 
 def invoke(*args):

@@ -24,7 +24,7 @@ from cfg_codegen.parser import parse_cfg
 from cfg_codegen.prune import PruneConfig, prune_darknet
 from cfg_codegen.weights import write_weights
 from targets.base import ExportConfig
-from targets.deploy import deploy
+from toolchain.pipelines.deploy import deploy
 from targets.registry import get_target
 from toolchain.cli.main import cli
 
@@ -143,8 +143,8 @@ def test_vitis_dry_run_writes_the_workspace_for_a_cfg(three_class, micro_data, t
 
 
 def test_decode_needs_a_fixed_input_size(pruned):
-    from toolchain.errors import ModelMismatchError
-    from toolchain.sources import prepare
+    from toolchain.core.errors import ModelMismatchError
+    from toolchain.models.sources import prepare
 
     cfg, weights = pruned
     with pytest.raises(ModelMismatchError, match="--decode computes box sizes for the input size it is built at"):
@@ -187,8 +187,8 @@ def test_numpy_darknet_decode_equals_the_generated_decode_with_new_coords(pruned
     here on new_coords heads with scale_x_y 2 at a non-square size."""
     import torch
 
-    from toolchain.prepost import predictions
-    from toolchain.sources import prepare
+    from toolchain.core.prepost import predictions
+    from toolchain.models.sources import prepare
 
     cfg, weights = pruned
     source = prepare(cfg, weights=str(weights))

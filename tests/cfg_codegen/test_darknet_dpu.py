@@ -11,7 +11,7 @@ from cfg_codegen.build import random_model
 from cfg_codegen.parser import parse_cfg
 from cfg_codegen.weights import write_weights
 from toolchain.cli.main import cli
-from toolchain.fileio import sha256_of
+from toolchain.core.fileio import sha256_of
 
 
 def invoke(*args):

@@ -20,8 +20,8 @@ from darknet_testlib import opencv_labelled_set
 from cfg_codegen.build import build_model
 from cfg_codegen.parser import parse_cfg
 from cfg_codegen.weights import read_weights
-from targets.torch_ref import TorchRunner
-from toolchain.artifact_eval import evaluate_callable
+from targets.torch_runner import TorchRunner
+from toolchain.models.evaluation import evaluate_callable
 from toolchain.cli.main import cli
 
 SIZE, CLASSES = 256, 3

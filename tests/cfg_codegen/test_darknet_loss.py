@@ -8,8 +8,8 @@ import torch
 
 from cfg_codegen.build import build_model
 from cfg_codegen.parser import parse_cfg_text
-from toolchain.darknet_train.loss import DarknetYoloLoss, decode_grid
-from toolchain.darknet_train.schedule import DarknetSchedule
+from toolchain.models.darknet_train.loss import DarknetYoloLoss, decode_grid
+from toolchain.models.darknet_train.schedule import DarknetSchedule
 
 
 def _net(anchors: str = "8,8, 32,32", extra: str = "", net_extra: str = "", yolo_extra: str = ""):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from darknet_testlib import opencv_labelled_set
 
-from toolchain import sweep as sweep_mod
-from toolchain.report import build_report
-from toolchain.sweep import SweepConfig, SweepError, read_points
+from toolchain.pipelines import sweep as sweep_mod
+from toolchain.pipelines.report import build_report
+from toolchain.pipelines.sweep import SweepConfig, SweepError, read_points
 
 
 @pytest.fixture(scope="module")

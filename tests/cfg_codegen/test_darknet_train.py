@@ -127,7 +127,7 @@ def test_sparsify_prune_finetune_recovers_to_within_3_points_of_the_sparsified_m
     """Seed 002's recipe end to end on the committed model: sparsify, cfg-prune at the point the recipe's sweep
     chose (global percent 0.6, benchmarks/darknet_recipe.py), fine-tune; the γ mass really fell first."""
     from cfg_codegen.prune import PruneConfig, prune_darknet
-    from toolchain.artifact_eval import evaluate_artifact
+    from toolchain.pipelines.artifact_eval import evaluate_artifact
 
     sparse = _cli_json("sparsify", CFG, "--data", synth_data, "--s", 0.05, "--lr0", 0.01, "--epochs", 20,
                        "--out", tmp_path / "sparse")

@@ -23,7 +23,7 @@ from cfg_codegen.layers import Shortcut
 from cfg_codegen.parser import parse_cfg
 from cfg_codegen.prune import PruneConfig, prune_darknet, residual_units
 from cfg_codegen.weights import ConvWeights, DarknetWeights, read_weights, write_weights
-from toolchain.errors import InputFileError, PruningError
+from toolchain.core.errors import InputFileError, PruningError
 
 
 def zero_channels(weights: DarknetWeights, pick, beta_too: bool = True) -> DarknetWeights:

@@ -120,7 +120,7 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
 def test_deploy_reports_its_phases_and_counts_to_progress(synth_data, tmp_path):
     """The phases inside deploy reach the caller's progress object; evaluation counts the val images (ETA)."""
     import edgeprune
-    from targets.imagedata import image_files
+    from toolchain.models.imagedata import image_files
 
     class Recorder:
         def __init__(self):

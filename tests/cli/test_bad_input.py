@@ -24,7 +24,7 @@ import torch
 from click.testing import CliRunner
 
 from toolchain.cli.main import cli
-from toolchain.fileio import sha256_of
+from toolchain.core.fileio import sha256_of
 
 TINY_CFG = """[net]
 width=64
@@ -77,11 +77,11 @@ def kit(tmp_path_factory) -> dict[str, str]:
     from cfg_codegen.parser import parse_cfg
     from cfg_codegen.weights import write_weights
     from targets.base import ExportConfig
-    from targets.deploy import deploy
-    from toolchain.checkpoint import save_model
-    from toolchain.loading import LoadedModel
-    from toolchain.synth import SynthConfig, generate
-    from toolchain.zoo import build
+    from toolchain.pipelines.deploy import deploy
+    from toolchain.models.checkpoint import save_model
+    from toolchain.models.loading import LoadedModel
+    from toolchain.core.synth import SynthConfig, generate
+    from toolchain.models.zoo import build
 
     root = tmp_path_factory.mktemp("bad-input-kit")
     k: dict[str, Path] = {"root": root}

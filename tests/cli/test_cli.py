@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from toolchain.fileio import sha256_of
+from toolchain.core.fileio import sha256_of
 
 COMMANDS = [[], ["data"], ["data", "synth"], ["train"], ["finetune"], ["prune"], ["eval"], ["demo"]]
 
@@ -119,7 +119,7 @@ def test_bad_inputs_fail_in_one_sentence_and_keep_the_input(baseline_pt, synth_d
 
 
 def test_train_and_eval_commands_run_offline(tmp_path):
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     data = generate(tmp_path / "tiny", SynthConfig(train=16, val=8, imgsz=96, seed=3)).data_yaml
     proc = run("train", data, "--model", "yolov8n.yaml", "--epochs", 1, "--imgsz", 96, "--batch", 8, "--workers", 0,

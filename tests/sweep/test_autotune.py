@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolchain.autotune import AutotunePoint, pareto, recommend
-from toolchain.errors import InputFileError
-from toolchain.shipping import pack_dataset, unpack_dataset
+from toolchain.pipelines.autotune import AutotunePoint, pareto, recommend
+from toolchain.core.errors import InputFileError
+from toolchain.pipelines.shipping import pack_dataset, unpack_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,7 +117,7 @@ def test_autotune_on_a_real_ray_cluster_ships_files_and_brings_artifacts_back(ba
     assert {p["executed_precision"] for p in pruned} == {"f32", "int8 + f32"}
     lines = (run_dir / "autotune.jsonl").read_text().splitlines()
     assert len(lines) == len(result["points"]) == 6  # the unpruned model at both precisions, then 2 ratios x 2
-    from toolchain.report import build_report
+    from toolchain.pipelines.report import build_report
 
     report = build_report(run_dir)
     markdown = Path(report.markdown).read_text()
@@ -127,8 +127,8 @@ def test_autotune_on_a_real_ray_cluster_ships_files_and_brings_artifacts_back(ba
 
 def test_an_interrupted_autotune_resumes_from_the_drivers_jsonl(baseline_pt, micro_data, tmp_path):
     """The driver records each finished job at once; a rerun hands the executor only the ratios still missing."""
-    from toolchain.autotune import AutotuneConfig, autotune
-    from toolchain.sweep import SweepConfig
+    from toolchain.pipelines.autotune import AutotuneConfig, autotune
+    from toolchain.pipelines.sweep import SweepConfig
 
     class Stop(Exception):
         pass

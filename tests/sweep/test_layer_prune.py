@@ -12,23 +12,23 @@ import pytest
 def _residual_count(path) -> int:
     from ultralytics.nn.modules.block import Bottleneck
 
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     return sum(isinstance(m, Bottleneck) and m.add for m in load_model(path).model.modules())
 
 
 @pytest.fixture(scope="module")
 def layer_pruned(baseline_pt, tmp_path_factory):
-    from toolchain.prune_run import prune_file
-    from toolchain.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.pruning import PruneConfig
 
     out = tmp_path_factory.mktemp("layers") / "layers2.pt"
     return out, prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.0, imgsz=256), latency_iters=0, layers=2)
 
 
 def test_two_units_removed_and_macs_drop(layer_pruned, baseline_pt):
-    from toolchain.layer_prune import residual_units
-    from toolchain.loading import load_model
+    from toolchain.models.layer_prune import residual_units
+    from toolchain.models.loading import load_model
 
     out, report = layer_pruned
     assert _residual_count(out) == _residual_count(baseline_pt) - 2
@@ -55,7 +55,7 @@ def test_loads_and_predicts_without_edgeprune(layer_pruned, small_data):
 
 
 def test_finetunes_one_epoch(layer_pruned, small_data, tmp_path):
-    from toolchain.training import TrainConfig, finetune
+    from toolchain.models.training import TrainConfig, finetune
 
     out, _ = layer_pruned
     result = finetune(str(out), str(small_data), tmp_path / "ft", TrainConfig(epochs=1, imgsz=128, batch=32, workers=0))
@@ -63,9 +63,9 @@ def test_finetunes_one_epoch(layer_pruned, small_data, tmp_path):
 
 
 def test_too_many_layers_is_a_user_error(baseline_pt, tmp_path):
-    from toolchain.errors import PruningError
-    from toolchain.prune_run import prune_file
-    from toolchain.pruning import PruneConfig
+    from toolchain.core.errors import PruningError
+    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.pruning import PruneConfig
 
     with pytest.raises(PruningError, match="between 1 and 6"):
         prune_file(str(baseline_pt), str(tmp_path / "x.pt"), PruneConfig(ratio=0.0), latency_iters=0, layers=7)

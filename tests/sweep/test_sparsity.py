@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolchain.contract import flat_tensors
-from toolchain.pruning import PruneConfig, plan_channels, prune_structured
-from toolchain.sparsity import SparsityConfig, gammas, prox_l1_, sparsify
-from toolchain.training import TrainConfig
+from toolchain.models.contract import flat_tensors
+from toolchain.models.pruning import PruneConfig, plan_channels, prune_structured
+from toolchain.models.sparsity import SparsityConfig, gammas, prox_l1_, sparsify
+from toolchain.models.training import TrainConfig
 
 TINY = TrainConfig(epochs=2, imgsz=128, batch=32, workers=0)
 
@@ -42,7 +42,7 @@ def test_prox_l1_shrinks_towards_zero_and_stops_there():
 @pytest.mark.parametrize("global_pruning", [False, True])
 def test_zeroing_the_planned_channels_makes_the_bn_prune_lossless(baseline_pt, global_pruning):
     """The plan is exactly what the prune removes: with those gammas and betas at zero, outputs do not change."""
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     loaded = load_model(baseline_pt)
     x = torch.rand(1, 3, 128, 128)
@@ -76,7 +76,7 @@ def sparse_run(baseline_pt, small_data, tmp_path_factory):
 
 
 def test_the_planned_share_of_gamma_is_exactly_zero(sparse_run, baseline_pt):
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     result, _ = sparse_run
     g = gammas(load_model(result.weights).model)
@@ -104,7 +104,7 @@ def test_each_epoch_reports_gamma_fractions_and_map(sparse_run):
 
 def test_prune_with_the_same_settings_keeps_the_sparsified_map(sparse_run, small_data, tmp_path):
     """The plateau: no fine-tuning, same mAP (the validator's, reported by prune with --data)."""
-    from toolchain.prune_run import prune_file
+    from toolchain.pipelines.prune import prune_file
 
     result, _ = sparse_run
     report = prune_file(result.weights, str(tmp_path / "p.pt"),
@@ -116,7 +116,7 @@ def test_prune_with_the_same_settings_keeps_the_sparsified_map(sparse_run, small
 
 
 def test_prune_bn_on_dense_gammas_says_it_acts_like_random(baseline_pt, tmp_path):
-    from toolchain.prune_run import prune_file
+    from toolchain.pipelines.prune import prune_file
 
     report = prune_file(str(baseline_pt), str(tmp_path / "p.pt"), PruneConfig(ratio=0.3, method="bn", imgsz=128),
                         latency_iters=0)
@@ -125,7 +125,7 @@ def test_prune_bn_on_dense_gammas_says_it_acts_like_random(baseline_pt, tmp_path
 
 
 def test_sparsify_refuses_gradient_criteria_and_bad_ratios(baseline_pt, small_data, tmp_path):
-    from toolchain.errors import EdgepruneError
+    from toolchain.core.errors import EdgepruneError
 
     with pytest.raises(EdgepruneError, match="taylor"):
         sparsify(str(baseline_pt), str(small_data), tmp_path / "a",

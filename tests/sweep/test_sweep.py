@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from toolchain import sweep as sweep_mod
-from toolchain.executors import ray_executor
-from toolchain.sweep import SweepConfig, SweepError, SweepPoint, choose, parse_ratios, read_points, refine_ratio
+from toolchain.pipelines import sweep as sweep_mod
+from toolchain.pipelines.executors import ray_executor
+from toolchain.pipelines.sweep import SweepConfig, SweepError, SweepPoint, choose, parse_ratios, read_points, refine_ratio
 
 
 def _cfg(data, **kw) -> SweepConfig:
@@ -59,7 +59,7 @@ def test_choice_is_the_fastest_good_point_and_never_slower_than_the_baseline():
 
 def test_pareto_front_is_over_accuracy_and_fps():
     """A point both slower and less accurate than another is off the front, whatever its MACs."""
-    from toolchain.report import pareto_front
+    from toolchain.pipelines.report import pareto_front
 
     points = [_point(0.0, 0.60, fps=100), _point(0.3, 0.59, fps=140), _point(0.5, 0.55, fps=120),
               _point(0.6, 0.40, fps=200), _point(0.7, 0.30, fps=190)]
@@ -141,7 +141,7 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
 
     import torch
 
-    from toolchain.sparsity import plot_histograms
+    from toolchain.models.sparsity import plot_histograms
 
     run_dir, result = knee_run
     # sparsify output kept inside the run folder is picked up by the report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from targets.base import ExportConfig
-from targets.deploy import deploy
+from toolchain.pipelines.deploy import deploy
 from targets.registry import list_targets
 
 # torch is the reference and vitis runs in Docker and on the board: both have their own tests

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from targets.bench import BenchConfig
-from targets.bench_run import open_runner, run_bench
+from toolchain.pipelines.bench import open_runner, run_bench
 from targets.e2e import Detector
 from targets.frame_sources import FolderSource, SyntheticSource, VideoSource, open_source
-from toolchain.prepost import splice, tile_origin, unsplice
-from toolchain.detection_metrics import box_iou
-from toolchain.errors import EdgepruneError
+from toolchain.core.prepost import splice, tile_origin, unsplice
+from toolchain.core.detection_metrics import box_iou
+from toolchain.core.errors import EdgepruneError
 
 QUICK = BenchConfig(iterations=8, duration=None, warmup=1)
 
@@ -169,7 +169,7 @@ def test_streams_mode_needs_a_resizable_artifact(deploy_ir, baseline_pt):
 
 def test_dynamic_shape_ir_runs_spliced(baseline_pt, tmp_path):
     from targets.base import ExportConfig
-    from targets.deploy import deploy
+    from toolchain.pipelines.deploy import deploy
 
     result = deploy("openvino", str(baseline_pt), tmp_path / "dyn", ExportConfig(imgsz=256, dynamic=True),
                     evaluate=False)

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-import targets.bench_run as bench_run
+import toolchain.pipelines.bench as bench_run
 from targets.bench import BenchConfig
 from targets.ultralytics_exports import ReferenceExport
-from toolchain.demo import _comparison_rows
+from toolchain.pipelines.optimize import comparison_table
 
 
 @pytest.fixture
@@ -34,16 +34,15 @@ def test_base_is_the_fastest_ultralytics_export_even_when_an_artifact_is_faster(
     assert result.base_label == "Ultralytics openvino INT8"
     assert [round(result.ratio(i), 3) for i in range(3)] == [0.667, 1.0, 1.5]
 
-    compared = result.to_json()
-    deploys = {deploy_onnx: {"label": "edgeprune pruned FP32", "record": {
-        "artifact_bytes": 1, "accuracy": {"artifact": {"map50_95": 0.80, "map50": 0.9}}}}}
-    prune = {"before": {"params": 10, "macs": 100}, "after": {"params": 5, "macs": 50}}
-    rows = _comparison_rows(compared, {deploy_onnx: deploy_onnx}, deploys, prune, base_map=0.81)
-    base_rows = [r for r in rows if r["speedup"] == 1.0]
-    assert [r["model"] for r in base_rows] == ["Ultralytics openvino INT8"] and base_rows[0]["is_reference"]
+    # the optimize (and demo) table built from that comparison marks the same base
+    steps = {"compare": result.to_json(), "prune": {"after": {"macs": 50}},
+             "deploy": {"artifacts": [{"precision": "fp32", "artifact": deploy_onnx,
+                                       "accuracy": {"artifact": {"map50_95": 0.80, "map50": 0.9}}}]}}
+    rows = comparison_table(steps, baseline_map=0.81)
+    assert [r["model"] for r in rows if r["is_base"]] == ["Ultralytics openvino INT8"]
+    assert [r["speedup"] for r in rows if r["is_base"]] == [1.0]
     ours = next(r for r in rows if not r["is_reference"])
-    assert ours["speedup"] == 1.5 and ours["map50_95_drop"] == pytest.approx(0.01)
-    assert all(r["base"] == "Ultralytics openvino INT8" for r in rows)
+    assert ours["model"] == "pruned FP32" and ours["speedup"] == 1.5 and ours["drop_points"] == pytest.approx(1.0)
 
 
 def test_without_references_the_first_artifact_is_the_base(fake_speeds, deploy_ir, deploy_onnx):

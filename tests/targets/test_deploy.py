@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from targets.base import ExportConfig
-from targets.deploy import deploy
+from toolchain.pipelines.deploy import deploy
 from targets.registry import get_target, list_targets
-from toolchain.sources import prepare
-from toolchain.errors import EdgepruneError
-from toolchain.fileio import sha256_of
+from toolchain.models.sources import prepare
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import sha256_of
 
 # torch is the reference and vitis runs in Docker and on the board: both have their own tests
 EXPORT_TARGETS = [name for name in list_targets() if name not in ("torch", "vitis")]
@@ -152,7 +152,7 @@ def test_u8_input_ir_does_its_own_preprocessing_and_detects_the_same(baseline_pt
     import numpy as np
 
     from targets.e2e import Detector
-    from targets.imagedata import image_files
+    from toolchain.models.imagedata import image_files
     from targets.registry import get_target
 
     cfg = ExportConfig(precision="fp32", imgsz=IMGSZ, options={"u8_input": True})

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from targets.base import ExportConfig
-from targets.deploy import deploy
-from targets.precision_choice import CANDIDATES_DIR, choose, deploy_auto
-from toolchain.errors import EdgepruneError
+from toolchain.pipelines.deploy import deploy
+from toolchain.pipelines.deploy import deploy_auto
+from toolchain.pipelines.precision_choice import CANDIDATES_DIR, choose
+from toolchain.core.errors import EdgepruneError
 
 
 def _candidate(precision, fps, drop, rel=1e-6):

@@ -17,10 +17,11 @@ import torch
 from click.testing import CliRunner
 
 from targets import registry
-from targets.base import ExportConfig, Runner, Target, TargetOption
-from targets.torch_ref import TorchRunner
+from targets.base import ExportConfig, Target, TargetOption
+from targets.runner import Runner
+from targets.torch_runner import TorchRunner
 from toolchain.cli.main import cli
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 
 class PickledRunner(Runner):
@@ -84,7 +85,7 @@ def test_a_registered_target_gets_a_deploy_command_and_backend_choice(pickle_tar
 
 
 def test_unregistered_names_and_precisions_are_refused(pickle_target, baseline_pt, tmp_path):
-    from targets.deploy import deploy
+    from toolchain.pipelines.deploy import deploy
 
     with pytest.raises(EdgepruneError, match=r"target pickle-test builds fp32; got --precision 'int8'"):
         deploy("pickle-test", str(baseline_pt), tmp_path / "x", ExportConfig(precision="int8"))

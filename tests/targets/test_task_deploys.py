@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from targets.base import ExportConfig
-from targets.deploy import deploy
-from toolchain.pruning import PruneConfig
-from toolchain.prune_run import prune_file
+from toolchain.pipelines.deploy import deploy
+from toolchain.models.pruning import PruneConfig
+from toolchain.pipelines.prune import prune_file
 
 TASK_MODELS = [
     pytest.param("detect", "yolo26n.yaml", id="detect-yolo26n"),

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from toolchain.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
-from toolchain.errors import PruningError
-from toolchain.pruning import relative_output_diff
+from toolchain.models.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
+from toolchain.core.errors import PruningError
+from toolchain.models.pruning import relative_output_diff
 
 
 def _with_trained_statistics(model):
@@ -47,7 +47,7 @@ class _Rounded(torch.nn.Module):
         self.model = model
 
     def forward(self, x):
-        from toolchain.contract import flat_tensors
+        from toolchain.models.contract import flat_tensors
 
         out = self.model(x)
         g = torch.Generator().manual_seed(0)
@@ -58,8 +58,8 @@ class _Rounded(torch.nn.Module):
 
 def test_trained_model_at_640_passes_and_a_wrong_rewrite_fails(baseline_pt):
     """Real activation scale (trained weights, boxes in pixels at 640): rounding passes, mistakes do not."""
-    from toolchain.loading import load_model
-    from toolchain.pruning import EQUIVALENCE_RTOL, max_abs_diff
+    from toolchain.models.loading import load_model
+    from toolchain.models.pruning import EQUIVALENCE_RTOL, max_abs_diff
 
     model = load_model(baseline_pt).model
     reference = copy.deepcopy(model)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import edgeprune
-from toolchain import demo as demo_module
+from edgeprune import demo as demo_module
 
 
 @pytest.mark.parametrize("budget, fast", [(None, False), (None, True), (95, False)])

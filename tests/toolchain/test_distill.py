@@ -8,8 +8,8 @@ import csv
 import pytest
 import torch
 
-from toolchain.distill import kd_terms, load_teacher
-from toolchain.errors import ModelMismatchError
+from toolchain.models.distill import kd_terms, load_teacher
+from toolchain.core.errors import ModelMismatchError
 
 
 def _head(boxes, scores):
@@ -34,7 +34,7 @@ def test_kd_is_zero_at_agreement_and_its_gradient_moves_the_student_to_the_teach
 
 
 def test_a_teacher_with_other_classes_is_refused(random_yolo, baseline_pt):
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     with pytest.raises(ModelMismatchError, match="its classes is 5, the model's 3"):
         load_teacher(random_yolo("yolov8n.yaml", nc=5), load_model(baseline_pt).model)
@@ -43,7 +43,7 @@ def test_a_teacher_with_other_classes_is_refused(random_yolo, baseline_pt):
 @pytest.mark.slow
 def test_finetune_distils_from_the_recorded_source_and_saves_a_stock_checkpoint(pruned50, small_data, tmp_path,
                                                                                reload_without_edgeprune, baseline_pt):
-    from toolchain.training import TrainConfig, finetune
+    from toolchain.models.training import TrainConfig, finetune
 
     pruned, _ = pruned50
     result = finetune(str(pruned), str(small_data), tmp_path / "ft", TrainConfig(epochs=1, imgsz=256, batch=16,

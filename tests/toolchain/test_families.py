@@ -2,7 +2,7 @@
 
 ``make test`` runs one representative model per task plus the families with special blocks
 (YOLOv9 ELAN, YOLOv10 PSA/SCDown, YOLO26 heads); ``make test-full`` runs the whole matrix of
-:mod:`toolchain.zoo`.
+:mod:`toolchain.models.zoo`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from toolchain.errors import PruningError, UnsupportedModelError
-from toolchain.loading import LoadedModel, load_model
-from toolchain.contract import flat_tensors, inference_outputs
-from toolchain.pruning import PruneConfig, prune_structured
-from toolchain.prune_run import prune_file
-from toolchain.zoo import REFUSED, build, matrix
+from toolchain.core.errors import PruningError, UnsupportedModelError
+from toolchain.models.loading import LoadedModel, load_model
+from toolchain.models.contract import flat_tensors, inference_outputs
+from toolchain.models.pruning import PruneConfig, prune_structured
+from toolchain.pipelines.prune import prune_file
+from toolchain.models.zoo import REFUSED, build, matrix
 
 IMGSZ = 128
 QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "yolo11n-obb.yaml",
@@ -25,7 +25,7 @@ QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "y
 CASES = [pytest.param(f, t, y, id=y[:-5], marks=() if y in QUICK else pytest.mark.full) for f, t, y in matrix()]
 
 def _contract(path, size=IMGSZ) -> list[list[int]]:
-    from toolchain.contract import contract_shapes
+    from toolchain.models.contract import contract_shapes
 
     return [list(s) for s in contract_shapes(load_model(path).model, torch.zeros(1, 3, size, size))]
 
@@ -74,7 +74,7 @@ def test_pruning_removes_exactly_the_channels_it_chose(monkeypatch, family, task
     If Torch-Pruning mapped an index wrongly anywhere (through chunk, split, concat, residuals,
     the head), the pruned model would drop a live channel and the outputs would differ.
     """
-    import toolchain.pruning as pruning
+    import toolchain.models.pruning as pruning
 
     model, task = build(yaml_name)
     for m in model.modules():  # trained-like BN statistics, so silenced vs live channels differ visibly
@@ -110,7 +110,7 @@ def test_pruning_removes_exactly_the_channels_it_chose(monkeypatch, family, task
 def test_rtdetr_is_refused_naming_its_first_unprunable_module(tmp_path):
     from ultralytics import RTDETR
 
-    from toolchain.checkpoint import save_model
+    from toolchain.models.checkpoint import save_model
 
     model = RTDETR(REFUSED["RT-DETR"]).model
     path = tmp_path / "rtdetr.pt"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolchain.device import resolve_device
-from toolchain.errors import EdgepruneError
-from toolchain.fileio import sha256_of
-from toolchain.loading import load_model
+from toolchain.core.device import resolve_device
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import sha256_of
+from toolchain.models.loading import load_model
 
 
 def _legacy_ultralytics_checkpoint(baseline_pt, out, imgsz: int | None):
@@ -91,7 +91,7 @@ def test_device_auto_and_cpu_resolve_here():
 def test_cuda_device_is_selected_and_refused_clearly_without_cuda(spec, monkeypatch):
     with pytest.raises(EdgepruneError, match="asks for CUDA, but torch sees no CUDA device"):
         resolve_device(spec)
-    import toolchain.device as device
+    import toolchain.core.device as device
 
     monkeypatch.setattr(device, "_cuda_count", lambda: 2)  # a 2-GPU machine, as torch would report it
     chosen = resolve_device(spec)
@@ -118,9 +118,9 @@ LEGACY = Path(__file__).resolve().parents[2] / "assets" / "ultralytics-8.1.0-yol
 def test_a_checkpoint_pickled_by_ultralytics_8_1_prunes_at_640_to_a_stock_checkpoint(
         tmp_path, reload_without_edgeprune, global_pruning):
     """Pickled by Ultralytics 8.1.0 itself (``make legacy-checkpoint``): its classes lack today's attributes."""
-    from toolchain.contract import contract_shapes
-    from toolchain.pruning import PruneConfig
-    from toolchain.prune_run import prune_file
+    from toolchain.models.contract import contract_shapes
+    from toolchain.models.pruning import PruneConfig
+    from toolchain.pipelines.prune import prune_file
 
     assert LEGACY.exists(), f"{LEGACY} is missing; run `make legacy-checkpoint` to reproduce it"
     digest = sha256_of(LEGACY)

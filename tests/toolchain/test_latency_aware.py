@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import toolchain.latency_aware as la
-from toolchain.errors import EdgepruneError
-from toolchain.pruning import PruneConfig
+import toolchain.pipelines.latency_aware as la
+from toolchain.core.errors import EdgepruneError
+from toolchain.models.pruning import PruneConfig
 
 
 def test_the_profile_is_measured_per_block_on_the_device_and_cached(baseline_pt, tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_depth_wins_where_layer_count_costs_the_time(baseline_pt, tmp_path, monk
     import re
 
     import edgeprune
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     def fake_ms(artifact, device, seconds=2.0):  # 0.1 ms per convolution + 0.1 ms per MB of weights
         xml = next(Path(artifact).glob("*.xml")).read_text()

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from toolchain.errors import EdgepruneError
-from toolchain.optimize import OptimizeConfig, optimize
+from toolchain.core.errors import EdgepruneError
+from toolchain.pipelines.optimize import OptimizeConfig, optimize
 
 
 def test_options_are_checked_before_any_work(baseline_pt, micro_data, tmp_path):

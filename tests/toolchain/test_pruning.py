@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from toolchain.errors import PruningError
-from toolchain.loading import load_model
-from toolchain.contract import protected_layers
-from toolchain.pruning import PruneConfig, prune_structured
-from toolchain.prune_run import prune_file
+from toolchain.core.errors import PruningError
+from toolchain.models.loading import load_model
+from toolchain.models.contract import protected_layers
+from toolchain.models.pruning import PruneConfig, prune_structured
+from toolchain.pipelines.prune import prune_file
 
 
 def _pickled_globals(path) -> set[str]:
@@ -70,7 +70,7 @@ def test_pruned_checkpoint_references_only_stock_classes(pruned50):
 
 
 def test_input_model_is_left_untouched(baseline_pt, pruned50):
-    from toolchain.fileio import sha256_of
+    from toolchain.core.fileio import sha256_of
 
     card_sha = __import__("json").loads(baseline_pt.with_suffix(".json").read_text())["sha256"]
     assert sha256_of(baseline_pt) == card_sha

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.validator import evaluate
-from toolchain.loading import load_model
-from toolchain.training import TrainConfig, finetune
+from toolchain.models.validator import evaluate
+from toolchain.models.loading import load_model
+from toolchain.models.training import TrainConfig, finetune
 
 FINETUNE_EPOCHS = 20  # make test-full: recovers to within MAX_MAP50_DROP of the baseline
 MAX_MAP50_DROP = 0.03

@@ -8,8 +8,8 @@ import cv2
 import pytest
 import yaml
 
-from toolchain.errors import EdgepruneError
-from toolchain.synth import SHAPE_NAMES, SynthConfig, generate
+from toolchain.core.errors import EdgepruneError
+from toolchain.core.synth import SHAPE_NAMES, SynthConfig, generate
 
 
 def _digest(root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolchain.device import cpu_threads, open_yolo
+from toolchain.core.device import cpu_threads, open_yolo
 
 
 @pytest.mark.skipif(cpu_threads() < 2, reason="with one core there is nothing to lose")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from toolchain.training import CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train
+from toolchain.models.training import CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train
 
 
 def _feed(watch: Convergence, maps: list[float], epochs: int = 100) -> SimpleNamespace:
@@ -43,7 +43,7 @@ def test_convergence_ignores_the_final_validation_of_best():
 
 
 def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     trained = load_model(pruned50[0]).model
     fresh = reinitialise(copy.deepcopy(trained))
@@ -58,7 +58,7 @@ def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):
 
 @pytest.mark.slow
 def test_train_from_scratch_keeps_the_pruned_architecture(pruned50, small_data, tmp_path):
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     path, report = pruned50
     result = train(str(small_data), str(path), tmp_path / "scratch", TrainConfig(epochs=1, imgsz=128, workers=0),
@@ -68,7 +68,7 @@ def test_train_from_scratch_keeps_the_pruned_architecture(pruned50, small_data, 
 
 
 def test_from_scratch_needs_a_checkpoint(small_data, tmp_path):
-    from toolchain.errors import EdgepruneError
+    from toolchain.core.errors import EdgepruneError
 
     with pytest.raises(EdgepruneError, match="from-scratch"):
         train(str(small_data), "yolov8n.yaml", tmp_path / "x", TrainConfig(epochs=1), scratch=True)

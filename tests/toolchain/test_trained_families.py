@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from targets.base import ExportConfig
-from targets.deploy import deploy
-from toolchain.contract import contract_shapes
-from toolchain.loading import load_model
-from toolchain.pruning import PruneConfig
-from toolchain.prune_run import prune_file
-from toolchain.zoo import FAMILIES, TRAIN_IMGSZ, train_checkpoint
+from toolchain.pipelines.deploy import deploy
+from toolchain.models.contract import contract_shapes
+from toolchain.models.loading import load_model
+from toolchain.models.pruning import PruneConfig
+from toolchain.pipelines.prune import prune_file
+from toolchain.models.zoo import FAMILIES, TRAIN_IMGSZ, train_checkpoint
 
 FAMILY_CKPTS = Path(__file__).resolve().parents[2] / ".cache" / "family-checkpoints"
 MIN_TRAINED_MAP50 = 0.05  # above what an untrained model scores (0.000) on this set

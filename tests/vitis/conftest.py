@@ -104,7 +104,7 @@ def make_fake_bundle(model_pt: Path, folder: Path, imgsz: int, calib_images: lis
     Output fix points come from the float graph's ranges on ``calib_images`` (float32 NCHW inputs);
     the DPU lists its outputs smallest map first, the reverse of the graph's order.
     """
-    from toolchain.sources import prepare
+    from toolchain.models.sources import prepare
     from targets.vitis.bundle import board_metadata, write_bundle
     from targets.vitis.graph import dpu_graph
 
@@ -131,7 +131,7 @@ def make_fake_bundle(model_pt: Path, folder: Path, imgsz: int, calib_images: lis
 
 @pytest.fixture(scope="session")
 def val_images(synth_data) -> list[Path]:
-    from targets.imagedata import image_files
+    from toolchain.models.imagedata import image_files
 
     return image_files(synth_data, "val")[:6]
 
@@ -141,7 +141,7 @@ def fake_bundle(baseline_pt, synth_data, session_tmp) -> Path:
     """Board bundle of the trained baseline at 256 px on the fake DPU (real detections to compare)."""
     import warnings
 
-    from targets.imagedata import calibration_batches
+    from toolchain.models.imagedata import calibration_batches
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

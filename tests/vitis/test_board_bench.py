@@ -9,7 +9,7 @@ import pytest
 
 from targets.bench import BenchResult
 from targets.vitis.board import BoardBenchConfig, board_bench
-from toolchain.errors import EdgepruneError, InputFileError
+from toolchain.core.errors import EdgepruneError, InputFileError
 
 from conftest import invoke, one_error_line
 

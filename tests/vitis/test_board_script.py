@@ -1,7 +1,7 @@
 """run_kv260.py: the host's own pre/post-processing embedded, DPU-style int8 I/O, detections equal to float.
 
 run_kv260.py runs on the board, which has no edgeprune, so the bundle embeds the host modules
-``toolchain.prepost`` (letterbox, splice, decode, NMS) and ``toolchain.latency`` verbatim. These
+``toolchain.core.prepost`` (letterbox, splice, decode, NMS) and ``toolchain.core.latency`` verbatim. These
 tests check the embedding is byte-for-byte and that the template re-implements none of it,
 hold the shared pieces to Ultralytics, and run the whole script against the fake VART (int8
 NHWC tensors with fix points, over an ONNX export of the float DPU graph).
@@ -25,13 +25,13 @@ import torch
 from conftest import make_fake_bundle
 from targets.bench import BenchResult
 from targets.vitis.workspace import EMBED_MARKER, TEMPLATES, embedded_source, load_template, render_template
-from toolchain.detection_metrics import box_iou, nms as validator_nms
-from toolchain.latency import LatencyStats
-from toolchain.prepost import decode, letterbox, nms, splice, to_input, unsplice
+from toolchain.core.detection_metrics import box_iou, nms as validator_nms
+from toolchain.core.latency import LatencyStats
+from toolchain.core.prepost import decode, letterbox, nms, splice, to_input, unsplice
 
 FAKE_VITIS = Path(__file__).resolve().parent / "fake_vitis"
 board = load_template("run_kv260")
-EMBEDDED = ("toolchain.prepost", "toolchain.latency")
+EMBEDDED = ("toolchain.core.prepost", "toolchain.core.latency")
 
 ALLOWED_IMPORTS = {
     "run_kv260.py": {"argparse", "json", "os", "platform", "statistics", "sys", "threading", "time", "datetime",
@@ -114,7 +114,7 @@ def test_splice_and_unsplice_keep_every_stream_apart():
 
 @pytest.fixture(scope="module")
 def baseline_graph(baseline_pt):
-    from toolchain.sources import prepare
+    from toolchain.models.sources import prepare
     from targets.vitis.graph import dpu_graph
 
     source = prepare(baseline_pt, 256)
@@ -148,7 +148,7 @@ def test_numpy_nms_equals_edgeprune_nms(decoded):
 
     kept = 0
     for ours, _ in decoded:
-        # validation settings (multi-label, conf 0.001, IoU 0.7) against toolchain.detection_metrics.nms
+        # validation settings (multi-label, conf 0.001, IoU 0.7) against toolchain.core.detection_metrics.nms
         a = nms(ours, conf=0.001, iou=0.7, multi_label=True)
         b = validator_nms(ours.T[None], 3)[0]
         assert a.shape == b.shape and np.allclose(a, b, atol=1e-4)
@@ -258,7 +258,7 @@ def darknet_bundle(synth_data, tmp_path_factory):
     from cfg_codegen.build import random_model
     from cfg_codegen.parser import parse_cfg_text
     from cfg_codegen.weights import write_weights
-    from targets.imagedata import calibration_batches
+    from toolchain.models.imagedata import calibration_batches
 
     stock = Path(__file__).resolve().parents[3] / "shared" / "darknet-cfg" / "yolov4-tiny.cfg"
     if not stock.is_file():
@@ -304,9 +304,9 @@ def test_board_decodes_a_darknet_model_as_the_host_does(darknet_bundle, val_imag
     import shutil
 
     from targets.e2e import Detector
-    from targets.torch_ref import TorchRunner
+    from targets.torch_runner import TorchRunner
     from targets.vitis.graph import dpu_graph
-    from toolchain.sources import prepare
+    from toolchain.models.sources import prepare
 
     cfg, bundle = darknet_bundle
     meta = json.loads((bundle / "metadata.yaml").read_text())

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from targets.imagedata import calibration_batches
+from toolchain.models.imagedata import calibration_batches
 from targets.vitis.compile_log import CompileLogError, parse_compile_log, require_single_subgraph
 from targets.base import ExportConfig
-from targets.deploy import deploy
+from toolchain.pipelines.deploy import deploy
 from targets.vitis.docker import DockerError, check_docker
 
 from conftest import IMAGE, invoke, one_error_line

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from toolchain.sources import prepare
+from toolchain.models.sources import prepare
 from targets.vitis.docker import CONDA_ENV, CONDA_PROFILE, DEFAULT_IMAGE
 from targets.vitis.dpu import KV260
 from targets.vitis.graph import dpu_graph
 from targets.vitis.program import build_program
 from targets.vitis.trace import trace_ops
 from targets.vitis.workspace import load_template
-from toolchain.errors import UnsupportedModelError
+from toolchain.core.errors import UnsupportedModelError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_only_plain_detect_heads_go_to_the_dpu(baseline_pt):
     from ultralytics.nn.modules.head import Pose
 
     from targets.vitis.graph import DPUGraph
-    from toolchain.loading import load_model
+    from toolchain.models.loading import load_model
 
     model = load_model(baseline_pt).model
     model.model[-1].__class__ = Pose  # a Detect subclass with extra outputs the board could not decode

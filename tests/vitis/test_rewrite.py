@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from targets.vitis.dpu_rewrite import HOST_DECODE_ATTR, LEAKY_SLOPE, dpu_rewrite_file, rewrite_module
-from toolchain.errors import EdgepruneError
-from toolchain.loading import load_model
+from toolchain.core.errors import EdgepruneError
+from toolchain.models.loading import load_model
 
 IMPORTABLE = ("torch", "ultralytics", "collections", "builtins", "numpy", "_codecs", "copyreg", "__builtin__")
 
@@ -106,8 +106,8 @@ def test_finetune_trains_the_rewritten_model_and_keeps_it_dpu_friendly(rewritten
     """One epoch on a tiny set: the point is that training runs and saves the rewrite, not accuracy."""
     from targets.vitis.dpu_rewrite import has_host_decode
     from targets.vitis.preflight import preflight
-    from toolchain.synth import SynthConfig, generate
-    from toolchain.training import TrainConfig, finetune
+    from toolchain.core.synth import SynthConfig, generate
+    from toolchain.models.training import TrainConfig, finetune
 
     generate(tmp_path / "tiny", SynthConfig(train=8, val=4, imgsz=64))
     result = finetune(str(rewritten_pt), str(tmp_path / "tiny" / "data.yaml"), tmp_path / "ft",

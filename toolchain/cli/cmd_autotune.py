@@ -7,7 +7,7 @@ import click
 from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, json_option,
                                 method_choice, refuse_ignored, resolve_imgsz, strict_option, weights_option)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
-from toolchain.device import DEVICE_HELP
+from toolchain.core.device import DEVICE_HELP
 
 
 def _choices(allowed: tuple[str, ...]):

@@ -168,7 +168,7 @@ def bench_compare(artifacts, backend, device, hint, requests, batch, threads, pr
     results = result.results
     _write_csv(csv_out, results + list(result.e2e))
     if plot:
-        from toolchain.plots import bar_chart
+        from toolchain.core.plots import bar_chart
 
         bar_chart(result.labels, [r.throughput_fps for r in results], "inference FPS", plot,
                   title=f"{hint} hint, batch {batch}, inference only, {results[0].cpu}")
@@ -215,7 +215,7 @@ def _fail_on_skipped(result) -> None:
 
 def _check_outputs(json_out, plot) -> None:
     """Refuse unwritable --json/--plot paths before anything is measured."""
-    from toolchain.fileio import check_output
+    from toolchain.core.fileio import check_output
 
     if json_out not in (None, "-"):
         check_output(json_out, "file", "--json")

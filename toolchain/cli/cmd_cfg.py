@@ -44,7 +44,7 @@ def cfg2py(cfg, out, weights, bn_eps, as_json) -> None:
     One line per layer, commented with the cfg index and section; forward() returns the maps
     feeding the [yolo] layers and decode() turns them into OpenCV-style rows.
     """
-    from cfg_codegen.codegen import write_model_py
+    from cfg_codegen.build import write_model_py
 
     with stdout_to_stderr(as_json):
         result = write_model_py(cfg, out, weights, bn_eps)

@@ -28,7 +28,7 @@ def synth(out, n_train, n_val, imgsz, classes, seed, as_json) -> None:
     Shapes of several classes with varied size, colour, background and occlusion; OUT gets
     images/, labels/ and a data.yaml usable by every edgeprune and Ultralytics command.
     """
-    from toolchain.synth import SynthConfig, generate
+    from toolchain.core.synth import SynthConfig, generate
 
     cfg = SynthConfig(train=n_train, val=n_val, imgsz=imgsz, classes=classes, seed=seed)
     with progress(f"rendering {n_train + n_val} images"):

@@ -6,7 +6,7 @@ import click
 
 from toolchain.cli.opts import OutputPath, json_option, open_ratio
 from toolchain.cli.render import console, print_json, stdout_to_stderr
-from toolchain.demo import DEMO_BUDGET, DEMO_RATIO, FAST_BUDGET, FULL_BUDGET, run_demo
+from edgeprune.demo import DEMO_BUDGET, DEMO_RATIO, FAST_BUDGET, FULL_BUDGET, run_demo
 
 
 @click.command()

@@ -1,7 +1,7 @@
 """``edgeprune deploy <target>``: build a runnable artifact from any model source and prove it by running it.
 
 One subcommand per registered target, made from what the target declares (precisions,
-device, options), all running the one pipeline :func:`targets.deploy.deploy`.
+device, options), all running the one pipeline :func:`toolchain.pipelines.deploy.deploy`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import click
 
 from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, input_shape_option,
                                 json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
-from toolchain.cli.render import console, human_bytes, print_json, progress, stdout_to_stderr, table
+from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
+from toolchain.core.formatting import human_bytes
 
 
 def _common(func):
@@ -51,7 +52,7 @@ def run_deploy(target_name, model, out, weights, precision, max_drop, data, cali
                dynamic_shape, decode, bn_eps, as_json, device, strict=False, **target_options) -> None:
     """Parse → one API call (:func:`edgeprune.deploy`) → render; shared by ``cfg2ir``."""
     import edgeprune
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     darknet = is_darknet(model)
     refuse_ignored(

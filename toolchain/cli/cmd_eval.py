@@ -43,7 +43,7 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     check_data(data, (split,), strict)
     import edgeprune
 
-    from toolchain.validator import EvalResult
+    from toolchain.models.validator import EvalResult
 
     with stdout_to_stderr(as_json), progress("evaluating") as status:
         result = edgeprune.evaluate(model, data, imgsz=imgsz, batch=batch, split=split, backend=backend,

@@ -9,13 +9,13 @@ import click
 from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, deploy_target_choice, existing_file,
                                 imgsz_option, json_option, method_choice, open_ratio, refuse_ignored, resolve_imgsz,
                                 strict_option, weights_option)
-from toolchain.device import DEVICE_HELP
+from toolchain.core.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
 
 def _ratios(ctx, param, value):
-    from toolchain.sweep import SweepError, parse_ratios
+    from toolchain.pipelines.sweep import SweepError, parse_ratios
 
     try:
         ratios = parse_ratios(value)
@@ -72,7 +72,7 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strengt
     """
     import edgeprune
     from toolchain.cli.cmd_train import _epoch_printer, _render_history
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     darknet = is_darknet(model)
     for_ultralytics = darknet and "for a Darknet cfg: it is sparsity-trained with --s"
@@ -181,11 +181,11 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     skips the points already there.
     """
     import edgeprune
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     darknet = is_darknet(model)
     if darknet and weights is None:
-        from toolchain.sources.darknet import default_weights
+        from toolchain.models.sources.darknet import default_weights
 
         if default_weights(Path(model)) is None:
             raise click.UsageError(f"{model} has no weights to sweep: give --weights (no {Path(model).stem}.weights "
@@ -223,7 +223,7 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     if as_json:
         print_json(result)
         return
-    from toolchain.report import COLUMNS, table_rows
+    from toolchain.pipelines.report import COLUMNS, table_rows
 
     base = (f"speedup vs the fastest Ultralytics export of the unpruned model "
             f"({result.base['label']}, {result.base_fps:.1f} FPS)"

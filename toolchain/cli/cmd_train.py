@@ -8,7 +8,7 @@ from rich.markup import escape
 
 from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, existing_file, imgsz_option,
                                 json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
-from toolchain.device import DEVICE_HELP
+from toolchain.core.device import DEVICE_HELP
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
@@ -75,7 +75,7 @@ def _render_history(result, as_json: bool) -> None:
 
 def _split_source(source: str, data: str | None, model: str | None) -> tuple[str, str]:
     """(model, data) from ``train SOURCE``: a Darknet cfg with --data, or a data.yaml with --model."""
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     if is_darknet(source):
         if data is None:
@@ -111,7 +111,7 @@ def train(source, model, data, out, converge, from_scratch, epochs, imgsz, batch
     in Darknet and OpenCV) and OUT/results.csv one row per epoch. Uses a GPU when present.
     """
     import edgeprune
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     model, data = _split_source(source, data, model)
     darknet = is_darknet(model)
@@ -161,7 +161,7 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
     it) with its [yolo] loss, on the labels; results are saved as .cfg + .weights.
     """
     import edgeprune
-    from toolchain.sources import is_darknet
+    from toolchain.models.sources import is_darknet
 
     if teacher and no_distill:
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",

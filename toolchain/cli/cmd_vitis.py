@@ -72,7 +72,7 @@ def dpu_rewrite(model, out, act, weights, as_json) -> None:
     gives OUT.cfg + OUT.weights. Either must be fine-tuned, since the activations changed.
     """
     from targets.vitis.dpu_rewrite import dpu_rewrite_cfg, dpu_rewrite_file
-    from toolchain.sources import check_weights, is_darknet
+    from toolchain.models.sources import check_weights, is_darknet
 
     check_weights(model, weights)
     darknet = is_darknet(model)

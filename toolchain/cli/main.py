@@ -17,7 +17,7 @@ import click
 from toolchain.cli import (cmd_autotune, cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_optimize,
                            cmd_prune, cmd_sweep, cmd_train, cmd_vitis)
 from toolchain.cli.render import fail
-from toolchain.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError
 
 # No weights or fonts may be fetched at run time; users can still set YOLO_OFFLINE=0.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -29,7 +29,7 @@ class EdgepruneGroup(click.Group):
     :class:`EdgepruneError` comes from edgeprune's checks; Click's own usage errors (a missing
     file, a value out of range) are reworded to the same one line instead of Click's three
     (usage, hint, error). Ctrl-C exits 130 with one line; staged outputs clean up after
-    themselves (see :func:`toolchain.fileio.staged_folder`).
+    themselves (see :func:`toolchain.core.fileio.staged_folder`).
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):

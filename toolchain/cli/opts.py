@@ -46,7 +46,7 @@ def _compute_precisions():
 
 
 def _methods():
-    from toolchain.importance import list_importances
+    from toolchain.models.importance import list_importances
 
     return list_importances()
 
@@ -77,14 +77,14 @@ def resolve_imgsz(model_path: str, imgsz: int | None, fallback: int | None = Non
     """The ``--imgsz`` to use for ``model_path``, announced on stderr when it comes from the model file.
 
     Model sources say their own size (a checkpoint's training size, a Darknet cfg's [net]
-    size, see :func:`toolchain.sources.default_imgsz`); other inputs (artifacts) and models
+    size, see :func:`toolchain.models.sources.default_imgsz`); other inputs (artifacts) and models
     that say nothing (plain modules, non-square cfgs) return ``fallback``, so artifacts keep
     the size they were built at and non-square cfgs keep theirs.
     """
     if imgsz is not None:
         return imgsz
     from toolchain.cli.render import console
-    from toolchain.sources import default_imgsz
+    from toolchain.models.sources import default_imgsz
 
     size, why = default_imgsz(model_path)
     if size is None:
@@ -108,7 +108,7 @@ existing_file = click.Path(exists=True, dir_okay=False)
 class OutputPath(click.Path):
     """An output location, checked when the command line is parsed: before any work starts.
 
-    ``kind`` is ``"file"`` or ``"dir"``; see :func:`toolchain.fileio.check_output` for what is
+    ``kind`` is ``"file"`` or ``"dir"``; see :func:`toolchain.core.fileio.check_output` for what is
     refused (a folder where a file is expected, a parent that is a file, an unwritable place).
     """
 
@@ -117,7 +117,7 @@ class OutputPath(click.Path):
         self.kind = kind
 
     def convert(self, value, param, ctx):
-        from toolchain.fileio import check_output
+        from toolchain.core.fileio import check_output
 
         option = param.opts[0] if param is not None and param.opts and param.opts[0].startswith("-") else "output"
         check_output(value, self.kind, option)  # its InputFileError is the one-line message the CLI prints
@@ -127,7 +127,7 @@ class OutputPath(click.Path):
 def _parse_input_shape(ctx, param, value):
     if value is None:
         return None
-    from toolchain.loading import parse_input_shape
+    from toolchain.models.loading import parse_input_shape
 
     try:
         return parse_input_shape(value)
@@ -153,16 +153,16 @@ strict_option = click.option(
 
 
 def check_data(data, splits: tuple[str, ...], strict: bool, task: str = "detect") -> None:
-    """Count and read the data set's ``splits`` before any work (see :mod:`toolchain.datasets`)."""
+    """Count and read the data set's ``splits`` before any work (see :mod:`toolchain.models.datasets`)."""
     if data:
-        from toolchain.datasets import prepare_dataset
+        from toolchain.models.datasets import prepare_dataset
 
         prepare_dataset(data, splits, task=task, strict=strict)
 
 
 def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -> None:
-    """:func:`toolchain.loading.check_stride`, imported when called so ``--help`` does not load torch."""
-    from toolchain.loading import check_stride as check
+    """:func:`toolchain.models.loading.check_stride`, imported when called so ``--help`` does not load torch."""
+    from toolchain.models.loading import check_stride as check
 
     check(imgsz, stride, option)
 

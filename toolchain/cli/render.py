@@ -18,6 +18,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from toolchain.core.formatting import fmt
+
 EXIT_USER_ERROR = 2
 
 
@@ -75,28 +77,6 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence], caption:
     return t
 
 
-def fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def fail(message: str, as_json: bool) -> None:
     """Report a user error in one sentence and exit with code 2."""
     if as_json:
@@ -123,7 +103,7 @@ class Progress:
         self._task = self._rich.add_task(description, total=None)
 
     def __enter__(self) -> "Progress":
-        from toolchain.progress import reporting_to
+        from toolchain.core.progress import reporting_to
 
         self._rich.start()
         self._bound = reporting_to(self)  # library phases (export, calibration, evaluation...) report here

@@ -10,7 +10,7 @@ The DPU graph ends at the head's convolutions: one int8 NHWC map per stride (Ult
 As on the DPU, the fitted RGB input (letterboxed, or stretched for Darknet models) is quantised
 with the input tensor's ``fix_point`` (``int8 = round(x * 2**fix_point)``) and every output is
 dequantised with its own (``x = int8 * 2**-fix_point``); the box decode (DFL or Darknet anchors)
-and NMS then run in numpy, in the host's own pre/post-processing code (toolchain/prepost.py),
+and NMS then run in numpy, in the host's own pre/post-processing code (toolchain/core/prepost.py),
 which the bundle embeds below, driven by the metadata's ``head`` description.
 
 Usage (on the board, in the bundle folder):
@@ -38,8 +38,8 @@ MAX_FRAMES = 200  # frames of a SOURCE kept in memory, so decoding is not what i
 
 # The host's pre/post-processing and latency statistics, embedded verbatim when the bundle is written
 # (`edgeprune deploy vitis`), so the board decodes and measures exactly as the host does.
-# edgeprune:embed toolchain.prepost
-# edgeprune:embed toolchain.latency
+# edgeprune:embed toolchain.core.prepost
+# edgeprune:embed toolchain.core.latency
 
 
 # ---------------------------------------------------------------- DPU input

@@ -1,0 +1,3 @@
+"""The bottom layer: helpers that import nothing of edgeprune's (errors, files, JSON lines,
+progress, registries, pre/post-processing, latency statistics, devices).
+"""

@@ -1,0 +1,293 @@
+"""Training and fine-tuning through the Ultralytics trainer, offline, on the CPU or a GPU.
+
+Why fine-tuning needs care: ``YOLO("pruned.pt").train()`` rebuilds the network from the
+checkpoint's yaml (the unpruned widths) and copies over only the weights whose shapes still
+match, so a pruned model silently trains as the original one. Our trainers
+override ``get_model`` to train the loaded module object itself, keeping its architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from torch import nn
+
+from toolchain.core.errors import EdgepruneError, ModelMismatchError
+from toolchain.core.fileio import staged_folder
+from toolchain.models.loading import check_model_fits_data, load_model, read_data_yaml
+
+
+class _KeepArchitecture:
+    """Mixin for Ultralytics trainers: train the given module, never a model rebuilt from yaml."""
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        if not isinstance(weights, nn.Module):
+            raise ModelMismatchError("fine-tuning needs a loaded model to keep its pruned architecture")
+        model = copy.deepcopy(weights).float()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+
+def reinitialise(model: nn.Module) -> nn.Module:
+    """Fresh weights in ``model``'s architecture, as Ultralytics initialises a model it builds from a yaml.
+
+    Why: "is pruning plus fine-tuning better than the pruned architecture trained from scratch for
+    the same epochs?" is the control every recovery claim needs; this is that starting point.
+    """
+    from ultralytics.utils.torch_utils import initialize_weights
+
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    initialize_weights(model)
+    head = model.model[-1] if isinstance(getattr(model, "model", None), nn.Sequential) else None
+    if head is not None and hasattr(head, "bias_init"):
+        head.bias_init()
+    return model
+
+
+class _FromScratch(_KeepArchitecture):
+    """Mixin: train the given module's architecture from freshly initialised weights."""
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        return reinitialise(super().get_model(cfg, weights, verbose))
+
+
+def _keep_architecture_trainer(task: str, scratch: bool = False):
+    """The trainer class for ``task`` with :class:`_KeepArchitecture` (or :class:`_FromScratch`) mixed in."""
+    from ultralytics.models import yolo
+
+    base = {
+        "detect": yolo.detect.DetectionTrainer,
+        "pose": yolo.pose.PoseTrainer,
+        "segment": yolo.segment.SegmentationTrainer,
+        "obb": yolo.obb.OBBTrainer,
+        "classify": yolo.classify.ClassificationTrainer,
+    }[task]
+    mixin = _FromScratch if scratch else _KeepArchitecture
+    return type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by ``train`` and ``finetune`` (Ultralytics argument names)."""
+
+    epochs: int = 15
+    imgsz: int | None = None  # None: the checkpoint's training size (Ultralytics reads its train_args), 640 for yaml
+    batch: int = 16
+    workers: int = 2
+    seed: int = 0
+    lr0: float | None = None
+    patience: int = 100
+    device: str = "auto"
+    warmup_epochs: float | None = None  # None: Ultralytics' default (3)
+    cache: bool = False  # decoded images kept in RAM (Ultralytics cache="ram"): less CPU per epoch
+
+    def overrides(self) -> dict:
+        from toolchain.core.device import resolve_device
+
+        device = resolve_device(self.device)
+        args = {
+            "epochs": self.epochs,
+            "batch": self.batch,
+            "workers": self.workers,
+            "seed": self.seed,
+            "deterministic": True,
+            "device": device.ultralytics,
+            "amp": device.amp,
+            "plots": False,
+            "patience": self.patience,
+            "exist_ok": True,
+            "verbose": False,
+        }
+        if self.imgsz is not None:
+            args["imgsz"] = self.imgsz
+        if self.warmup_epochs is not None:
+            args["warmup_epochs"] = self.warmup_epochs
+        if self.cache:
+            args["cache"] = "ram"
+        if self.lr0 is not None:
+            args.update(lr0=self.lr0, optimizer="SGD")
+        return args
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the weights went and the final validation numbers of the trainer.
+
+    ``teacher`` is the model distilled from (fine-tuning), ``notes`` what the user should know.
+    """
+
+    weights: str
+    run_dir: str
+    epochs: int
+    map50: float
+    map50_95: float
+    params: int
+    teacher: str | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+AUTO_TEACHER = "auto"  # the unpruned checkpoint the model records it was pruned from, when it is still there
+
+
+def _result(model, run_dir: Path, epochs: int) -> TrainResult:
+    trainer = model.trainer
+    best = trainer.best if trainer.best.exists() else trainer.last
+    metrics = trainer.metrics or {}
+    return TrainResult(
+        weights=str(best),
+        run_dir=str(run_dir),
+        epochs=epochs,
+        map50=float(metrics.get("metrics/mAP50(B)", 0.0)),
+        map50_95=float(metrics.get("metrics/mAP50-95(B)", 0.0)),
+        params=sum(p.numel() for p in model.model.parameters()),
+    )
+
+
+def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
+    """``yolo.train`` into a staging folder beside ``out``, moved into ``out`` when training completes.
+
+    Why: an interrupted or failed run must not leave a run folder that looks finished (weights/
+    of epoch 3 of 15); the staged entries are merged into an existing ``out`` (never replacing
+    the folder itself, which may hold the user's other files).
+    """
+    from toolchain.models.datasets import prepare_dataset
+
+    prepare_dataset(train_kwargs["data"], ("train", "val"))
+    with staged_folder(out, replace=False) as stage:
+        yolo.train(project=str(stage.parent), name=stage.name, **train_kwargs)
+        result = _result(yolo, stage, train_kwargs["epochs"])
+    weights = out / Path(result.weights).relative_to(stage)
+    return replace(result, weights=str(weights), run_dir=str(out))
+
+
+def _check_epochs(cfg: TrainConfig) -> None:
+    if cfg.epochs < 1:
+        raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
+    from toolchain.models.loading import check_stride
+
+    check_stride(cfg.imgsz)
+
+
+CONVERGED_GAIN = 0.003  # mAP50-95 gained over the window below which a run counts as converged
+
+
+class Convergence:
+    """Stop training once the validator's mAP50-95 has gained less than :data:`CONVERGED_GAIN` over ``window`` epochs.
+
+    Why: an accuracy claim against a baseline that was still improving measures extra training,
+    not pruning. The gain compares the best mAP50-95 so far with the best ``window`` epochs ago,
+    so one noisy epoch neither stops a run nor keeps it going. ``epochs`` stays the cap.
+    """
+
+    def __init__(self, window: int):
+        self.window = window
+        self.maps: list[float] = []
+        self.converged_at: int | None = None
+
+    def gain(self) -> float | None:
+        if len(self.maps) <= self.window:
+            return None
+        return max(self.maps) - max(self.maps[:-self.window])
+
+    def attach(self, yolo) -> None:
+        yolo.add_callback("on_fit_epoch_end", self._epoch)
+
+    def _epoch(self, trainer) -> None:
+        if self.converged_at is not None or trainer.epoch + 1 <= len(self.maps) or trainer.epoch + 1 > trainer.epochs:
+            return  # the trainer's final validation of best.pt, not an epoch
+        self.maps.append(float((trainer.metrics or {}).get("metrics/mAP50-95(B)", 0.0)))
+        gain = self.gain()
+        if gain is not None and gain < CONVERGED_GAIN and self.converged_at is None:
+            self.converged_at = len(self.maps)
+            trainer.stop = True
+
+    def note(self) -> str:
+        gain = self.gain()
+        if self.converged_at is not None:
+            return (f"converged at epoch {self.converged_at}: mAP50-95 gained {100 * gain:.2f} points over the last "
+                    f"{self.window} epochs (< {100 * CONVERGED_GAIN:.1f}), best {max(self.maps):.4f}")
+        shown = "n/a" if gain is None else f"{100 * gain:.2f} points"
+        return (f"NOT converged after {len(self.maps)} epochs: mAP50-95 gained {shown} over the last {self.window} "
+                f"epochs (the criterion is < {100 * CONVERGED_GAIN:.1f}); raise --epochs")
+
+
+def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: int = 0,
+          scratch: bool = False) -> TrainResult:
+    """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``.
+
+    With ``converge`` = N > 0 training stops early once mAP50-95 gained less than 0.3 points over N
+    epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not.
+    With ``scratch`` a checkpoint's own architecture (a pruned one too) is trained from fresh weights.
+    """
+    from toolchain.core.device import open_yolo
+
+    _check_epochs(cfg)
+    if converge < 0:
+        raise EdgepruneError(f"--converge must be a number of epochs, got {converge}")
+    read_data_yaml(data)  # fail early, with our message, on a bad data file
+    extra = {}
+    if str(model).endswith(".pt"):
+        loaded = load_model(model)
+        check_model_fits_data(loaded, data)
+        if scratch:
+            extra["trainer"] = _keep_architecture_trainer(loaded.task, scratch=True)
+    elif scratch:
+        raise EdgepruneError(f"--from-scratch keeps a checkpoint's architecture; {model} is a yaml, which trains "
+                             "from scratch anyway")
+    out = Path(out).resolve()
+    try:
+        yolo = open_yolo(model)
+    except FileNotFoundError:
+        raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
+    if not converge:
+        return run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+    watch = Convergence(converge)
+    watch.attach(yolo)
+    result = run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+    return replace(result, epochs=len(watch.maps), notes=(*result.notes, watch.note()))
+
+
+def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teacher: str | None = AUTO_TEACHER,
+             distill_weight: float = 1.0) -> TrainResult:
+    """Fine-tune a (pruned) checkpoint on ``data`` keeping its architecture, distilling from ``teacher``.
+
+    Args:
+        teacher: a checkpoint whose head outputs the model learns to match as well as the labels
+            (:mod:`toolchain.models.distill`); ``auto`` (default) = the unpruned model ``prune`` recorded
+            as the source, when it is still there unchanged; None = labels only.
+        distill_weight: scale of the distillation loss against the task loss.
+    """
+    from toolchain.core.device import open_yolo
+    from toolchain.models.distill import install, load_teacher, recorded_teacher
+
+    _check_epochs(cfg)
+    loaded = load_model(checkpoint)
+    if not loaded.is_yolo:
+        raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; finetune works on Ultralytics checkpoints")
+    check_model_fits_data(loaded, data)
+    notes = []
+    if teacher == AUTO_TEACHER and loaded.task == "classify":
+        teacher = None
+        notes.append("no distillation: it works on detection heads (detect, segment, pose, obb), not classifiers")
+    elif teacher == AUTO_TEACHER:
+        teacher, why = recorded_teacher(loaded)
+        notes.append(why if teacher else f"no distillation: {why}")
+    if teacher is not None and loaded.task == "classify":
+        raise ModelMismatchError("distillation works on detection heads (detect, segment, pose, obb); "
+                                 "fine-tune a classifier with --no-distill")
+    out = Path(out).resolve()
+    yolo = open_yolo(checkpoint)
+    if teacher is not None:
+        teacher_model = load_teacher(teacher, loaded.model)
+        yolo.add_callback("on_train_start", lambda trainer: install(trainer, teacher_model, distill_weight))
+    trainer_cls = _keep_architecture_trainer(loaded.task)
+    result = run_staged(yolo, out, trainer=trainer_cls, data=str(data), **cfg.overrides())
+    return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes)})

@@ -1,0 +1,250 @@
+"""Prune for the device, not for MACs: per-block ratios from latencies measured on it, and a search for the
+ratio that meets a latency or speedup target, measured on the device at every step.
+
+Why: MACs do not predict latency. On a 2-core CPU the YOLO head at 256 px takes about a third
+of the time for a small share of the MACs (high-resolution branches, memory-bound 1x1 convs,
+the decode), and whether INT8 or a multiple of 8 channels is faster differs from machine to
+machine. So:
+
+* :func:`block_latencies` exports the unpruned model to an OpenVINO FP32 IR and reads the
+  plugin's per-node performance counters over many inferences, summed per Ultralytics block
+  (``model.N``) — a lookup table measured once per (device, runtime version, model, size) and
+  cached in edgeprune's cache;
+* :func:`block_ratios` gives each block a ratio growing with the square root of its share of
+  the time, so blocks where time is spent lose more channels;
+* :func:`search` bisects the overall scale of those ratios: every probe is pruned, exported
+  and its latency measured on the device, until the smallest scale meeting the target is
+  found; the channel multiple (``round_to``) is measured the same way, among a few candidates,
+  instead of assumed;
+* depth is a candidate too: the bisection is repeated with 2 and 4 residual units removed
+  first (:mod:`toolchain.models.layer_prune`), and the configuration that meets the target keeping
+  the most MACs wins — where per-layer overhead, not arithmetic, costs the time, removing
+  depth buys the latency with less of the network's capacity than narrowing every layer.
+
+The target is a latency in ms, or a speedup over the fastest of Ultralytics' own exports of
+the unpruned model (FP32/FP16, and INT8 with ``data``), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from toolchain.core.errors import EdgepruneError
+
+PROFILE_RUNS = 30
+SEARCH_STEPS = 6
+MAX_RATIO = 0.85
+ROUND_TO_CANDIDATES = (1, 8, 16)
+DEPTH_CANDIDATES = (0, 2, 4)  # residual units removed before the width search
+
+
+@dataclass(frozen=True)
+class DeviceGoal:
+    """What to prune for.
+
+    Args:
+        target: runtime the model will run on (OpenVINO; its per-node profile is what is measured).
+        device: its device (``CPU``...).
+        latency_ms: median latency to reach (batch 1, latency hint, inference only).
+        speedup: instead, FPS ratio to reach over the fastest Ultralytics export of the unpruned model.
+        data: YOLO data.yaml, so the INT8 export counts among the references.
+    """
+
+    target: str = "openvino"
+    device: str = "CPU"
+    latency_ms: float | None = None
+    speedup: float | None = None
+    data: str | None = None
+
+    def validate(self) -> None:
+        if self.target != "openvino":
+            raise EdgepruneError("latency-aware pruning reads OpenVINO's per-layer performance counters; "
+                                 f"--target {self.target} is not supported (use openvino)")
+        if (self.latency_ms is None) == (self.speedup is None):
+            raise EdgepruneError("give exactly one of --latency-target MS and --speedup X")
+        if (self.latency_ms is not None and self.latency_ms <= 0) or (self.speedup is not None and self.speedup <= 1):
+            raise EdgepruneError("--latency-target must be positive and --speedup above 1")
+
+
+@dataclass
+class Probe:
+    scale: float
+    round_to: int | None
+    mean_ratio: float
+    latency_ms: float
+    macs: int
+    depth: int = 0  # residual units removed before the channels
+
+
+@dataclass
+class SearchResult:
+    """The chosen per-block ratios and every measurement behind them."""
+
+    target_ms: float
+    base: dict  # what the target is relative to
+    block_ms: dict
+    layer_ratios: dict
+    round_to: int | None
+    reached: bool
+    probes: list[Probe] = field(default_factory=list)
+    device: dict = field(default_factory=dict)
+    depth: int = 0  # residual units to remove before the channels (prune_file's ``layers``)
+    depth_choice: str = ""  # why this depth: the MACs kept by each depth that met the target
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float, dict]:
+    """Median latency of an OpenVINO artifact on ``device``, and the conditions it was measured under."""
+    from targets.bench import measure_artifact
+    from targets.registry import get_target
+
+    result = measure_artifact(get_target("openvino"), artifact, device, seconds)
+    return result.latency.median_ms, {"cpu": result.cpu, "executed_precision": result.executed_precision,
+                                      "threads": result.threads, "backend_version": result.backend_version,
+                                      "hint": result.hint, "batch": result.batch, "includes_pre_post": False}
+
+
+def _export(model_path: str, out: Path, imgsz: int) -> str:
+    from targets.base import ExportConfig
+    from toolchain.pipelines.deploy import deploy
+
+    return deploy("openvino", model_path, out, ExportConfig(precision="fp32", imgsz=imgsz), evaluate=False).artifact
+
+
+def block_latencies(model_path: str, imgsz: int, device: str = "CPU") -> dict[str, float]:
+    """Median milliseconds per Ultralytics block (``"22"``...) of the model's FP32 IR on ``device`` (cached)."""
+    import numpy as np
+    import openvino as ov
+
+    from toolchain.core.fileio import cache_dir, sha256_of
+    from toolchain.core.latency import cpu_name
+
+    key = re.sub(r"[^A-Za-z0-9]+", "_", f"{cpu_name()}-{ov.__version__}-{device}-{imgsz}-{sha256_of(model_path)[:16]}")
+    cached = cache_dir("latency") / f"{key}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    with tempfile.TemporaryDirectory(prefix="edgeprune-profile-") as tmp:
+        xml = next(Path(_export(model_path, Path(tmp), imgsz)).glob("*.xml"))
+        compiled = ov.Core().compile_model(str(xml), device, {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY"})
+        request = compiled.create_infer_request()
+        x = np.random.default_rng(0).random(tuple(compiled.inputs[0].get_shape()), dtype=np.float32)
+        runs: dict[str, list[float]] = {}
+        for i in range(PROFILE_RUNS + 5):
+            request.infer({0: x})
+            if i < 5:
+                continue  # warm-up
+            per_block: dict[str, float] = {}
+            for node in request.get_profiling_info():
+                match = re.search(r"__module\.model\.(\d+)", node.node_name)
+                if match:
+                    per_block[match.group(1)] = per_block.get(match.group(1), 0.0) + node.real_time.total_seconds() * 1e3
+            for block, ms in per_block.items():
+                runs.setdefault(block, []).append(ms)
+    table = {block: statistics.median(values) for block, values in sorted(runs.items(), key=lambda kv: int(kv[0]))}
+    cached.write_text(json.dumps(table, indent=1))
+    return table
+
+
+def block_ratios(block_ms: dict[str, float], scale: float, max_ratio: float = MAX_RATIO) -> dict[int, float]:
+    """Per block, ``scale * sqrt(its time / the median block time)``, capped at ``max_ratio``."""
+    times = [t for t in block_ms.values() if t > 0]
+    if not times:
+        raise EdgepruneError("the device profile attributes no time to any block")
+    median = statistics.median(times)
+    return {int(b): round(min(max_ratio, scale * (t / median) ** 0.5), 4) for b, t in block_ms.items() if t > 0}
+
+
+def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> SearchResult:
+    """The per-block ratios (and channel multiple) that meet ``goal`` on this device with the least pruning.
+
+    ``prune_cfg`` gives the method and image size; its ratio is ignored.
+    """
+    from targets.ultralytics_exports import build_ultralytics_exports
+    from toolchain.pipelines.prune import prune_file
+
+    goal.validate()
+    imgsz = prune_cfg.imgsz
+    say = progress or (lambda message: None)
+    say("profiling the unpruned model on the device")
+    block_ms = block_latencies(model_path, imgsz, goal.device)
+    if goal.speedup is not None:
+        refs = []
+        for ref in build_ultralytics_exports(model_path, "openvino", imgsz, goal.data, progress=say):
+            say(f"measuring {ref.label}")
+            refs.append({"label": ref.label, "latency_ms": _measure_ms(ref.artifact, goal.device)[0]})
+        best = min(refs, key=lambda r: r["latency_ms"])
+        target_ms, base = best["latency_ms"] / goal.speedup, {"speedup": goal.speedup, "over": best, "all": refs}
+    else:
+        target_ms, base = goal.latency_ms, {"latency_ms": goal.latency_ms}
+    probes: list[Probe] = []
+    device: dict = {}
+
+    depths = [d for d in DEPTH_CANDIDATES if d <= _residual_unit_count(model_path)]
+    with tempfile.TemporaryDirectory(prefix="edgeprune-search-") as tmp:
+        def probe(scale: float, round_to: int | None, depth: int = 0) -> Probe:
+            nonlocal device
+            ratios = block_ratios(block_ms, scale)
+            out = Path(tmp) / f"s{scale:.4f}-r{round_to}-d{depth}.pt"
+            report = prune_file(model_path, str(out), replace(prune_cfg, ratio=0.0, layer_ratios=ratios,
+                                                               round_to=round_to, global_pruning=False),
+                                latency_iters=0, layers=depth, evaluate=False)
+            ms, device = _measure_ms(_export(str(out), Path(tmp) / out.stem, imgsz), goal.device)
+            found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs, depth)
+            probes.append(found)
+            say(f"depth -{depth}, scale {scale:.3f} (mean ratio {found.mean_ratio:.2f}, round to {round_to}): "
+                f"{ms:.2f} ms, target {target_ms:.2f} ms")
+            return found
+
+        # twice the scale at which the slowest block reaches the cap: blocks with at least a quarter of its
+        # time are capped there, the rest prune in proportion
+        top = MAX_RATIO / max((t / statistics.median([v for v in block_ms.values() if v > 0])) ** 0.5
+                              for t in block_ms.values() if t > 0) * 2.0
+        mid = [probe(top / 2, r) for r in ROUND_TO_CANDIDATES]  # the channel multiple, measured at one scale
+        fastest = min(p.latency_ms for p in mid)
+        round_to = min((p for p in mid if p.latency_ms <= fastest * 1.02), key=lambda p: p.round_to or 1).round_to
+
+        def bisect(depth: int) -> Probe | None:
+            """The probe at the smallest scale meeting the target with ``depth`` units removed (None: unreachable)."""
+            first = next((p for p in mid if p.round_to == round_to), None) if depth == 0 else probe(top / 2, round_to,
+                                                                                                  depth)
+            low, high, best = 0.0, top, None
+            if first.latency_ms <= target_ms:
+                high, best = top / 2, first
+            else:
+                low = top / 2
+                best = probe(top, round_to, depth)
+                if best.latency_ms > target_ms:
+                    return None
+            for _ in range(SEARCH_STEPS - 1):
+                middle = (low + high) / 2
+                tried = probe(middle, round_to, depth)
+                if tried.latency_ms <= target_ms:
+                    high, best = middle, tried
+                else:
+                    low = middle
+            return best
+
+        met = {depth: bisect(depth) for depth in depths}
+    reached = {depth: p for depth, p in met.items() if p is not None}
+    if not reached:
+        return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, top), round_to, False, probes, device)
+    depth, best = max(reached.items(), key=lambda kv: (kv[1].macs, -kv[0]))
+    why = "; ".join(f"{d} units removed: {p.macs / 1e6:.1f} M MACs kept" if p else f"{d} units removed: not reached"
+                    for d, p in met.items())
+    return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, best.scale), round_to, True, probes, device,
+                        depth, f"the target met keeping the most MACs ({why})")
+
+
+def _residual_unit_count(model_path: str) -> int:
+    """Residual units the model has (0 for plain modules and models without shortcuts)."""
+    from toolchain.models.layer_prune import residual_units
+    from toolchain.models.loading import load_model
+
+    return len(residual_units(load_model(model_path).model))
