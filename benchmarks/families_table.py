@@ -52,7 +52,7 @@ def row(family: str, task: str, yaml_name: str, imgsz: int, deploy_imgsz: int, t
     from toolchain.models.loading import LoadedModel
     from targets.vitis.preflight import preflight
     from toolchain.models.pruning import PruneConfig
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
     from toolchain.models.zoo import build
 
     model, _ = build(yaml_name)
@@ -62,8 +62,7 @@ def row(family: str, task: str, yaml_name: str, imgsz: int, deploy_imgsz: int, t
 
     def pruned(out, global_pruning):
         def run():
-            rep = prune_file(str(src), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning, imgsz=imgsz),
-                             latency_iters=0)
+            rep = prune_file(str(src), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning, imgsz=imgsz))
             return f"{rep.before.macs / 1e9:.2f} → {rep.after.macs / 1e9:.2f} G (−{1 - rep.after.macs / rep.before.macs:.0%})"
         return run
 
@@ -96,7 +95,7 @@ def trained_row(family: str, data: str, ckpt_dir: Path, tmp: Path) -> list[str]:
     from targets.base import ExportConfig
     from toolchain.pipelines.deploy import deploy
     from toolchain.models.pruning import PruneConfig
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
     from toolchain.models.zoo import detect_yaml
 
     src = ckpt_dir / f"{Path(detect_yaml(family)).stem}.pt"
@@ -108,7 +107,7 @@ def trained_row(family: str, data: str, ckpt_dir: Path, tmp: Path) -> list[str]:
 
     def pruned(out, global_pruning):
         def run():
-            rep = prune_file(str(src), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning), latency_iters=0)
+            rep = prune_file(str(src), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning))
             return f"{rep.before.macs / 1e9:.2f} → {rep.after.macs / 1e9:.2f} G (−{1 - rep.after.macs / rep.before.macs:.0%})"
         return run
 

@@ -33,7 +33,7 @@ from targets.torch_runner import TorchRunner  # noqa: E402
 from toolchain.models.loading import load_model  # noqa: E402
 from toolchain.core.latency import cpu_name  # noqa: E402
 from toolchain.models.pruning import PruneConfig  # noqa: E402
-from toolchain.pipelines.prune import prune_file  # noqa: E402
+from toolchain.models.prune_job import prune_file  # noqa: E402
 
 
 def median_ms(runner, name: str, iters: int) -> float:
@@ -62,7 +62,7 @@ def main() -> None:
     macs = {}
     for ratio in (float(r) for r in args.ratios.split(",")):
         out = tmp / f"pruned_{ratio}.pt"
-        report = prune_file(args.model, str(out), PruneConfig(ratio=ratio, imgsz=args.imgsz), latency_iters=0)
+        report = prune_file(args.model, str(out), PruneConfig(ratio=ratio, imgsz=args.imgsz))
         models[f"pruned {ratio}"] = out
         macs["baseline"] = report.before.macs
         macs[f"pruned {ratio}"] = report.after.macs

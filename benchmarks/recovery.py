@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Also write the Markdown table here.")
     args = parser.parse_args()
 
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
     from toolchain.models.pruning import PruneConfig
     from toolchain.models.sparsity import SparsityConfig, sparsify
     from toolchain.models.sources import default_imgsz
@@ -62,8 +62,7 @@ def main() -> None:
             t0 = time.time()
             tag = f"r{ratio:g}-{recipe.split()[0]}"
             pruned = work / f"{tag}.pt"
-            report = prune_file(str(source), str(pruned), PruneConfig(ratio=ratio, method=method, imgsz=imgsz),
-                                latency_iters=0)
+            report = prune_file(str(source), str(pruned), PruneConfig(ratio=ratio, method=method, imgsz=imgsz))
             result = finetune(str(pruned), args.data, work / tag, train, teacher=teacher)
             scores = evaluate(result.weights, args.data, imgsz=imgsz)
             rows.append((ratio, recipe, report.after.macs / report.before.macs, scores.map50_95, time.time() - t0))

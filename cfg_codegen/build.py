@@ -20,7 +20,10 @@ from torch import nn
 from cfg_codegen.codegen import DARKNET_BN_EPS, MODEL_CLASS, generate_source
 from cfg_codegen.errors import WeightsError
 from cfg_codegen.layers import Activation, Network
-from cfg_codegen.weights import ConvWeights, DarknetWeights, WeightsHeader
+from cfg_codegen.parser import parse_cfg
+from cfg_codegen.shapes import infer_shapes
+from cfg_codegen.weights import ConvWeights, DarknetWeights, WeightsHeader, expected_floats, read_weights
+from toolchain.core.fileio import atomic_output, ensure_not_input
 
 _built = 0
 
@@ -109,7 +112,6 @@ def random_model(network: Network, height: int, width: int, seed: int = 0,
     and beta, or kernel and bias, divided by the measured spread). Used by the tests and by
     ``cfg2ir`` when no weights are given.
     """
-    from cfg_codegen.shapes import infer_shapes
 
     infer_shapes(network, height, width)  # a clear error if the net cannot run at this size
     model = build_model(network, bn_eps=bn_eps)
@@ -166,9 +168,6 @@ def write_model_py(cfg: str | os.PathLike, out: str | os.PathLike, weights: str 
     With ``weights`` the Darknet parameters are also saved as a PyTorch state dict next to
     ``out`` (same name, ``.pt``), loadable with ``Model().load_state_dict(torch.load(...))``.
     """
-    from cfg_codegen.parser import parse_cfg
-    from cfg_codegen.weights import expected_floats, read_weights
-    from toolchain.core.fileio import atomic_output, ensure_not_input
 
     out = Path(out)
     state_path = out.with_suffix(".pt") if weights is not None else None

@@ -18,8 +18,21 @@ from typing import Callable
 from cfg_codegen import runtime
 from cfg_codegen.errors import UnsupportedCfgError
 from cfg_codegen.layers import (
-    NETWORK_INPUT, Activation, AvgPool, Convolutional, Dropout, Layer, MaxPool, Network, Reorg3d, Route, Sam,
-    ScaleChannels, Shortcut, Upsample, Yolo,
+    NETWORK_INPUT,
+    Activation,
+    AvgPool,
+    Convolutional,
+    Dropout,
+    Layer,
+    MaxPool,
+    Network,
+    Reorg3d,
+    Route,
+    Sam,
+    ScaleChannels,
+    Shortcut,
+    Upsample,
+    Yolo,
 )
 from cfg_codegen.shapes import Shape, infer_shapes
 

@@ -23,9 +23,26 @@ from typing import Callable
 
 from cfg_codegen.errors import CfgError, UnsupportedCfgError
 from cfg_codegen.layers import (
-    Activation, AvgPool, Convolutional, Dropout, Layer, MaxPool, NetConfig, Network, Origin, RawOption,
-    RawSection, Reorg3d, Route, Sam, ScaleChannels, Shortcut, Upsample, Yolo,
+    Activation,
+    AvgPool,
+    Convolutional,
+    Dropout,
+    Layer,
+    MaxPool,
+    NetConfig,
+    Network,
+    Origin,
+    RawOption,
+    RawSection,
+    Reorg3d,
+    Route,
+    Sam,
+    ScaleChannels,
+    Shortcut,
+    Upsample,
+    Yolo,
 )
+from cfg_codegen.shapes import infer_shapes
 
 _INT = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)  # 18 digits: int64 range, and far below Python's str->int limit
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
@@ -423,7 +440,6 @@ def parse_cfg(path: str | os.PathLike) -> Network:
 
 def parse_cfg_text(text: str, path: str = "<cfg>") -> Network:
     """Parse cfg text; ``path`` is only used in messages. See :func:`parse_cfg`."""
-    from cfg_codegen.shapes import infer_shapes  # shapes needs a Network; imported here to avoid a cycle
 
     if "\x00" in text:
         raise CfgError(f"{path}: contains NUL bytes; this is not a text .cfg file")

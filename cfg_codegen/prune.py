@@ -33,13 +33,26 @@ import numpy as np
 
 from cfg_codegen.cfgwrite import render_cfg
 from cfg_codegen.layers import (
-    NETWORK_INPUT, Activation, AvgPool, Convolutional, Dropout, MaxPool, Network, Reorg3d, Route, Sam, ScaleChannels,
-    Shortcut, Upsample, Yolo,
+    NETWORK_INPUT,
+    Activation,
+    AvgPool,
+    Convolutional,
+    Dropout,
+    MaxPool,
+    Network,
+    Reorg3d,
+    Route,
+    Sam,
+    ScaleChannels,
+    Shortcut,
+    Upsample,
+    Yolo,
 )
-from cfg_codegen.parser import parse_cfg_text
+from cfg_codegen.parser import parse_cfg, parse_cfg_text
 from cfg_codegen.shapes import infer_shapes
-from cfg_codegen.weights import ConvWeights, DarknetWeights
+from cfg_codegen.weights import ConvWeights, DarknetWeights, expected_floats, read_weights, write_weights
 from toolchain.core.errors import PruningError
+from toolchain.core.fileio import atomic_output, ensure_not_input
 
 
 @dataclass(frozen=True)
@@ -400,8 +413,6 @@ def remove_residual_units(network: Network, weights: DarknetWeights, count: int)
 
 
 def count_params(network: Network) -> int:
-    from cfg_codegen.weights import expected_floats
-
     return expected_floats(network)
 
 
@@ -416,9 +427,6 @@ def prune_darknet(cfg: str | os.PathLike, weights: str | os.PathLike, out_dir: s
         >>> config = PruneConfig(global_percent=0.8, keep=0.01, shortcuts=8)
         >>> prune_darknet("yolov3.cfg", "yolov3.weights", "out", config)  # doctest: +SKIP
     """
-    from cfg_codegen.parser import parse_cfg
-    from cfg_codegen.weights import read_weights, write_weights
-    from toolchain.core.fileio import atomic_output, ensure_not_input
 
     out = Path(out_dir)
     cfg_out, weights_out = out / "pruned.cfg", out / "pruned.weights"

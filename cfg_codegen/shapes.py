@@ -11,8 +11,20 @@ from dataclasses import dataclass
 
 from cfg_codegen.errors import CfgError, UnsupportedCfgError
 from cfg_codegen.layers import (
-    NETWORK_INPUT, AvgPool, Convolutional, Dropout, Layer, MaxPool, Network, Reorg3d, Route, Sam, ScaleChannels,
-    Shortcut, Upsample, Yolo,
+    NETWORK_INPUT,
+    AvgPool,
+    Convolutional,
+    Dropout,
+    Layer,
+    MaxPool,
+    Network,
+    Reorg3d,
+    Route,
+    Sam,
+    ScaleChannels,
+    Shortcut,
+    Upsample,
+    Yolo,
 )
 
 

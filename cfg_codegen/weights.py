@@ -3,7 +3,6 @@
 Layout (Darknet's ``load_weights``/``save_weights``): a header of three int32 (major, minor,
 revision), then ``seen`` (images trained on) as int64 when ``major * 10 + minor >= 2`` and as
 int32 before that; then, for every [convolutional] layer in cfg order, float32 arrays:
-
 * with ``batch_normalize=1``: biases (BN beta), scales (BN gamma), rolling_mean, rolling_variance,
   then the kernel;
 * without: biases, then the kernel.
@@ -27,6 +26,7 @@ import numpy as np
 from cfg_codegen.errors import WeightsError
 from cfg_codegen.layers import Convolutional, Network
 from cfg_codegen.shapes import infer_shapes
+from toolchain.core.fileio import atomic_output
 
 FLOAT = np.dtype("<f4")
 
@@ -191,7 +191,6 @@ def weights_to_bytes(network: Network, weights: DarknetWeights) -> bytes:
 
 def write_weights(path: str | os.PathLike, network: Network, weights: DarknetWeights) -> None:
     """Write ``weights`` atomically (a temporary file renamed over ``path`` on success), array by array."""
-    from toolchain.core.fileio import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
         for chunk in _chunks(network, weights):

@@ -24,8 +24,28 @@ from toolchain.core.errors import EdgepruneError
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded at run time
 
-__all__ = ["EdgepruneError", "autotune", "bench", "compare", "deploy", "evaluate", "finetune", "load", "optimize",
-           "prune", "report", "sparsify", "sweep", "train"]
+__all__ = ["EdgepruneError", "autotune", "bench", "board_bench", "cfg2py", "cfg_prune", "compare", "deploy",
+           "dpu_rewrite", "evaluate", "finetune", "load", "optimize", "preflight", "prune", "report", "sparsify", "sweep",
+           "synth", "train"]
 
-from edgeprune.api import (autotune, bench, compare, deploy, evaluate, finetune, load, optimize, prune,  # noqa: E402
-                           report, sparsify, sweep, train)
+from edgeprune.api import (  # noqa: E402
+           autotune,
+           bench,
+           board_bench,
+           cfg2py,
+           cfg_prune,
+           compare,
+           deploy,
+           dpu_rewrite,
+           evaluate,
+           finetune,
+           load,
+           optimize,
+           preflight,
+           prune,
+           report,
+           sparsify,
+           sweep,
+           synth,
+           train,
+)

@@ -17,6 +17,20 @@ from toolchain.core.errors import EdgepruneError
 from toolchain.core.progress import reporting_to
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+TRAIN_SPLITS = ("train", "val")
+
+
+def _check_inputs(imgsz: int | None = None, data: str | None = None, splits: tuple[str, ...] = TRAIN_SPLITS,
+                  strict: bool = False) -> None:
+    """The checks every function makes before any work: the input size, and the data set's splits read whole
+    (``strict``: any unreadable image or label refuses the set instead of being skipped with a note)."""
+    from toolchain.models.loading import check_stride
+
+    check_stride(imgsz)
+    if data:
+        from toolchain.models.datasets import prepare_dataset
+
+        prepare_dataset(data, splits, strict=strict)
 
 
 def load(path: str, weights: str | None = None, imgsz: int | None = None):
@@ -41,10 +55,11 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
     With ``latency_target`` (ms) or ``speedup`` (x the fastest Ultralytics export of the unpruned
     model) the per-block ratios are searched from latencies measured on ``target``/``device``
     instead of one ``ratio``. The saved checkpoint loads in plain Ultralytics. ``imgsz`` None =
-    the size the checkpoint was trained at. Returns :class:`toolchain.pipelines.prune.PruneReport`.
+    the size the checkpoint was trained at. Returns :class:`toolchain.models.prune_job.PruneReport`.
     """
-    from toolchain.pipelines.prune import prune_file
     from toolchain.models.pruning import PruneConfig
+    from toolchain.models.sources import source_for
+    from toolchain.pipelines.prune import torch_latency
 
     for_device = latency_target is not None or speedup is not None
     if for_device and (ratio is not None or layers or global_pruning or unstructured):
@@ -63,9 +78,10 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
                            progress.update if progress else None)
             cfg = dataclasses.replace(cfg, ratio=0.0, layer_ratios=found.layer_ratios, round_to=found.round_to)
             layers = found.depth  # residual units the search chose to remove first (0: width only)
-        report = prune_file(model, out, cfg, unstructured=unstructured, input_shape=input_shape,
-                            latency_iters=latency_iters, progress=progress.advance if progress else None,
-                            layers=layers or 0)
+        report = source_for(model).prune(Path(model), Path(out), cfg, unstructured=unstructured,
+                                         input_shape=input_shape,
+                                         latency=torch_latency(latency_iters) if latency_iters else None,
+                                         progress=progress.advance if progress else None, layers=layers or 0)
         if dpu_friendly:
             from targets.vitis.dpu_rewrite import rewrite_saved_model
 
@@ -86,150 +102,92 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
     return report
 
 
-def _train_config(checkpoint_or_model: str, imgsz: int | None, **fields):
-    from toolchain.models.sources import default_imgsz
-    from toolchain.models.training import TrainConfig
+def _train_request(**fields):
+    from toolchain.models.sources import TrainRequest
 
-    imgsz = imgsz or default_imgsz(checkpoint_or_model)[0] or 640
-    return TrainConfig(imgsz=imgsz, **fields)
-
-
-def _darknet_train(cfg: str, data: str, out: str, weights: str | None, on_epoch, **fields):
-    from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
-
-    return train_darknet(cfg, data, out, DarknetTrainConfig(**fields), weights=weights, on_epoch=on_epoch)
-
-
-def _darknet_weights(cfg: str, weights: str | None, what: str) -> str:
-    """The .weights a Darknet ``what`` starts from: ``weights``, else the file of the same name beside the cfg."""
-    from toolchain.models.sources.darknet import default_weights
-
-    found = weights or default_weights(Path(cfg))
-    if found is None:
-        raise EdgepruneError(f"{what} needs the trained weights of {cfg}: give --weights (no {Path(cfg).stem}.weights "
-                             "beside it)")
-    return str(found)
+    return TrainRequest(**fields)
 
 
 def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
           batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto",
           weights: str | None = None, burn_in: int | None = None, converge: int = 0, from_scratch: bool = False,
-          cache: bool = False, on_epoch: Callable | None = None):
-    """Train a YOLO on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
+          cache: bool = False, strict: bool = False, on_epoch: Callable | None = None):
+    """Train ``model`` on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
     a Darknet ``.cfg`` (from scratch, or from ``weights``; ``lr0``/``burn_in`` override its [net] keys).
 
-    Returns :class:`toolchain.models.training.TrainResult` or, for a cfg,
-    :class:`toolchain.models.darknet_train.trainer.DarknetTrainResult` (``.weights`` is the best epoch's
-    file either way; a cfg's run also has ``.cfg`` and the per-epoch ``.history``). ``converge`` = N
-    stops an Ultralytics run once mAP50-95 gained < 0.3 points over N epochs (``epochs`` is the cap);
-    ``from_scratch`` trains a checkpoint's own (e.g. pruned) architecture from fresh weights.
+    ``converge`` = N stops once mAP50-95 gained < 0.3 points over N epochs (``epochs`` is the cap);
+    ``from_scratch`` trains a checkpoint's own (e.g. pruned) architecture from fresh weights. Options
+    the model's source cannot honour are refused. Returns :class:`toolchain.models.training.TrainResult`
+    (``.weights``: the best epoch; a cfg's ``.cfg`` beside it and the per-epoch ``.history``).
     """
-    from toolchain.models.sources import is_darknet
-    from toolchain.models.training import train as run_train
+    _check_inputs(imgsz, data, strict=strict)
+    from toolchain.models.sources import source_for
 
-    if is_darknet(model):
-        _refuse_for_darknet(converge=converge, from_scratch=from_scratch, cache=cache)
-        return _darknet_train(model, data, out, weights, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
-                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
-    _refuse_darknet_only(model, weights=weights, burn_in=burn_in)
-    cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0, device=device,
-                        cache=cache)
-    return run_train(data, model, out, cfg, converge=converge, scratch=from_scratch)
-
-
-def _refuse_for_darknet(**given) -> None:
-    named = [k for k, v in given.items() if v]
-    if named:
-        raise EdgepruneError(f"{', '.join(named)} applies to the Ultralytics trainer, not to a Darknet cfg")
-
-
-def _refuse_darknet_only(model: str, **given) -> None:
-    named = [k for k, v in given.items() if v is not None]
-    if named:
-        raise EdgepruneError(f"{', '.join(named)} applies to Darknet cfgs, and {model} is not one")
+    request = _train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
+                             device=device, cache=cache, burn_in=burn_in, weights=weights, converge=converge,
+                             from_scratch=from_scratch)
+    return source_for(model).train(Path(model), data, Path(out), request, on_epoch=on_epoch)
 
 
 def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: int | None = None, batch: int = 16,
              teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto", workers: int = 2,
              seed: int = 0, lr0: float | None = None, weights: str | None = None, burn_in: int | None = None,
-             cache: bool = False, on_epoch: Callable | None = None):
-    """Fine-tune a (pruned) checkpoint keeping its architecture; ``teacher="auto"`` distils from the
+             cache: bool = False, strict: bool = False, on_epoch: Callable | None = None):
+    """Fine-tune a (pruned) model keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
-    alone. Returns :class:`toolchain.models.training.TrainResult` (``.weights`` is the best checkpoint).
-
-    A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) is fine-tuned from ``weights`` (default: the
-    .weights beside it) on the labels; it has no teacher.
+    alone. A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) starts from ``weights`` (default: the
+    .weights beside it) and has no teacher. Returns :class:`toolchain.models.training.TrainResult`.
     """
-    from toolchain.models.sources import is_darknet
-    from toolchain.models.training import AUTO_TEACHER, finetune as run_finetune
+    _check_inputs(imgsz, data, strict=strict)
+    from toolchain.models.sources import source_for
 
-    if is_darknet(checkpoint):
-        _refuse_for_darknet(cache=cache)
-        if teacher not in (None, "auto"):
-            raise EdgepruneError("distillation works on Ultralytics checkpoints; fine-tune a Darknet cfg without "
-                                 "--distill")
-        start = _darknet_weights(checkpoint, weights, "fine-tuning")
-        return _darknet_train(checkpoint, data, out, start, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
-                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in)
-    _refuse_darknet_only(checkpoint, weights=weights, burn_in=burn_in)
-    cfg = _train_config(checkpoint, imgsz, epochs=epochs, batch=batch, workers=workers, seed=seed, lr0=lr0,
-                        device=device, cache=cache)
-    return run_finetune(checkpoint, data, out, cfg, AUTO_TEACHER if teacher == "auto" else teacher, distill_weight)
+    request = _train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
+                             device=device, cache=cache, burn_in=burn_in, weights=weights, teacher=teacher,
+                             distill_weight=distill_weight)
+    return source_for(checkpoint).finetune(Path(checkpoint), data, Path(out), request, on_epoch=on_epoch)
 
 
-def sparsify(model: str, data: str, out: str, *, ratio: float = 0.5, method: str = "bn",
-             global_pruning: bool = False, round_to: int | None = 8, hold: float = 0.4, strength: float | None = None,
-             epochs: int = 10, imgsz: int | None = None, batch: int = 16, workers: int = 2, lr0: float | None = None,
-             warmup_epochs: float | None = None, device: str = "auto", weights: str | None = None,
-             burn_in: int | None = None, seed: int = 0, cache: bool = False, on_epoch: Callable | None = None):
-    """Sparsity-train ``model`` for the prune ``ratio``/``method``/``global_pruning``/``round_to`` describe:
-    the BatchNorm scale and shift of exactly the channels that prune removes are ramped to zero while the
-    rest trains, and held there for the last ``hold`` of the run, so the prune that follows (``prune`` with
-    the same settings and ``method="bn"``) changes no output. Returns :class:`toolchain.models.sparsity.SparsityResult`
-    (γ snapshots and mAP per epoch, histograms, the mAP it started from); ``on_epoch`` gets each snapshot.
+def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, method: str | None = None,
+             global_pruning: bool = False, round_to: int | None = None, hold: float | None = None,
+             strength: float | None = None, epochs: int = 10, imgsz: int | None = None, batch: int = 16,
+             workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None, device: str = "auto",
+             weights: str | None = None, burn_in: int | None = None, seed: int = 0, cache: bool = False,
+             strict: bool = False, on_epoch: Callable | None = None):
+    """Sparsity-train ``model`` so that the prune that follows removes only dead channels.
 
-    A Darknet ``.cfg`` is sparsity-trained from ``weights`` (default: beside it) with the L1 penalty
-    ``strength`` (default 1e-3) as a proximal step; its result is a
-    :class:`~toolchain.models.darknet_train.trainer.DarknetTrainResult` whose ``.sparsity`` holds the γ
-    snapshots, to prune with ``cfg-prune --global-percent``.
+    An Ultralytics checkpoint is prepared for the prune ``ratio`` (default 0.5) / ``method`` (``bn``) /
+    ``global_pruning`` / ``round_to`` (8) describe: the BatchNorm scale and shift of exactly the
+    channels that prune removes are ramped to zero while the rest trains, and held there for the
+    last ``hold`` (0.4) of the run. A Darknet ``.cfg`` is trained from ``weights`` (default: beside it)
+    with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
+    :class:`toolchain.models.sparsity.SparsityResult` (γ snapshots and mAP per epoch, histograms);
+    ``on_epoch`` gets each epoch's record.
     """
-    from toolchain.models.pruning import PruneConfig
-    from toolchain.models.sources import is_darknet
-    from toolchain.models.sparsity import SparsityConfig, sparsify as run_sparsify
+    _check_inputs(imgsz, data, strict=strict)
+    from toolchain.models.sources import SparsifyRequest, source_for
 
-    if is_darknet(model):
-        _refuse_for_darknet(cache=cache)
-        if warmup_epochs is not None:
-            raise EdgepruneError("--warmup-epochs is the Ultralytics trainer's; a Darknet cfg warms up for "
-                                 "--burn-in iterations")
-        strength = 1e-3 if strength is None else strength
-        if strength <= 0:
-            raise EdgepruneError(f"--s must be positive, got {strength}")
-        start = _darknet_weights(model, weights, "sparsity training")
-        return _darknet_train(model, data, out, start, on_epoch, epochs=epochs, imgsz=imgsz, batch=batch,
-                              workers=workers, seed=seed, device=device, learning_rate=lr0, burn_in=burn_in,
-                              sparsity=strength)
-    _refuse_darknet_only(model, weights=weights, burn_in=burn_in, strength=strength)
-    train_cfg = _train_config(model, imgsz, epochs=epochs, batch=batch, workers=workers, lr0=lr0, device=device,
-                              seed=seed, cache=cache, **({} if warmup_epochs is None else {"warmup_epochs": warmup_epochs}))
-    prune_cfg = PruneConfig(ratio=ratio, method=method, global_pruning=global_pruning,
-                            round_to=None if round_to == 1 else round_to)
-    return run_sparsify(model, data, out, SparsityConfig(prune=prune_cfg, hold=hold, train=train_cfg),
-                        on_epoch=on_epoch)
+    request = SparsifyRequest(
+        train=_train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
+                             device=device, cache=cache, warmup_epochs=warmup_epochs, burn_in=burn_in,
+                             weights=weights),
+        ratio=ratio, method=method, global_pruning=global_pruning, round_to=round_to, hold=hold, strength=strength)
+    return source_for(model).sparsify(Path(model), data, Path(out), request, on_epoch=on_epoch)
 
 
 def optimize(model: str, data: str, out: str, *, ratio: float | None = None, speedup: float | None = None,
              budget_epochs: int = 40, method: str = "bn", global_pruning: bool = False, round_to: int | None = 8,
              teacher: str | None = "unpruned", target: str = "openvino", device: str = "CPU",
              train_device: str = "auto", imgsz: int | None = None, batch: int = 16, workers: int = 2,
-             cache: bool = False, bench_seconds: float = 10.0, progress=None, log: Callable[[str], None] | None = None):
+             cache: bool = False, bench_seconds: float = 10.0, strict: bool = False, progress=None, log: Callable[[str], None] | None = None):
     """The whole recipe on an Ultralytics checkpoint: sparsify → prune (``ratio``, or the per-block ratios that
     reach ``speedup`` × the fastest Ultralytics export on ``target``/``device``) → fine-tune distilled from
     ``teacher`` → FP32 and INT8 artifacts → compared with Ultralytics' own exports of ``model`` in one run.
     ``budget_epochs`` is the training added in all. Resumable: rerun with the same ``out``. Returns
     :class:`toolchain.pipelines.optimize.OptimizeResult` (every step's result and the final table).
     """
-    from toolchain.pipelines.optimize import OptimizeConfig, optimize as run_optimize
+    _check_inputs(imgsz, data, strict=strict)
+    from toolchain.pipelines.optimize import OptimizeConfig
+    from toolchain.pipelines.optimize import optimize as run_optimize
 
     cfg = OptimizeConfig(data=data, ratio=ratio, speedup=speedup, budget_epochs=budget_epochs, method=method,
                          global_pruning=global_pruning, round_to=None if round_to == 1 else round_to, teacher=teacher,
@@ -242,7 +200,7 @@ def optimize(model: str, data: str, out: str, *, ratio: float | None = None, spe
 def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: str | None = None,
            imgsz: int | None = None, input_shape: tuple[int, ...] | None = None, max_drop: float | None = None,
            calib_images: int = 300, device: str | None = None, weights: str | None = None, dynamic: bool = False,
-           decode: bool = False, bn_eps: float | None = None, evaluate: bool = True, progress=None,
+           decode: bool = False, bn_eps: float | None = None, evaluate: bool = True, strict: bool = False, progress=None,
            **target_options):
     """Export ``model`` for ``target`` (``openvino``, ``onnx``, ``vitis``) into the folder ``out``.
 
@@ -252,9 +210,10 @@ def deploy(model: str, target: str, out: str, *, precision: str = "auto", data: 
     arguments are the target's own options (``u8_input=True``, ``arch=...``). Returns
     :class:`targets.base.ExportResult`.
     """
+    _check_inputs(imgsz, data, strict=strict)
     from targets.base import ExportConfig
-    from toolchain.pipelines.deploy import deploy as run_deploy
     from targets.registry import get_target
+    from toolchain.pipelines.deploy import deploy as run_deploy
 
     device = device or get_target(target).default_device
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
@@ -277,8 +236,8 @@ def _bench_config(**fields):
 
 
 def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: int = 1, iterations: int | None = None,
-          duration: float = 10.0, threads: int | None = None, requests: int | None = None, precision: str = "auto",
-          warmup: int = 5, e2e: bool = False, streams: int = 0, splice: int | None = None, source: str = "synthetic",
+          duration: float = 10.0, threads: int | None = None, requests: int | None = None,
+          infer_precision: str = "auto", warmup: int = 5, e2e: bool = False, streams: int = 0, splice: int | None = None, source: str = "synthetic",
           frame_interval: int = 1, imgsz: int | None = None, backend: str = "auto", weights: str | None = None,
           progress=None):
     """Latency percentiles and throughput of ``artifact`` on this device, benchmark_app's way.
@@ -288,10 +247,11 @@ def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: i
     CPU, threads, runtime version and the precision executed. Returns a list of
     :class:`targets.bench.BenchResult`.
     """
+    _check_inputs(imgsz)
     from toolchain.pipelines.bench import run_bench
 
     cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
-                        precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
+                        precision=infer_precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
     with reporting_to(progress):
         return run_bench(artifact, cfg, e2e=e2e, streams=streams, splice=splice, source=source,
                          frame_interval=frame_interval, imgsz=imgsz, weights=weights)
@@ -299,7 +259,7 @@ def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: i
 
 def compare(artifacts: Sequence[str], *, unpruned: str | None = None, data: str | None = None, device: str = "cpu",
             hint: str = "latency", batch: int = 1, iterations: int | None = None, duration: float = 10.0,
-            threads: int | None = None, requests: int | None = None, precision: str = "auto", warmup: int = 5,
+            threads: int | None = None, requests: int | None = None, infer_precision: str = "auto", warmup: int = 5,
             e2e: bool = False, imgsz: int | None = None, backend: str = "auto", progress=None):
     """Measure several artifacts in one process with the same settings.
 
@@ -307,18 +267,19 @@ def compare(artifacts: Sequence[str], *, unpruned: str | None = None, data: str 
     ``data``) are built for each runtime compared and measured alike, and every ratio is against
     the fastest of them. Returns :class:`toolchain.pipelines.bench.Comparison`.
     """
+    _check_inputs(imgsz)
     from toolchain.pipelines.bench import compare_with_ultralytics
 
     cfg = _bench_config(backend=backend, device=device, hint=hint, requests=requests, threads=threads,
-                        precision=precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
+                        precision=infer_precision, duration=duration, iterations=iterations, warmup=warmup, batch=batch)
     with reporting_to(progress):
         return compare_with_ultralytics(list(artifacts), cfg, unpruned=unpruned, data=data, imgsz=imgsz, e2e=e2e,
                                         progress=progress.update if progress else None)
 
 
 def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16, split: str = "val",
-             backend: str = "auto", device: str = "cpu", precision: str = "auto", weights: str | None = None,
-             progress=None):
+             backend: str = "auto", device: str = "cpu", infer_precision: str = "auto", weights: str | None = None,
+             strict: bool = False, progress=None):
     """mAP of a checkpoint or of a deployed artifact run by its own runtime.
 
     ``backend="auto"``: the Ultralytics validator for .pt checkpoints; artifacts (and
@@ -326,32 +287,37 @@ def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16
     also run through the Ultralytics validator, with the difference and its reason. Returns
     :class:`toolchain.models.validator.EvalResult` or :class:`toolchain.pipelines.artifact_eval.ArtifactEval`.
     """
-    from toolchain.models.sources import check_weights
+    _check_inputs(imgsz, data, (split,), strict)
+    from toolchain.core.errors import InputFileError
+    from toolchain.models.sources import check_weights, source_for
 
-    checkpoint = Path(model).suffix.lower() in (".pt", ".pth")
-    use_validator = backend == "ultralytics" or (backend == "auto" and checkpoint)
-    if use_validator and not checkpoint:
+    try:
+        source = source_for(model)
+    except InputFileError:  # a deployed artifact: no model source claims it
+        source = None
+    validated = source is not None and source.native_validator
+    use_validator = backend == "ultralytics" or (backend == "auto" and validated)
+    if use_validator and not validated:
         raise EdgepruneError(f"the Ultralytics validator runs .pt checkpoints; {model} is evaluated with "
                              "--backend auto")
     check_weights(model, weights)
     with reporting_to(progress):
         if use_validator:
-            from toolchain.models.validator import evaluate as run_validator
-
-            return run_validator(model, data, imgsz=imgsz, batch=batch, split=split)
+            return source.evaluate(Path(model), data, imgsz=imgsz, batch=batch, split=split)
         from toolchain.pipelines.artifact_eval import evaluate_artifact
 
-        return evaluate_artifact(model, data, device=device, precision=precision, imgsz=imgsz, split=split,
+        return evaluate_artifact(model, data, device=device, precision=infer_precision, imgsz=imgsz, split=split,
                                  weights=weights, validate=True)
 
 
 def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_RATIOS, target: str = "openvino",
           max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", global_pruning: bool = False,
           round_to: int | None = 8, steps: int = 1, imgsz: int | None = None, refine: bool = False,
-          refine_steps: int = 3, bench_iterations: int = 50, device: str = "auto", weights: str | None = None,
+          refine_steps: int = 3, bench_iterations: int = 50, device: str = "cpu", train_device: str = "auto",
+          weights: str | None = None,
           shortcuts: int = 0, keep: float = 0.01, shortcut_grid: Sequence[int] = (), finetune_chosen: int = 0,
           executor: str = "local", ray_address: str | None = None,
-          on_point: Callable | None = None, progress=None):
+          strict: bool = False, on_point: Callable | None = None, progress=None):
     """Prune at each ratio, evaluate and benchmark every point on ``target``, and choose the fastest
     point within ``max_drop`` that beats the unpruned model (resumable: rerun with the same ``out``).
     A Darknet cfg's chosen percent is then tried with each ``shortcut_grid`` count of residual
@@ -359,14 +325,19 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
 
     ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.pipelines.sweep.SweepResult`.
     """
+    _check_inputs(imgsz, data, TRAIN_SPLITS if finetune_epochs or finetune_chosen else ("val",), strict)
     from toolchain.pipelines.executors import local_executor, ray_executor
-    from toolchain.pipelines.sweep import SweepConfig, sweep as run_sweep
+    from toolchain.pipelines.sweep import SweepConfig
+    from toolchain.pipelines.sweep import sweep as run_sweep
 
     cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
                       round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
-                      bench_iterations=bench_iterations, device=device, weights=weights, shortcuts=shortcuts, keep=keep,
+                      bench_iterations=bench_iterations, device=device, train_device=train_device, weights=weights,
+                      shortcuts=shortcuts, keep=keep,
                       shortcut_grid=tuple(shortcut_grid), finetune_chosen=finetune_chosen)
+    if ray_address and executor != "ray":
+        raise EdgepruneError("--ray-address is ignored without --executor ray; drop it")
     run = ray_executor(ray_address) if executor == "ray" else local_executor
     with reporting_to(progress):
         return run_sweep(model, out, cfg, executor=run, progress=progress.update if progress else None,
@@ -377,24 +348,89 @@ def autotune(model: str, data: str, out: str, *, ratios: Sequence[float] = (0.3,
              precisions: Sequence[str] = ("fp32", "fp16", "int8"), targets: Sequence[str] = ("openvino", "onnx"),
              max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", round_to: int | None = 8,
              imgsz: int | None = None, bench_iterations: int = 50, calib_images: int = 300, references: bool = True,
-             device: str = "auto", weights: str | None = None, executor: str = "local",
-             ray_address: str | None = None, on_points: Callable | None = None, progress=None):
+             device: str = "cpu", train_device: str = "auto", weights: str | None = None, executor: str = "local",
+             ray_address: str | None = None, strict: bool = False, on_points: Callable | None = None,
+             progress=None):
     """Prune at each ratio (once), deploy every (target, precision), evaluate each artifact by running it and
     benchmark it; returns :class:`toolchain.pipelines.autotune.AutotuneResult` with the Pareto front per target and the
     recommended point (fastest within ``max_drop`` mAP50 of its target's unpruned FP32 artifact).
     Resumable: rerun with the same ``out``. ``executor="ray"`` ships files to the cluster at ``ray_address``."""
-    from toolchain.pipelines.autotune import AutotuneConfig, autotune as run_autotune
+    _check_inputs(imgsz, data, strict=strict)
+    from toolchain.pipelines.autotune import AutotuneConfig
+    from toolchain.pipelines.autotune import autotune as run_autotune
     from toolchain.pipelines.executors import local_executor, ray_executor
     from toolchain.pipelines.sweep import SweepConfig
 
     sweep_cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, round_to=None if round_to == 1 else round_to,
                             finetune_epochs=finetune_epochs, imgsz=imgsz, max_drop=max_drop,
-                            bench_iterations=bench_iterations, device=device, weights=weights)
+                            bench_iterations=bench_iterations, device=device, train_device=train_device,
+                            weights=weights)
     config = AutotuneConfig(sweep_cfg, tuple(precisions), tuple(targets), calib_images, references)
     run = ray_executor(ray_address) if executor == "ray" else local_executor
     with reporting_to(progress):
         return run_autotune(model, out, config, executor=run, on_points=on_points,
                             progress=progress.update if progress else None)
+
+
+def synth(out: str, *, train: int = 400, val: int = 100, imgsz: int = 256, classes: int = 3, seed: int = 0,
+          progress=None):
+    """Write a deterministic synthetic detection data set in YOLO format to ``out`` (what the demo and tests use).
+    Returns :class:`toolchain.core.synth.SynthResult` (its ``data_yaml``, image and object counts)."""
+    from toolchain.core.synth import SynthConfig, generate
+
+    with reporting_to(progress):
+        return generate(out, SynthConfig(train=train, val=val, imgsz=imgsz, classes=classes, seed=seed))
+
+
+def cfg2py(cfg: str, out: str, *, weights: str | None = None, bn_eps: float | None = None):
+    """Write a standalone PyTorch module (it imports only torch) for the Darknet ``cfg``; with ``weights`` also its
+    state dict beside it. Returns :class:`cfg_codegen.build.CodegenResult`."""
+    from cfg_codegen.build import write_model_py
+
+    return write_model_py(cfg, out, weights, *([] if bn_eps is None else [bn_eps]))
+
+
+def cfg_prune(cfg: str, weights: str, out: str, *, global_percent: float | None = None, keep: float = 0.01,
+              shortcuts: int = 0):
+    """Prune a Darknet cfg + .weights by global BN-gamma percent and/or remove ``shortcuts`` residual units;
+    writes OUT/pruned.cfg + pruned.weights. Returns :class:`cfg_codegen.prune.PruneReport`."""
+    from cfg_codegen.prune import PruneConfig, prune_darknet
+
+    if global_percent is None and shortcuts == 0:
+        raise EdgepruneError("nothing to prune: give --global-percent P and/or --shortcuts N")
+    return prune_darknet(cfg, weights, out, PruneConfig(global_percent, keep, shortcuts))
+
+
+def preflight(model: str, *, target: str = "kv260", imgsz: int | None = None,
+              input_shape: tuple[int, ...] | None = None, weights: str | None = None, progress=None):
+    """Which layers of ``model`` the DPU of ``target`` runs, why the others fall back to the CPU, and the fixes
+    (no Docker needed). Returns :class:`targets.vitis.preflight.PreflightReport`."""
+    from targets.vitis.preflight import preflight as run_preflight
+
+    with reporting_to(progress):
+        return run_preflight(model, target, imgsz, input_shape, weights)
+
+
+def board_bench(host: str, bundle: str, *, remote_dir: str = "edgeprune_kv260", mode: str = "inference",
+                sources: Sequence[str] = (), threads: int = 1, iterations: int | None = None, duration: float = 10.0,
+                warmup: int = 5, port: int | None = None, progress=None):
+    """Run a ``deploy vitis`` bundle on the board at ``host`` over SSH and return its own measurement."""
+    from targets.vitis.board import BoardBenchConfig
+    from targets.vitis.board import board_bench as run_board_bench
+
+    cfg = BoardBenchConfig(host=host, bundle=Path(bundle), remote_dir=remote_dir, mode=mode, threads=threads,
+                           iterations=iterations, duration=duration, warmup=warmup, sources=tuple(sources), port=port)
+    with reporting_to(progress):
+        return run_board_bench(cfg)
+
+
+def dpu_rewrite(model: str, out: str, *, act: str | None = None, weights: str | None = None):
+    """Replace activations the DPU lacks in ``model`` (a .pt also gets its head's decode moved to post-processing),
+    saved to ``out`` in the model's own format. ``act`` None: hardswish for .pt models, leaky for Darknet cfgs.
+    Returns :class:`targets.vitis.dpu_rewrite.RewriteReport`."""
+    from targets.vitis.dpu_rewrite import dpu_rewrite as run_rewrite
+
+    return run_rewrite(model, out, act, weights)
 
 
 def report(run_dir: str, curves: bool = True, progress=None):

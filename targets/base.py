@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from targets.runner import Runner
+from targets.verify import verify_on_host
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -96,7 +97,7 @@ class Target(abc.ABC):
         summary: one line for ``edgeprune deploy --help``.
         precisions: artifact precisions ``deploy`` builds; empty for runners that build
             nothing (the torch reference).
-        compute_precisions: what ``bench``/``eval --precision`` may force when running an artifact.
+        compute_precisions: what ``bench``/``eval --infer-precision`` may force when running an artifact.
         default_device / device_help: the ``--device`` option of its deploy subcommand.
         options: extra deploy options (:class:`TargetOption`).
         runs_on_host: False when its artifacts run only on another machine (a board).
@@ -144,7 +145,6 @@ class Target(abc.ABC):
         target whose artifacts run elsewhere overrides it with the checks it can make here; a
         result with ``dry_run`` set means only a plan was written, and no deploy.json is.
         """
-        from targets.verify import verify_on_host
 
         return verify_on_host(self, source, artifact, cfg, device, evaluate)
 

@@ -11,7 +11,6 @@ processing is inside the timing. Results are JSON lines, one per run.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,9 @@ import numpy as np
 
 from targets.runner import Runner
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import atomic_output
 from toolchain.core.latency import LatencyStats, cpu_name
+from toolchain.core.progress import step
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,6 @@ def write_csv(path: str | Path, results: list) -> None:
     """Results as CSV, one row per measurement (flat columns; benchmark_app's report has the same facts)."""
     import csv
 
-    from toolchain.core.fileio import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -104,15 +104,6 @@ def write_csv(path: str | Path, results: list) -> None:
             row = {**asdict(result), **asdict(result.latency)}
             row["input_shape"] = "x".join(str(d) for d in result.input_shape)
             writer.writerow([row[c] for c in CSV_COLUMNS])
-
-
-def append_jsonl(path: str | Path, results: list) -> None:
-    """Append results to a JSON-lines file (the report reads these)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        for result in results:
-            fh.write(json.dumps(result.to_json() if hasattr(result, "to_json") else result, default=str) + "\n")
 
 
 def _stop_rule(cfg: BenchConfig):
@@ -142,7 +133,6 @@ def measure_artifact(target, artifact: str, device: str, seconds: float) -> Benc
 
 def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
     """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
-    from toolchain.core.progress import step
 
     cfg.validate()
     step(f"measuring {Path(artifact).name}: " + (f"{cfg.iterations} iterations" if cfg.iterations

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from targets.runner import Runner
 from targets.bench import BenchConfig, BenchResult, _base_fields, _stop_rule
+from targets.runner import Runner
 from toolchain.core.latency import LatencyStats
 from toolchain.core.prepost import DETECT_CONF, DETECT_IOU, fit, nms, predictions, splice, to_input, unsplice
 

@@ -15,9 +15,10 @@ import numpy as np
 
 from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Target, TargetOption
-from targets.runner import Runner, RunnerInfo
 from targets.registry import register_target
+from targets.runner import Runner, RunnerInfo
 from toolchain.core.errors import EdgepruneError, InputFileError, opening
+from toolchain.models.imagedata import calibration_batches
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -109,7 +110,6 @@ def quantize_int8(fp32_path: Path, out_path: Path, source, cfg: ExportConfig) ->
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from toolchain.models.imagedata import calibration_batches
 
     if not cfg.data:
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
@@ -281,6 +281,6 @@ class ONNXRuntimeTarget(Target):
         if not artifact.is_file():
             raise InputFileError(f"ONNX model {artifact} does not exist")
         if precision not in ("auto", "f32"):
-            raise EdgepruneError(f"ONNX Runtime runs the precision stored in the model; --precision {precision} "
+            raise EdgepruneError(f"ONNX Runtime runs the precision stored in the model; --infer-precision {precision} "
                                  "cannot be forced (deploy with --precision fp16 instead)")
         return ONNXRuntimeRunner(artifact, self.check_device(device), threads, input_hw, batch)

@@ -12,15 +12,15 @@ IR runs in bf16 unless ``precision="f32"`` is forced.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from targets.artifacts import read_decoding, read_deploy_record, read_metadata
 from targets.base import PRECISIONS, ExportConfig, Target, TargetOption
-from targets.runner import Runner, RunnerInfo
+from targets.quantize_openvino import quantize_ir
 from targets.registry import register_target
+from targets.runner import Runner, RunnerInfo
 from toolchain.core.errors import EdgepruneError, InputFileError, opening
 
 FORCEABLE = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
@@ -114,7 +114,7 @@ class OpenVINORunner(Runner):
         config: dict = {"PERFORMANCE_HINT": hint.upper()}
         if precision != "auto":
             if precision not in FORCEABLE:
-                raise EdgepruneError(f"--precision must be auto, f32, bf16 or f16 for OpenVINO, got {precision!r}")
+                raise EdgepruneError(f"--infer-precision must be auto, f32, bf16 or f16 for OpenVINO, got {precision!r}")
             config["INFERENCE_PRECISION_HINT"] = FORCEABLE[precision]
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -298,8 +298,6 @@ class OpenVINOTarget(Target):
         for port, name in zip(model.outputs, source.output_names):
             port.get_tensor().set_names({name})
         if cfg.precision == "int8":
-            from targets.quantize_openvino import quantize_ir
-
             model = quantize_ir(model, source, cfg)  # calibrated on float inputs, so before the u8 pre-processing
         extra = {}
         if cfg.options.get("u8_input"):

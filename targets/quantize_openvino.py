@@ -11,8 +11,11 @@ from __future__ import annotations
 import re
 
 from targets.base import ExportConfig
-from toolchain.models.imagedata import calibration_batches, image_files
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.prepost import predictions
+from toolchain.models.evaluation import evaluate_callable
+from toolchain.models.imagedata import calibration_batches, image_files
+from toolchain.models.loading import read_data_yaml
 
 
 def head_ignored_scope(head_scope: str | None):
@@ -43,9 +46,6 @@ def quantize_ir(model, source, cfg: ExportConfig):
     if cfg.max_drop is None:
         return nncf.quantize(model, calib, **common)
 
-    from toolchain.models.evaluation import evaluate_callable
-    from toolchain.models.loading import read_data_yaml
-    from toolchain.core.prepost import predictions
 
     nc = read_data_yaml(cfg.data)["nc"]
     val_files = image_files(cfg.data, "val")

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from toolchain.core.prepost import predictions
+
 
 @dataclass(frozen=True)
 class RunnerInfo:
@@ -61,7 +63,6 @@ class Runner(abc.ABC):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One inference as detections before NMS: ``(batch, 4 + nc, anchors)``."""
-        from toolchain.core.prepost import predictions
 
         return predictions(self.outputs(x), self.head, tuple(x.shape[-2:]))
 

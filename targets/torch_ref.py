@@ -13,7 +13,8 @@ import torch
 from targets.base import ExportConfig, Target
 from targets.registry import register_target
 from targets.torch_runner import TorchCudaRunner, TorchRunner
-from toolchain.core.errors import EdgepruneError
+from toolchain.core.errors import EdgepruneError, InputFileError
+from toolchain.models.sources import prepare, source_for
 
 
 @register_target
@@ -34,22 +35,24 @@ class TorchTarget(Target):
         raise EdgepruneError("the torch target is a reference runner; deploy to openvino or onnx instead")
 
     def owns(self, artifact: Path) -> bool:
-        return Path(artifact).suffix.lower() in (".pt", ".pth", ".cfg")
+        """Model files (any model source's) are run in torch; deployed artifacts are their runtime's."""
+
+        try:
+            source_for(artifact)
+        except InputFileError:
+            return False
+        return Path(artifact).suffix.lower() not in (".yaml", ".yml")  # a yaml describes a model to train, no weights
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
              hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
              batch: int = 1, weights: str | None = None) -> TorchRunner:
-        from toolchain.models.sources import prepare
-
         cuda = device.lower().startswith("cuda")
         if not cuda and device.lower() != "cpu":
             raise EdgepruneError(f"the torch runner runs on cpu or cuda, got --device {device}")
         if precision not in ("auto", "f32") and not (cuda and precision == "f16"):
             raise EdgepruneError(f"the torch runner computes in f32 on the CPU and in f32 or f16 on CUDA, got "
-                                 f"--precision {precision} on {device}")
-        shape = (1, 3, *input_hw) if input_hw and input_hw[0] != input_hw[1] else None
-        if shape and Path(artifact).suffix.lower() != ".cfg":
-            raise EdgepruneError(f"the torch reference runner takes square inputs, got {input_hw[0]}x{input_hw[1]}")
+                                 f"--infer-precision {precision} on {device}")
+        shape = (1, 3, *input_hw) if input_hw and input_hw[0] != input_hw[1] else None  # the source says if it can
         # None: the model's own size (a checkpoint's training size, a cfg's [net] size)
         source = prepare(artifact, None if shape else (input_hw[0] if input_hw else None), shape, weights=weights)
         if cuda:

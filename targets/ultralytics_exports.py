@@ -14,7 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolchain.core.device import open_yolo
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import cache_dir, sha256_of
 
 FORMATS = {"openvino": "openvino", "onnx": "onnx"}  # edgeprune target -> Ultralytics export format
 QUANTIZE = {"fp32": 32, "fp16": 16, "int8": 8}
@@ -32,7 +34,6 @@ class ReferenceExport:
 
 def reference_dir(checkpoint: str | Path, imgsz: int, data: str | None) -> Path:
     """Where the exports of ``checkpoint`` at ``imgsz`` (calibrated on ``data``) are kept: edgeprune's cache."""
-    from toolchain.core.fileio import cache_dir, sha256_of
 
     key = sha256_of(checkpoint)[:16] + f"-{imgsz}" + (f"-{sha256_of(data)[:8]}" if data else "")
     return cache_dir("ultralytics-exports") / key
@@ -49,7 +50,6 @@ def build_ultralytics_exports(checkpoint: str | Path, target: str, imgsz: int, d
     Raises:
         EdgepruneError: a target Ultralytics does not export to, or an export that fails.
     """
-    from toolchain.core.device import open_yolo
 
     if target not in FORMATS:
         raise EdgepruneError(f"Ultralytics exports to {', '.join(FORMATS)}, not to the {target} target")

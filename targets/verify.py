@@ -13,17 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from targets.torch_runner import TorchRunner
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.progress import step
+from toolchain.models.evaluation import evaluate_callable
 from toolchain.models.loading import read_data_yaml
 from toolchain.models.sources import ExportSource
-
 
 _REFERENCE: dict = {}  # the last source's torch score, by (files, size, resize, head, data)
 
 
 def verify_on_host(target, source: ExportSource, artifact: Path, cfg, device: str, evaluate: bool = True) -> dict:
     """Open ``artifact`` on this host and record its runner, fidelity and (with ``cfg.data``) accuracy."""
-    from toolchain.core.progress import step
 
     step(f"opening the {cfg.precision} artifact on {device}")
     # the runner records the precision the runtime executed; the target says which to force, if any
@@ -41,7 +42,6 @@ def fidelity(source: ExportSource, runner) -> dict:
     Each output is compared relative to its own scale (a segment model's Proto masks are
     small next to its box coordinates); the top-level figures are the worst over outputs.
     """
-    from targets.torch_runner import TorchRunner
 
     x = source.example.numpy()
     if getattr(runner, "accepts_u8_bgr", False):  # the artifact sees 8-bit pixels: so does the reference
@@ -66,9 +66,6 @@ def fidelity(source: ExportSource, runner) -> dict:
 
 def accuracy(source: ExportSource, runner, data: str, label: str = "artifact") -> dict:
     """mAP of the artifact and of the PyTorch source through the same fit/decode/NMS pipeline."""
-    from targets.torch_runner import TorchRunner
-    from toolchain.models.evaluation import evaluate_callable
-    from toolchain.core.progress import step
 
     nc = read_data_yaml(data)["nc"]
     step(f"{label}: mAP of the artifact on the val split")

@@ -85,10 +85,10 @@ def micro_data(session_tmp):
 def pruned50(baseline_pt, session_tmp):
     """The baseline pruned at ratio 0.5 (L1, local) and its report."""
     from toolchain.models.pruning import PruneConfig
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
 
     out = session_tmp / "pruned50.pt"
-    report = prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.5, imgsz=256), latency_iters=0)
+    report = prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.5, imgsz=256))
     return out, report
 
 
@@ -151,3 +151,37 @@ def reload_without_edgeprune():
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     return run
+
+
+# Artifacts of the committed baseline, deployed once per session and shared by target, pipeline and CLI tests.
+DEPLOY_IMGSZ = 256
+
+
+@pytest.fixture(scope="session")
+def deployed(baseline_pt, synth_data, session_tmp):
+    """Deploy the baseline once per (target, precision); INT8 calibrates on 100 training images."""
+    from targets.base import ExportConfig
+    from toolchain.pipelines.deploy import deploy
+
+    cache = {}
+
+    def get(target: str, precision: str):
+        key = (target, precision)
+        if key not in cache:
+            cfg = ExportConfig(precision=precision, imgsz=DEPLOY_IMGSZ, data=str(synth_data), calib_images=100)
+            name = f"deploy-{target}-{precision}" + ("_openvino_model" if target == "openvino" else "")
+            cache[key] = deploy(target, str(baseline_pt), session_tmp / name, cfg)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def deploy_ir(deployed):
+    """The deploy folder of the FP32 OpenVINO IR (static 256x256)."""
+    return deployed("openvino", "fp32").deploy_json.rsplit("/", 1)[0]
+
+
+@pytest.fixture(scope="session")
+def deploy_onnx(deployed):
+    return deployed("onnx", "fp32").deploy_json.rsplit("/", 1)[0]

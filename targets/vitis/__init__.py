@@ -1,7 +1,6 @@
 """Vitis AI target: YOLO detectors (Ultralytics or Darknet) on the Kria KV260's DPU (DPUCZDX8G_ISA1_B4096).
 
 The flow, one module per job:
-
 * :mod:`targets.vitis.trace` records the ops a model executes; :mod:`targets.vitis.dpu` says
   which the DPU runs (``edgeprune preflight``, :mod:`targets.vitis.preflight`);
 * :mod:`targets.vitis.graph` cuts the detector at its head convolutions (a Darknet model ends there);
@@ -23,8 +22,10 @@ from pathlib import Path
 
 from targets.artifacts import read_deploy_record
 from targets.base import ExportConfig, Target, TargetOption
-from targets.runner import Runner
 from targets.registry import register_target
+from targets.runner import Runner
+from targets.vitis.deploy import BOARD_ONLY, VitisConfig, build_for_board
+from targets.vitis.docker import check_docker
 from toolchain.core.errors import EdgepruneError
 
 
@@ -60,9 +61,6 @@ class VitisTarget(Target):
         self._build = None
 
     def check_config(self, cfg: ExportConfig) -> None:
-        from targets.vitis.deploy import VitisConfig
-        from targets.vitis.docker import check_docker
-
         vitis = VitisConfig.from_options(cfg.options)  # INT8 without --data is refused by the pipeline itself
         if cfg.dynamic:
             raise EdgepruneError("the DPU runs a fixed input size: deploy vitis takes no --dynamic-shape "
@@ -74,8 +72,6 @@ class VitisTarget(Target):
         return []  # the DPU is on the board, never on the host running edgeprune
 
     def export(self, source, out_dir: Path, cfg: ExportConfig) -> str:
-        from targets.vitis.deploy import VitisConfig, build_for_board
-
         self._build = build_for_board(source, out_dir, cfg.data, cfg.calib_images, VitisConfig.from_options(cfg.options),
                                       final_dir=cfg.final_dir)
         return self._build.workspace if self._build.dry_run else self._build.board_dir
@@ -102,6 +98,4 @@ class VitisTarget(Target):
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
              hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
              batch: int = 1) -> Runner:
-        from targets.vitis.deploy import BOARD_ONLY
-
         raise EdgepruneError(BOARD_ONLY)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from targets.vitis.workspace import Workspace
-from toolchain.models.evaluation import evaluate_callable
 from toolchain.core.prepost import predictions
+from toolchain.models.evaluation import evaluate_callable
 
 
 def quantized_accuracy(ws: Workspace, graph_module: torch.nn.Module, spec, data: str, input_hw: tuple[int, int],

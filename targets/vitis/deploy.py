@@ -18,8 +18,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from targets.vitis.docker import DEFAULT_IMAGE, DockerError, deploy_steps, run_step
+from targets.vitis.accuracy import quantized_accuracy
+from targets.vitis.bundle import board_metadata, write_bundle
+from targets.vitis.compile_log import parse_compile_log, require_single_subgraph
+from targets.vitis.docker import DEFAULT_IMAGE, DockerError, deploy_steps, keep_log, run_step
 from targets.vitis.dpu import BOARDS
+from targets.vitis.graph import dpu_graph
+from targets.vitis.preflight import analyse
+from targets.vitis.program import build_program
+from targets.vitis.trace import trace_ops
+from targets.vitis.workspace import write_workspace
 from toolchain.core.errors import EdgepruneError
 from toolchain.core.fileio import atomic_output
 
@@ -100,14 +108,6 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
         CompileLogError: no subgraph count in the compile log, or more than one DPU subgraph.
         EdgepruneError: unsupported model or op.
     """
-    from targets.vitis.accuracy import quantized_accuracy
-    from targets.vitis.bundle import board_metadata, write_bundle
-    from targets.vitis.compile_log import parse_compile_log, require_single_subgraph
-    from targets.vitis.graph import dpu_graph
-    from targets.vitis.preflight import analyse
-    from targets.vitis.program import build_program
-    from targets.vitis.trace import trace_ops
-    from targets.vitis.workspace import write_workspace
 
     out_dir = Path(out_dir)
     arch = BOARDS[cfg.board]
@@ -144,7 +144,6 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
     if summary.dpu_subgraphs > 1 and not cfg.allow_cpu_subgraphs:  # keep what the compiler said for the user
         from dataclasses import replace as _replace
 
-        from targets.vitis.docker import keep_log
 
         summary = _replace(summary, log=str(keep_log(ws.compile_log, "compile")))
     require_single_subgraph(summary, cfg.allow_cpu_subgraphs)

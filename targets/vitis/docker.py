@@ -5,7 +5,6 @@ at ``/workspace`` and used as the working directory, ``USER``/``UID``/``GID`` pa
 image's entrypoint writes files owned by the calling user, ``--rm``. Inside, a non-interactive
 shell does not read the ``.bashrc`` that sets up conda, so the command sources conda's
 profile script before ``conda activate vitis-ai-pytorch``::
-
     docker run --rm -e USER=me -e UID=1000 -e GID=1000 -v WS:/workspace -w /workspace IMAGE \\
         bash -c "source /opt/vitis_ai/conda/etc/profile.d/conda.sh && conda activate vitis-ai-pytorch && ..."
 """
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import cache_dir
 
 DEFAULT_IMAGE = "xilinx/vitis-ai-pytorch-cpu:latest"
 CONDA_PROFILE = "/opt/vitis_ai/conda/etc/profile.d/conda.sh"
@@ -85,7 +85,6 @@ def keep_log(log: Path, what: str) -> Path:
     """Copy a failed step's log to edgeprune's cache: the staged deploy folder holding it is removed on failure."""
     import time
 
-    from toolchain.core.fileio import cache_dir
 
     kept = cache_dir("vitis-logs") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     shutil.copyfile(log, kept)

@@ -21,11 +21,16 @@ from pathlib import Path
 
 from torch import nn
 
+from cfg_codegen.cfgwrite import render_cfg
+from cfg_codegen.parser import parse_cfg
+from cfg_codegen.weights import read_weights
 from targets.vitis.dpu import LEAKY_SLOPE  # the only LeakyReLU slope the DPU implements
-from toolchain.models.checkpoint import save_model
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.fileio import ensure_not_input
+from toolchain.core.fileio import atomic_output, ensure_not_input
+from toolchain.models.checkpoint import save_model
 from toolchain.models.loading import LoadedModel, load_model
+from toolchain.models.sources import check_weights, source_for
+from toolchain.models.sources.darknet import default_weights
 
 HOST_DECODE_ATTR = "edgeprune_host_decode"
 ACTIVATIONS = {
@@ -163,11 +168,6 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
     """
     import shutil
 
-    from cfg_codegen.cfgwrite import render_cfg
-    from cfg_codegen.parser import parse_cfg
-    from cfg_codegen.weights import read_weights
-    from toolchain.core.fileio import atomic_output
-    from toolchain.models.sources.darknet import default_weights
 
     if act not in CFG_ACTIVATIONS:
         raise EdgepruneError(f"--act for a Darknet cfg must be one of {', '.join(CFG_ACTIVATIONS)} (activations "
@@ -199,3 +199,20 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
         report.warnings.append(f"activations were replaced, so the network computes a different function: fine-tune "
                                f"{out} + {weights_out} before judging or deploying its accuracy")
     return report
+
+
+# How each model source is rewritten, and its default activation (a registry keyed by the source's name).
+REWRITERS = {"pytorch": ("hardswish", lambda model, out, act, weights: dpu_rewrite_file(model, out, act)),
+             "darknet": ("leaky", lambda model, out, act, weights: dpu_rewrite_cfg(model, out, act, weights))}
+
+
+def dpu_rewrite(model: str | Path, out: str | Path, act: str | None = None, weights: str | None = None
+                ) -> RewriteReport:
+    """Rewrite ``model`` (any source with a rewriter) for the DPU into ``out``; ``act`` None = the source's default."""
+
+    source = source_for(model)
+    check_weights(model, weights)
+    if source.name not in REWRITERS:
+        raise EdgepruneError(f"{model} is a {source.name} model; dpu-rewrite rewrites {', '.join(REWRITERS)} models")
+    default, rewrite = REWRITERS[source.name]
+    return rewrite(model, out, act or default, weights)

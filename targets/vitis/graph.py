@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from targets.vitis.dpu_rewrite import fix_leaky_slopes
 from toolchain.core.errors import UnsupportedModelError
 
 
@@ -120,7 +121,6 @@ class DarknetDPUGraph(nn.Module):
             if isinstance(getattr(block, "conv", None), nn.Conv2d) and isinstance(getattr(block, "bn", None),
                                                                                  nn.BatchNorm2d):
                 block.conv, block.bn = fuse_conv_bn_eval(block.conv, block.bn), nn.Identity()
-        from targets.vitis.dpu_rewrite import fix_leaky_slopes
 
         self.leaky_slopes_fixed = fix_leaky_slopes(self.model)
         for entry in head["heads"]:
@@ -152,8 +152,9 @@ class DarknetDPUGraph(nn.Module):
 
 def dpu_graph(source) -> nn.Module:
     """The DPU part of ``source`` (a :class:`toolchain.models.sources.ExportSource`): DPUGraph or DarknetDPUGraph."""
-    if source.kind == "darknet":
-        if source.head.get("format") != "darknet":
+    head_format = (source.head or {}).get("format", "ultralytics")
+    if head_format.startswith("darknet"):  # outputs decoded as Darknet's [yolo] layers
+        if head_format != "darknet":
             raise UnsupportedModelError(f"{source.path}: the DPU runs the raw head maps; deploy without --decode")
         return DarknetDPUGraph(source.module, source.head).eval()
     if source.task == "module":

@@ -12,7 +12,6 @@ the head's convolutions; the decode runs in the board's post-processing); otherw
 model's own inference graph, decode included.
 
 Sources of the limits (facts only; read 2025):
-
 * AMD UG1414 *Vitis AI User Guide* v3.5, "Currently Supported Operators",
   https://docs.amd.com/r/en-US/ug1414-vitis-ai/Currently-Supported-Operators — for
   DPUCZDX8G_ISA1_B4096 (ZCU102/104; the KV260 runs the same B4096 ISA1 DPU):
@@ -55,8 +54,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from targets.vitis.dpu import BOARDS, CPU, DPU, DPUArch, classify
-from targets.vitis.trace import GRAPH_INPUT, OpGraph
+from targets.vitis.dpu_rewrite import has_host_decode
+from targets.vitis.graph import dpu_graph
+from targets.vitis.trace import GRAPH_INPUT, OpGraph, trace_ops
 from toolchain.core.errors import EdgepruneError
+from toolchain.models.sources import prepare
 
 SOURCES = (
     "https://docs.amd.com/r/en-US/ug1414-vitis-ai/Currently-Supported-Operators",
@@ -168,16 +170,12 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
     Raises:
         EdgepruneError: unknown target; model errors from the model source.
     """
-    from toolchain.models.sources import prepare
-    from targets.vitis.graph import dpu_graph
-    from targets.vitis.trace import trace_ops
-    from targets.vitis.dpu_rewrite import has_host_decode
 
     if target not in BOARDS:
         raise EdgepruneError(f"unknown --target {target!r}; known targets: {', '.join(BOARDS)}")
     arch = BOARDS[target]
     source = prepare(model_path, imgsz, input_shape, weights=weights)
-    if source.kind == "darknet":
+    if (source.head or {}).get("format", "").startswith("darknet"):  # Darknet [yolo] heads: decoded on the board
         module = dpu_graph(source)
         rows, subgraphs = analyse(trace_ops(module, source.example), arch, module.head_scopes)
         return PreflightReport(str(model_path), target, arch.name, source.imgsz,

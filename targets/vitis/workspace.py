@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 import torch
 
-from toolchain.models.imagedata import calibration_batches, image_files
 from toolchain.core.errors import InputFileError, ModelMismatchError
 from toolchain.core.fileio import atomic_output
 from toolchain.core.prepost import fit
+from toolchain.models.imagedata import calibration_batches, image_files
 
 TEMPLATES = Path(__file__).parent / "templates"
 FORMAT = "edgeprune-vitis-workspace/1"

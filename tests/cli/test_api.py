@@ -111,7 +111,7 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
     assert kw["budget_epochs"] == 12 and kw["teacher"] is None and kw["train_device"] == "auto"
     args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--ratio", "0.6", "--global",
                                                     "--out", str(tmp_path / "sp")])
-    assert kw["ratio"] == 0.6 and kw["global_pruning"] is True and kw["method"] == "bn" and kw["strength"] is None
+    assert kw["ratio"] == 0.6 and kw["global_pruning"] is True and kw["method"] is None and kw["strength"] is None
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False

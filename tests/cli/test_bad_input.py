@@ -358,7 +358,7 @@ CASES = [
          "--ray-address", "--executor ray"),
     case("sweep-refine-steps-without-refine", "sweep {model} --data {data} --out {out} --refine-steps 5",
          "--refine-steps", "--refine"),
-    case("bench-onnx-bf16", "bench {onnx} --precision bf16 --iterations 2", "--precision bf16"),
+    case("bench-onnx-bf16", "bench {onnx} --infer-precision bf16 --iterations 2", "--infer-precision bf16"),
     case("deploy-cuda-absent", "deploy onnx {model} --out {out} --device cuda --precision fp32 --imgsz 64", "cuda"),
     case("bench-gpu-absent", "bench {ir_deploy} --device GPU --iterations 2", "GPU"),
     case("deploy-onnx-u8-input", "deploy onnx {model} --out {out} --u8-input", "--u8-input"),

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, json_option,
-                                method_choice, refuse_ignored, resolve_imgsz, strict_option, weights_option)
+from toolchain.cli.opts import (
+    OutputPath,
+    existing_file,
+    imgsz_option,
+    json_option,
+    method_choice,
+    refuse_ignored,
+    resolve_imgsz,
+    strict_option,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 from toolchain.core.device import DEVICE_HELP
 
@@ -49,7 +58,9 @@ def _ratios(ctx, param, value):
               help="INT8 calibration images.")
 @click.option("--no-references", is_flag=True,
               help="Skip measuring Ultralytics' own exports of the unpruned model (the speedup base).")
-@click.option("--device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
+@click.option("--device", default="cpu", show_default=True,
+              help="Device of the runtime every point is deployed to and measured on (e.g. cpu, GPU).")
+@click.option("--train-device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
 @weights_option
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True)
 @click.option("--ray-address", default=None,
@@ -58,8 +69,8 @@ def _ratios(ctx, param, value):
 @strict_option
 @json_option
 def autotune(model, data, ratios, precisions, targets, max_drop, finetune_epochs, method, round_to, imgsz,
-             bench_iterations, calib_images, no_references, device, weights, executor, ray_address, out, strict,
-             as_json) -> None:
+             bench_iterations, calib_images, no_references, device, train_device, weights, executor, ray_address, out,
+             strict, as_json) -> None:
     """Search prune ratio × precision × target for MODEL on the device that will run it.
 
     Every ratio is pruned once (fine-tuned with --finetune-epochs), deployed to every target at
@@ -72,8 +83,6 @@ def autotune(model, data, ratios, precisions, targets, max_drop, finetune_epochs
     import edgeprune
 
     refuse_ignored(ray_address=executor != "ray" and "without --executor ray")
-    check_stride(imgsz)
-    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz)
     err = console(stderr=True)
 
@@ -87,7 +96,8 @@ def autotune(model, data, ratios, precisions, targets, max_drop, finetune_epochs
             model, data, out, ratios=ratios, precisions=precisions, targets=targets, max_drop=max_drop,
             finetune_epochs=finetune_epochs, method=method, round_to=round_to, imgsz=imgsz,
             bench_iterations=bench_iterations, calib_images=calib_images, references=not no_references,
-            device=device, weights=weights, executor=executor, ray_address=ray_address, on_points=on_points,
+            device=device, train_device=train_device, weights=weights, executor=executor, ray_address=ray_address,
+            strict=strict, on_points=on_points,
             progress=status)
     if as_json:
         print_json(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import OutputPath, backend_choice, check_stride, compute_precision_choice, weights_option
+from toolchain.cli.opts import OutputPath, backend_choice, compute_precision_choice, weights_option
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
@@ -29,8 +29,10 @@ def _bench_options(func):
                      help="Images per inference; the input is (B, 3, H, W) and FPS counts images. "
                           "An ONNX model needs a dynamic batch (deploy --dynamic-shape)."),
         click.option("--threads", "-nthreads", type=click.IntRange(min=1), default=None, help="Inference threads."),
-        click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
-                     help="Compute precision to force where the runtime allows; auto = the runtime's choice, reported."),
+        click.option("--infer-precision", "-infer_precision", "infer_precision", type=compute_precision_choice,
+                     default="auto", show_default=True,
+                     help="Compute precision to force where the runtime allows (benchmark_app's -infer_precision); "
+                          "auto = the runtime's choice, reported. The artifact's own precision is deploy's --precision."),
         click.option("--duration", "-t", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                      help="Seconds per measurement."),
         click.option("--iterations", "-niter", type=click.IntRange(min=1), default=None, help="Run this many instead."),
@@ -54,9 +56,9 @@ def _emit(results, json_out) -> bool:
     if json_out == "-":
         print_json(results if len(results) > 1 else results[0])
         return True
-    from targets.bench import append_jsonl
+    from toolchain.core.jsonl import append_records
 
-    append_jsonl(json_out, results)
+    append_records(json_out, [r.to_json() for r in results])
     console(stderr=True).print(f"appended {len(results)} result(s) to {json_out}")
     return False
 
@@ -119,7 +121,8 @@ def bench() -> None:
 @click.option("--frame-interval", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run detection on every K-th frame (e2e).")
 @weights_option
-def bench_run(artifact, backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup, imgsz,
+def bench_run(artifact, backend, device, hint, requests, batch, threads, infer_precision, duration, iterations, warmup,
+              imgsz,
               json_out, csv_out, e2e, streams, splice, source, frame_interval, weights) -> None:
     """Latency percentiles, throughput, first-inference time and the precision actually executed.
 
@@ -128,11 +131,10 @@ def bench_run(artifact, backend, device, hint, requests, batch, threads, precisi
     """
     import edgeprune
 
-    check_stride(imgsz)
     _check_outputs(json_out, None)
     with stdout_to_stderr(json_out == "-"), progress("benchmarking") as status:
         results = edgeprune.bench(artifact, backend=backend, device=device, hint=hint, requests=requests, batch=batch,
-                                  threads=threads, precision=precision, duration=duration, iterations=iterations,
+                                  threads=threads, infer_precision=infer_precision, duration=duration, iterations=iterations,
                                   warmup=warmup, e2e=e2e, streams=streams, splice=splice, source=source,
                                   frame_interval=frame_interval, imgsz=imgsz, weights=weights, progress=status)
     _write_csv(csv_out, results)
@@ -150,7 +152,8 @@ def bench_run(artifact, backend, device, hint, requests, batch, threads, precisi
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --vs-ultralytics: calibration images for Ultralytics' INT8 export (skipped without).")
 @click.option("--e2e", is_flag=True, help="Also measure each end to end (decode, resize, infer, NMS).")
-def bench_compare(artifacts, backend, device, hint, requests, batch, threads, precision, duration, iterations, warmup, imgsz,
+def bench_compare(artifacts, backend, device, hint, requests, batch, threads, infer_precision, duration, iterations,
+                  warmup, imgsz,
                   json_out, csv_out, plot, unpruned, data, e2e) -> None:
     """Run several artifacts in one process with the same settings; ratios against the best Ultralytics export.
 
@@ -158,11 +161,10 @@ def bench_compare(artifacts, backend, device, hint, requests, batch, threads, pr
     """
     import edgeprune
 
-    check_stride(imgsz)
     _check_outputs(json_out, plot)
     with stdout_to_stderr(json_out == "-"), progress("benchmarking") as status:
         result = edgeprune.compare(artifacts, unpruned=unpruned, data=data, backend=backend, device=device, hint=hint,
-                                   requests=requests, batch=batch, threads=threads, precision=precision,
+                                   requests=requests, batch=batch, threads=threads, infer_precision=infer_precision,
                                    duration=duration, iterations=iterations, warmup=warmup, e2e=e2e, imgsz=imgsz,
                                    progress=status)
     results = result.results

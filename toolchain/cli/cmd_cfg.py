@@ -44,10 +44,10 @@ def cfg2py(cfg, out, weights, bn_eps, as_json) -> None:
     One line per layer, commented with the cfg index and section; forward() returns the maps
     feeding the [yolo] layers and decode() turns them into OpenCV-style rows.
     """
-    from cfg_codegen.build import write_model_py
+    import edgeprune
 
     with stdout_to_stderr(as_json):
-        result = write_model_py(cfg, out, weights, bn_eps)
+        result = edgeprune.cfg2py(cfg, out, weights=weights, bn_eps=bn_eps)
     _notes(result.warnings)
     if as_json:
         print_json(result)
@@ -122,12 +122,10 @@ cfg2ir = _Cfg2Ir()
 @json_option
 def cfg_prune(cfg, weights, global_percent, keep, shortcuts, out, as_json) -> None:
     """Prune a Darknet CFG + WEIGHTS pair and write pruned.cfg + pruned.weights (Darknet and OpenCV load them)."""
-    if global_percent is None and shortcuts == 0:
-        raise click.UsageError("nothing to prune: give --global-percent and/or --shortcuts")
-    from cfg_codegen.prune import PruneConfig, prune_darknet
+    import edgeprune
 
     with stdout_to_stderr(as_json), progress("pruning"):
-        report = prune_darknet(cfg, weights, out, PruneConfig(global_percent, keep, shortcuts))
+        report = edgeprune.cfg_prune(cfg, weights, out, global_percent=global_percent, keep=keep, shortcuts=shortcuts)
     _notes(report.notes)
     if as_json:
         print_json(report)

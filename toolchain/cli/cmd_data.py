@@ -28,11 +28,11 @@ def synth(out, n_train, n_val, imgsz, classes, seed, as_json) -> None:
     Shapes of several classes with varied size, colour, background and occlusion; OUT gets
     images/, labels/ and a data.yaml usable by every edgeprune and Ultralytics command.
     """
-    from toolchain.core.synth import SynthConfig, generate
+    import edgeprune
 
-    cfg = SynthConfig(train=n_train, val=n_val, imgsz=imgsz, classes=classes, seed=seed)
-    with progress(f"rendering {n_train + n_val} images"):
-        result = generate(out, cfg)
+    with progress(f"rendering {n_train + n_val} images") as status:
+        result = edgeprune.synth(out, train=n_train, val=n_val, imgsz=imgsz, classes=classes, seed=seed,
+                                 progress=status)
     if as_json:
         print_json(result)
         return

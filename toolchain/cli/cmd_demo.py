@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from edgeprune.demo import DEMO_BUDGET, DEMO_RATIO, FAST_BUDGET, FULL_BUDGET, run_demo
 from toolchain.cli.opts import OutputPath, json_option, open_ratio
 from toolchain.cli.render import console, print_json, stdout_to_stderr
-from edgeprune.demo import DEMO_BUDGET, DEMO_RATIO, FAST_BUDGET, FULL_BUDGET, run_demo
 
 
 @click.command()

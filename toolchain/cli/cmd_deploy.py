@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (OutputPath, check_data, check_stride, existing_file, imgsz_option, input_shape_option,
-                                json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
+from toolchain.cli.opts import (
+    OutputPath,
+    existing_file,
+    imgsz_option,
+    input_shape_option,
+    json_option,
+    refuse_ignored,
+    resolve_imgsz,
+    strict_option,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 from toolchain.core.formatting import human_bytes
 
@@ -52,24 +61,18 @@ def run_deploy(target_name, model, out, weights, precision, max_drop, data, cali
                dynamic_shape, decode, bn_eps, as_json, device, strict=False, **target_options) -> None:
     """Parse → one API call (:func:`edgeprune.deploy`) → render; shared by ``cfg2ir``."""
     import edgeprune
-    from toolchain.models.sources import is_darknet
 
-    darknet = is_darknet(model)
     refuse_ignored(
-        decode=not darknet and "for this model: --decode applies to Darknet cfgs",
-        bn_eps=not darknet and "for this model: --bn-eps applies to Darknet cfgs",
         calib_images=precision in ("fp32", "fp16") and f"with --precision {precision} (only INT8 calibrates)",
         max_drop=precision in ("fp32", "fp16") and f"with --precision {precision} (it bounds auto and INT8)",
         no_eval=not data and "without --data (nothing is evaluated)",
     )
-    check_stride(imgsz)
-    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
     with stdout_to_stderr(as_json), progress(f"deploying to {target_name} ({precision})") as status:
         result = edgeprune.deploy(model, target_name, out, precision=precision, data=data, imgsz=imgsz,
                                   input_shape=input_shape, max_drop=max_drop, calib_images=calib_images, device=device,
                                   weights=weights, dynamic=dynamic_shape, decode=decode, bn_eps=bn_eps,
-                                  evaluate=not no_eval, progress=status, **target_options)
+                                  evaluate=not no_eval, strict=strict, progress=status, **target_options)
     _notes(result.record.get("notes", []))
     if as_json:
         print_json(result)

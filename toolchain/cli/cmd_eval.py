@@ -6,8 +6,16 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.opts import (check_data, check_stride, compute_precision_choice, eval_backend_choice, existing_file,
-                                imgsz_option, json_option, resolve_imgsz, strict_option, weights_option)
+from toolchain.cli.opts import (
+    compute_precision_choice,
+    eval_backend_choice,
+    existing_file,
+    imgsz_option,
+    json_option,
+    resolve_imgsz,
+    strict_option,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 
@@ -24,11 +32,11 @@ from toolchain.cli.render import console, print_json, progress, stdout_to_stderr
               help="auto: the Ultralytics validator for .pt checkpoints, the artifact's runtime otherwise; "
                    "torch: a .pt through edgeprune's pipeline, comparable with artifacts.")
 @click.option("--device", default="cpu", show_default=True, help="Device for artifacts (e.g. CPU, GPU, cuda).")
-@click.option("--precision", type=compute_precision_choice, default="auto", show_default=True,
+@click.option("--infer-precision", type=compute_precision_choice, default="auto", show_default=True,
               help="Compute precision to force where the runtime allows (auto = the runtime's choice, reported).")
 @strict_option
 @json_option
-def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precision, strict, as_json) -> None:
+def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, infer_precision, strict, as_json) -> None:
     """mAP50, mAP50-95, precision and recall of MODEL on DATA, overall and per class.
 
     MODEL is a .pt checkpoint, a Darknet .cfg (with --weights), or a deployed artifact (OpenVINO
@@ -38,16 +46,14 @@ def eval_cmd(model, weights, data, imgsz, batch, split, backend, device, precisi
     ONNX and OpenVINO artifacts of Ultralytics models are also run through the Ultralytics
     validator, and both numbers are shown with their difference.
     """
-    check_stride(imgsz)
     imgsz = resolve_imgsz(model, imgsz)
-    check_data(data, (split,), strict)
     import edgeprune
-
     from toolchain.models.validator import EvalResult
 
     with stdout_to_stderr(as_json), progress("evaluating") as status:
         result = edgeprune.evaluate(model, data, imgsz=imgsz, batch=batch, split=split, backend=backend,
-                                    device=device, precision=precision, weights=weights, progress=status)
+                                    device=device, infer_precision=infer_precision, weights=weights,
+                                    strict=strict, progress=status)
     if isinstance(result, EvalResult):  # edgeprune.evaluate chose the Ultralytics validator
         per_class = [[c.name, c.precision, c.recall, c.map50, c.map50_95] for c in result.per_class]
         caption = f"{result.model} on {result.data} ({split}), imgsz {result.imgsz}, Ultralytics validator"

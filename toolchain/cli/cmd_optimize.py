@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import OutputPath, cache_option, existing_file, imgsz_option, json_option, method_choice, open_ratio
+from toolchain.cli.opts import (
+    OutputPath,
+    cache_option,
+    existing_file,
+    imgsz_option,
+    json_option,
+    method_choice,
+    open_ratio,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 from toolchain.core.device import DEVICE_HELP
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option,
-                                method_choice, open_ratio, resolve_imgsz)
+from toolchain.cli.opts import (
+    OutputPath,
+    existing_file,
+    imgsz_option,
+    input_shape_option,
+    json_option,
+    method_choice,
+    open_ratio,
+    resolve_imgsz,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 from toolchain.core.formatting import human_bytes
 

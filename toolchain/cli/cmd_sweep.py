@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, deploy_target_choice, existing_file,
-                                imgsz_option, json_option, method_choice, open_ratio, refuse_ignored, resolve_imgsz,
-                                strict_option, weights_option)
-from toolchain.core.device import DEVICE_HELP
+from toolchain.cli.opts import (
+    OutputPath,
+    cache_option,
+    deploy_target_choice,
+    existing_file,
+    imgsz_option,
+    json_option,
+    method_choice,
+    open_ratio,
+    refuse_ignored,
+    resolve_imgsz,
+    strict_option,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
-
+from toolchain.core.device import DEVICE_HELP
 
 
 def _ratios(ctx, param, value):
@@ -29,15 +37,17 @@ def _ratios(ctx, param, value):
 @click.command()
 @click.argument("model", type=existing_file)
 @click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to train on.")
-@click.option("--ratio", type=float, callback=open_ratio, default=0.5, show_default=True,
-              help="The prune the model is prepared for: the channels it removes go to zero (as `prune --ratio`).")
-@click.option("--method", type=method_choice, default="bn", show_default=True,
-              help="Criterion choosing those channels (as `prune --method`; not taylor).")
+@click.option("--ratio", type=float, callback=open_ratio, default=None,
+              help="The prune the model is prepared for: the channels it removes go to zero (as `prune --ratio`). "
+                   "[default: 0.5]")
+@click.option("--method", type=method_choice, default=None,
+              help="Criterion choosing those channels (as `prune --method`; not taylor). [default: bn]")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers (as `prune --global`).")
-@click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Channel multiple of that prune (as `prune --round-to`).")
-@click.option("--hold", type=click.FloatRange(min=0, max=1, max_open=True), default=0.4, show_default=True,
-              help="Final fraction of the run with those channels held at zero (the network adapts to their absence).")
+@click.option("--round-to", type=click.IntRange(min=1), default=None,
+              help="Channel multiple of that prune (as `prune --round-to`). [default: 8]")
+@click.option("--hold", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Final fraction of the run with those channels held at zero (the network adapts to their "
+                   "absence). [default: 0.4]")
 @click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Darknet cfgs: L1 strength on BatchNorm gamma, as a proximal step after each SGD step "
                    "[default: 1e-3].")
@@ -72,54 +82,32 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strengt
     """
     import edgeprune
     from toolchain.cli.cmd_train import _epoch_printer, _render_history
-    from toolchain.models.sources import is_darknet
 
-    darknet = is_darknet(model)
-    for_ultralytics = darknet and "for a Darknet cfg: it is sparsity-trained with --s"
-    refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
-                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs",
-                   seed=not darknet and "for this model: --seed applies to Darknet cfgs",
-                   strength=not darknet and "for this model: --s applies to Darknet cfgs (use --ratio)",
-                   warmup_epochs=darknet and "for a Darknet cfg: it warms up for --burn-in iterations",
-                   ratio=for_ultralytics, method=for_ultralytics, global_pruning=for_ultralytics,
-                   round_to=for_ultralytics, hold=for_ultralytics)
-    check_stride(imgsz)
-    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
                                     round_to=round_to, hold=hold, strength=strength, epochs=epochs, imgsz=imgsz,
                                     batch=batch, workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
                                     weights=weights, burn_in=burn_in, seed=seed, cache=cache,
-                                    on_epoch=_epoch_printer(as_json) if darknet else _gamma_printer())
+                                    strict=strict, on_epoch=_epoch_printer(as_json))
     if as_json:
         print_json(result)
         return
-    _render_history(result, as_json)
-    snapshots = result.sparsity["snapshots"] if darknet else [s.to_json() for s in result.snapshots]
-    thresholds = sorted(snapshots[-1]["below"])
-    rows = [[s["epoch"], s["l1_mean"]] + [s["below"][t] for t in thresholds] + [s.get("map50_95")] for s in snapshots]
+    _render_history(result.train, as_json)
+    thresholds = sorted(result.final.below, key=float)
+    rows = [[s.epoch, s.l1_mean] + [s.below[t] for t in thresholds] + [s.map50_95] for s in result.snapshots]
     caption = [f"weights: {result.weights}", f"histograms and sparsity.json in {result.run_dir}"]
-    if not darknet:
+    if result.prune:
         caption.insert(0, f"{result.channels:,} BatchNorm channels driven to zero for `prune --ratio "
                           f"{result.prune['ratio']} --method bn{' --global' if result.prune['global_pruning'] else ''}`;"
                           f" mAP50-95 {result.start_map50_95:.3f} -> {result.map50_95:.3f}")
-        for note in result.notes:
-            console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
+    else:
+        caption.insert(0, f"L1 penalty s = {result.strength:g} on every BatchNorm gamma")
+    for note in result.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     console().print(table("BatchNorm gamma during sparsity training",
                           ["epoch", "mean |gamma|"] + [f"< {t}" for t in thresholds] + ["mAP50-95"], rows,
                           caption="\n".join(caption)))
-
-
-def _gamma_printer():
-    """Print each epoch's gamma fractions and mAP on stderr as it finishes."""
-    err = console(stderr=True)
-
-    def show(snap) -> None:
-        below = "  ".join(f"<{t}: {v:.1%}" for t, v in sorted(snap.below.items(), key=lambda kv: float(kv[0])))
-        score = "-" if snap.map50_95 is None else f"{snap.map50_95:.3f}"
-        err.print(f"epoch {snap.epoch}: mean|gamma| {snap.l1_mean:.3f}  {below}  mAP50-95 {score}")
-    return show
 
 
 def _counts(ctx, param, value):
@@ -153,7 +141,9 @@ def _counts(ctx, param, value):
               help="Largest accepted mAP50 drop against the unpruned model.")
 @imgsz_option()
 @click.option("--bench-iterations", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
+@click.option("--device", default="cpu", show_default=True,
+              help="Device of the runtime every point is deployed to and measured on (e.g. cpu, GPU).")
+@click.option("--train-device", default="auto", show_default=True, help="Torch device for fine-tuning. " + DEVICE_HELP)
 @click.option("--executor", type=click.Choice(("local", "ray")), default="local", show_default=True)
 @click.option("--ray-address", default=None, help="Address of an existing Ray cluster (default: start a local one).")
 @click.option("--out", required=True, type=OutputPath("dir"),
@@ -171,7 +161,7 @@ def _counts(ctx, param, value):
 @strict_option
 @json_option
 def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, device, executor, ray_address, out, weights, shortcuts,
+          max_drop, imgsz, bench_iterations, device, train_device, executor, ray_address, out, weights, shortcuts,
           keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
@@ -181,25 +171,8 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     skips the points already there.
     """
     import edgeprune
-    from toolchain.models.sources import is_darknet
 
-    darknet = is_darknet(model)
-    if darknet and weights is None:
-        from toolchain.models.sources.darknet import default_weights
-
-        if default_weights(Path(model)) is None:
-            raise click.UsageError(f"{model} has no weights to sweep: give --weights (no {Path(model).stem}.weights "
-                                   "beside it)")
-    refuse_ignored(
-        shortcuts=not darknet and "for this model: --shortcuts applies to Darknet cfgs",
-        keep=not darknet and "for this model: --keep applies to Darknet cfgs",
-        shortcut_grid=not darknet and "for this model: --shortcut-grid applies to Darknet cfgs",
-        method=darknet and "for a Darknet cfg: its sweep ranks BN gammas (cfg-prune)",
-        ray_address=executor != "ray" and "without --executor ray",
-        refine_steps=not refine and "without --refine",
-    )
-    check_stride(imgsz)
-    check_data(data, ("train", "val") if finetune_epochs or finetune_chosen else ("val",), strict)
+    refuse_ignored(refine_steps=not refine and "without --refine")
     imgsz = resolve_imgsz(model, imgsz)
 
     err = console(stderr=True)
@@ -216,9 +189,10 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
         result = edgeprune.sweep(
             model, data, out, ratios=ratios, target=target, max_drop=max_drop, finetune_epochs=finetune_epochs,
             method=method, global_pruning=global_pruning, round_to=round_to, steps=steps, imgsz=imgsz, refine=refine,
-            refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, weights=weights,
+            refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, train_device=train_device,
+            weights=weights,
             shortcuts=shortcuts, keep=keep, shortcut_grid=shortcut_grid, finetune_chosen=finetune_chosen,
-            executor=executor, ray_address=ray_address,
+            executor=executor, ray_address=ray_address, strict=strict,
             on_point=on_point, progress=status)
     if as_json:
         print_json(result)

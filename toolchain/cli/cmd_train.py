@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
+import click
 from rich.markup import escape
 
-from toolchain.cli.opts import (OutputPath, cache_option, check_data, check_stride, existing_file, imgsz_option,
-                                json_option, refuse_ignored, resolve_imgsz, strict_option, weights_option)
-from toolchain.core.device import DEVICE_HELP
+from toolchain.cli.opts import (
+    OutputPath,
+    cache_option,
+    existing_file,
+    imgsz_option,
+    json_option,
+    refuse_ignored,
+    resolve_imgsz,
+    strict_option,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
+from toolchain.core.device import DEVICE_HELP
 
 
 def _train_options(func):
@@ -53,10 +63,15 @@ def _darknet_options(func):
 
 
 def _epoch_printer(as_json: bool):
-    """Print each epoch's results row on stderr as it finishes (Darknet training)."""
+    """Print each epoch's record on stderr as it finishes: a trainer's results row, or sparsity's gamma record."""
     err = console(stderr=True)
 
     def show(row) -> None:
+        if hasattr(row, "below"):  # sparsity training: the share of gamma near zero and the mAP after the epoch
+            below = "  ".join(f"<{t}: {v:.1%}" for t, v in sorted(row.below.items(), key=lambda kv: float(kv[0])))
+            score = "-" if row.map50_95 is None else f"{row.map50_95:.3f}"
+            err.print(f"epoch {row.epoch}: mean|gamma| {row.l1_mean:.3f}  {below}  mAP50-95 {score}")
+            return
         err.print(f"epoch {row.epoch}: lr {row.lr:.3g}  box {row.box:.3f}  obj {row.obj:.3f}  cls {row.cls:.3f}  "
                   f"mAP50 {row.map50:.3f}  mAP50-95 {row.map50_95:.3f}  mean|gamma| {row.gamma_l1:.3f}  "
                   f"({row.seconds:.0f} s)")
@@ -73,19 +88,30 @@ def _render_history(result, as_json: bool) -> None:
                            for r in history]))
 
 
-def _split_source(source: str, data: str | None, model: str | None) -> tuple[str, str]:
-    """(model, data) from ``train SOURCE``: a Darknet cfg with --data, or a data.yaml with --model."""
-    from toolchain.models.sources import is_darknet
+def _is_data_file(path: str) -> bool:
+    """True for a YOLO data.yaml (a mapping naming its classes), as opposed to a model file."""
+    import yaml
 
-    if is_darknet(source):
-        if data is None:
-            raise click.UsageError(f"training the Darknet cfg {source} needs --data DATA.yaml")
-        if model is not None:
-            raise click.UsageError("--model is ignored when SOURCE is a Darknet cfg; drop it")
-        return source, data
-    if data is not None:
-        raise click.UsageError(f"--data is for a Darknet cfg SOURCE; {source} is the data file here (drop --data)")
-    return model or "yolov8n.yaml", source
+    if Path(path).suffix.lower() not in (".yaml", ".yml"):
+        return False
+    try:
+        content = yaml.safe_load(Path(path).read_text(errors="replace"))
+    except yaml.YAMLError:
+        return True  # a broken yaml is a broken data file: the data check names what is wrong
+    return isinstance(content, dict) and ("names" in content or "nc" in content)
+
+
+def _split_source(source: str, data: str | None, model: str | None) -> tuple[str, str]:
+    """(model, data) from ``train SOURCE``: a data.yaml with --model, or a model file (a Darknet cfg) with --data."""
+    if _is_data_file(source):
+        if data is not None:
+            raise click.UsageError(f"--data is for a model-file SOURCE; {source} is the data file here (drop --data)")
+        return model or "yolov8n.yaml", source
+    if data is None:
+        raise click.UsageError(f"training the model {source} needs --data DATA.yaml")
+    if model is not None:
+        raise click.UsageError("--model is ignored when SOURCE is a model file; drop it")
+    return source, data
 
 
 @click.command()
@@ -111,22 +137,14 @@ def train(source, model, data, out, converge, from_scratch, epochs, imgsz, batch
     in Darknet and OpenCV) and OUT/results.csv one row per epoch. Uses a GPU when present.
     """
     import edgeprune
-    from toolchain.models.sources import is_darknet
 
     model, data = _split_source(source, data, model)
-    darknet = is_darknet(model)
-    refuse_ignored(weights=not darknet and "for this model: --weights applies to Darknet cfgs",
-                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs",
-                   converge=darknet and "for a Darknet cfg: its trainer runs the cfg's schedule to --epochs",
-                   from_scratch=darknet and "for a Darknet cfg: it trains from scratch without --weights")
-    check_stride(imgsz)
-    check_data(data, ("train", "val"), strict)
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"training, {epochs} epochs"):
         result = edgeprune.train(data, out, model=model, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
                                  seed=seed, lr0=lr0, device=device, weights=weights, burn_in=burn_in,
                                  converge=converge or 0, from_scratch=from_scratch, cache=cache,
-                                 on_epoch=_epoch_printer(as_json) if darknet else None)
+                                 strict=strict, on_epoch=_epoch_printer(as_json))
     _notes(result)
     _render_history(result, as_json)
     _render(result, "Training finished", as_json)
@@ -161,26 +179,18 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
     it) with its [yolo] loss, on the labels; results are saved as .cfg + .weights.
     """
     import edgeprune
-    from toolchain.models.sources import is_darknet
 
     if teacher and no_distill:
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",
                                  param_hint="'--no-distill'")
-
-    darknet = is_darknet(checkpoint)
-    refuse_ignored(distill_weight=(no_distill and "with --no-distill") or (darknet and "for a Darknet cfg"),
-                   teacher=darknet and "for a Darknet cfg: distillation works on Ultralytics checkpoints",
-                   weights=not darknet and "for this model: --weights applies to Darknet cfgs",
-                   burn_in=not darknet and "for this model: --burn-in applies to Darknet cfgs")
-    check_stride(imgsz)
-    check_data(data, ("train", "val"), strict)
+    refuse_ignored(distill_weight=no_distill and "with --no-distill")
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"fine-tuning, {epochs} epochs"):
         result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
-                                    teacher=None if no_distill or darknet else (teacher or "auto"),
+                                    teacher=None if no_distill else (teacher or "auto"),
                                     distill_weight=distill_weight, device=device, workers=workers, seed=seed, lr0=lr0,
                                     weights=weights, burn_in=burn_in, cache=cache,
-                                    on_epoch=_epoch_printer(as_json) if darknet else None)
+                                    strict=strict, on_epoch=_epoch_printer(as_json))
     _notes(result)
     _render_history(result, as_json)
     _render(result, "Fine-tuning finished", as_json)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.opts import (OutputPath, existing_file, imgsz_option, input_shape_option, json_option, resolve_imgsz,
-                                weights_option)
+from toolchain.cli.opts import (
+    OutputPath,
+    existing_file,
+    imgsz_option,
+    input_shape_option,
+    json_option,
+    resolve_imgsz,
+    weights_option,
+)
 from toolchain.cli.render import console, print_json, progress, stdout_to_stderr, table
 
 ACTS = ("hardswish", "leaky", "relu")
@@ -26,12 +33,12 @@ def preflight(model, target, imgsz, input_shape, show_all, weights, as_json) -> 
     The subgraph count is an estimate (DPU regions separated by CPU ops); `deploy vitis`
     reads the compiler's real count.
     """
-    from targets.vitis.preflight import preflight as run_preflight
+    import edgeprune
 
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
-
-    with stdout_to_stderr(as_json), progress("tracing"):
-        report = run_preflight(model, target, imgsz, input_shape, weights)
+    with stdout_to_stderr(as_json), progress("tracing") as status:
+        report = edgeprune.preflight(model, target=target, imgsz=imgsz, input_shape=input_shape, weights=weights,
+                                     progress=status)
     if as_json:
         print_json(report)
         return
@@ -71,16 +78,10 @@ def dpu_rewrite(model, out, act, weights, as_json) -> None:
     A .pt output loads with YOLO("OUT") and fine-tunes with `edgeprune finetune`; a Darknet cfg
     gives OUT.cfg + OUT.weights. Either must be fine-tuned, since the activations changed.
     """
-    from targets.vitis.dpu_rewrite import dpu_rewrite_cfg, dpu_rewrite_file
-    from toolchain.models.sources import check_weights, is_darknet
+    import edgeprune
 
-    check_weights(model, weights)
-    darknet = is_darknet(model)
     with stdout_to_stderr(as_json):
-        if darknet:
-            report = dpu_rewrite_cfg(model, out, act or "leaky", weights)
-        else:
-            report = dpu_rewrite_file(model, out, act or "hardswish")
+        report = edgeprune.dpu_rewrite(model, out, act=act, weights=weights)
     for warning in report.warnings:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
@@ -117,14 +118,12 @@ def board() -> None:
 def board_bench(host, bundle, remote_dir, mode, sources, threads, iterations, duration, warmup, port,
                 as_json) -> None:
     """Copy the bundle to the board with scp, run run_kv260.py there with ssh, print its measurement."""
-    from pathlib import Path
+    import edgeprune
 
-    from targets.vitis.board import BoardBenchConfig, board_bench as run_board_bench
-
-    cfg = BoardBenchConfig(host=host, bundle=Path(bundle), remote_dir=remote_dir, mode=mode, threads=threads,
-                           iterations=iterations, duration=duration, warmup=warmup, sources=tuple(sources), port=port)
-    with progress(f"running on {host}"):
-        result = run_board_bench(cfg)
+    with progress(f"running on {host}") as status:
+        result = edgeprune.board_bench(host, bundle, remote_dir=remote_dir, mode=mode, sources=sources, threads=threads,
+                                       iterations=iterations, duration=duration, warmup=warmup, port=port,
+                                       progress=status)
     if as_json:
         print_json(result)
         return

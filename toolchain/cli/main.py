@@ -14,8 +14,20 @@ import sys
 
 import click
 
-from toolchain.cli import (cmd_autotune, cmd_bench, cmd_cfg, cmd_data, cmd_demo, cmd_deploy, cmd_eval, cmd_optimize,
-                           cmd_prune, cmd_sweep, cmd_train, cmd_vitis)
+from toolchain.cli import (
+    cmd_autotune,
+    cmd_bench,
+    cmd_cfg,
+    cmd_data,
+    cmd_demo,
+    cmd_deploy,
+    cmd_eval,
+    cmd_optimize,
+    cmd_prune,
+    cmd_sweep,
+    cmd_train,
+    cmd_vitis,
+)
 from toolchain.cli.render import fail
 from toolchain.core.errors import EdgepruneError
 

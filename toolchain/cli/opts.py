@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+
 class RegistryChoice(click.Choice):
     """A ``click.Choice`` read from a registry each time it is asked, so a newly registered entry appears.
 
@@ -150,21 +151,6 @@ weights_option = click.option(
 strict_option = click.option(
     "--strict", is_flag=True,
     help="Refuse a data set in which any image or label file would be skipped (default: warn with counts).")
-
-
-def check_data(data, splits: tuple[str, ...], strict: bool, task: str = "detect") -> None:
-    """Count and read the data set's ``splits`` before any work (see :mod:`toolchain.models.datasets`)."""
-    if data:
-        from toolchain.models.datasets import prepare_dataset
-
-        prepare_dataset(data, splits, task=task, strict=strict)
-
-
-def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -> None:
-    """:func:`toolchain.models.loading.check_stride`, imported when called so ``--help`` does not load torch."""
-    from toolchain.models.loading import check_stride as check
-
-    check(imgsz, stride, option)
 
 
 def refuse_ignored(**unused: str) -> None:

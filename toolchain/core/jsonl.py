@@ -49,8 +49,9 @@ def read_records(path: str | os.PathLike, make: Callable[[dict], T], what: str) 
 
 def append_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Append each record as one line, then flush and fsync, so a crash loses at most this call's lines."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         for record in records:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps(record, default=str) + "\n")
         fh.flush()
         os.fsync(fh.fileno())

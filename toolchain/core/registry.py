@@ -11,6 +11,8 @@ import importlib
 import pkgutil
 from typing import Generic, TypeVar
 
+from toolchain.core.errors import EdgepruneError
+
 T = TypeVar("T")
 
 
@@ -58,7 +60,6 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> type[T]:
         """The class registered as ``name``; an unknown name raises listing the known ones."""
-        from toolchain.core.errors import EdgepruneError
 
         self._discover()
         try:

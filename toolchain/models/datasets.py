@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain.core.errors import InputFileError
-from toolchain.models.loading import read_data_yaml
+from toolchain.core.fileio import cache_dir
 from toolchain.core.prepost import IMAGE_SUFFIXES
+from toolchain.models.loading import read_data_yaml
 
 COORD_SLACK = 1e-3  # Ultralytics accepts coordinates up to 1 + a rounding margin
 
@@ -221,7 +222,6 @@ def redirect_label_cache() -> None:
         return
     from ultralytics.data.dataset import YOLODataset
 
-    from toolchain.core.fileio import cache_dir
 
     original = YOLODataset._load_or_scan_cache
 

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolchain.core.errors import ModelMismatchError
+from toolchain.core.fileio import sha256_of
+from toolchain.models.loading import load_model
 
 KD_NAME = "kd_loss"
 
@@ -100,7 +102,6 @@ def load_teacher(path: str | Path, student: nn.Module) -> nn.Module:
     Raises:
         ModelMismatchError: a teacher whose head does not produce the student's outputs.
     """
-    from toolchain.models.loading import load_model
 
     teacher = load_model(path).model.float().eval()
     for p in teacher.parameters():
@@ -127,7 +128,6 @@ def install(trainer, teacher: nn.Module, weight: float) -> None:
 
 def recorded_teacher(loaded) -> tuple[str | None, str]:
     """The unpruned checkpoint a pruned one records (``prune``'s note), if it still exists unchanged; and why not."""
-    from toolchain.core.fileio import sha256_of
 
     note = loaded.ckpt.get("edgeprune") or {}
     source, digest = note.get("source"), note.get("source_sha256")

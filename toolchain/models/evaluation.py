@@ -17,7 +17,10 @@ import numpy as np
 from toolchain.core.detection_metrics import MapAccumulator, nms
 from toolchain.core.errors import InputFileError, ModelMismatchError
 from toolchain.core.prepost import fit, predictions, to_input
+from toolchain.core.progress import advance
+from toolchain.models.contract import flat_tensors
 from toolchain.models.imagedata import image_files, read_labels
+from toolchain.models.loading import read_data_yaml
 
 
 def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: str | Path,
@@ -30,7 +33,6 @@ def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: st
         input_hw: the network input size (an int for square inputs).
         resize: how images are fitted into the input (:func:`toolchain.core.prepost.fit`), as the model was trained.
     """
-    from toolchain.core.progress import advance
 
     files = files if files is not None else image_files(data_yaml, split)
     progress = progress or advance  # an explicit callback, else the caller's progress display
@@ -58,8 +60,6 @@ def evaluate_source(source, data_yaml: str | Path, split: str = "val", progress=
     """
     import torch
 
-    from toolchain.models.contract import flat_tensors
-    from toolchain.models.loading import read_data_yaml
 
     module = source.module.eval()
 

@@ -14,6 +14,8 @@ import numpy as np
 
 from toolchain.core.errors import InputFileError
 from toolchain.core.prepost import fit, to_input
+from toolchain.core.progress import advance, step
+from toolchain.models.datasets import images_of, label_path, split_sources
 
 
 def image_files(data_yaml: str | Path, split: str) -> list[Path]:
@@ -21,7 +23,6 @@ def image_files(data_yaml: str | Path, split: str) -> list[Path]:
 
     Resolved exactly as :mod:`toolchain.models.datasets` checks them (and as Ultralytics reads them).
     """
-    from toolchain.models.datasets import images_of, split_sources
 
     files = [image for source in split_sources(data_yaml, split) for image in images_of(source, Path(data_yaml), split)]
     if not files:
@@ -31,7 +32,6 @@ def image_files(data_yaml: str | Path, split: str) -> list[Path]:
 
 def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth of one image: (classes (N,), boxes xyxy in pixels (N, 4))."""
-    from toolchain.models.datasets import label_path
 
     path = label_path(image)
     if not path.exists() or not path.read_text().strip():
@@ -46,7 +46,6 @@ def read_labels(image: Path, shape_hw: tuple[int, int]) -> tuple[np.ndarray, np.
 def calibration_batches(data_yaml: str | Path, input_hw: int | tuple[int, int], count: int, split: str = "train",
                         resize: str = "letterbox") -> list[np.ndarray]:
     """``count`` images spread evenly over ``split``, fitted as the model expects (``resize``), each 1x3xHxW."""
-    from toolchain.core.progress import advance, step
 
     files = image_files(data_yaml, split)
     picks = np.linspace(0, len(files) - 1, num=min(count, len(files))).round().astype(int)

@@ -17,7 +17,8 @@ import torch
 import yaml
 from torch import nn
 
-from toolchain.core.errors import InputFileError, ModelMismatchError, UnsupportedModelError
+from toolchain.core.errors import InputFileError, ModelMismatchError, UnsupportedModelError, library_reason
+from toolchain.models.contract import check_prunable
 
 
 @dataclass
@@ -109,11 +110,6 @@ def _read_pickle(path: Path):
         raise InputFileError(f"model path {path} is a folder; expected a .pt file")
     if path.stat().st_size == 0:
         raise InputFileError(f"model file {path} is empty (0 bytes)")
-    if path.suffix.lower() == ".cfg":
-        raise UnsupportedModelError(
-            f"{path} is a Darknet cfg: prune it with `edgeprune cfg-prune CFG WEIGHTS --global-percent P` (or "
-            "`sweep CFG --weights W`); deploy, eval, bench, preflight and dpu-rewrite take it with --weights"
-        )
     try:
         return _torch_load(path)
     except ModuleNotFoundError as exc:
@@ -126,7 +122,6 @@ def _damage(path: Path, exc: Exception) -> str:
     """What is wrong with an unreadable checkpoint, in words (torch's own text cites miniz or pickle opcodes)."""
     import zipfile
 
-    from toolchain.core.errors import library_reason
 
     head = path.read_bytes()[:4]
     if head.startswith(b"PK"):
@@ -201,8 +196,6 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         )
     module = copy.deepcopy(module).float().eval()  # checkpoints store fp16 weights
     if isinstance(module, BaseModel):
-        from toolchain.models.contract import check_prunable
-
         check_prunable(module, str(path))
         nc = _check_yolo_consistency(path, module)
         task = guess_model_task(module)

@@ -20,10 +20,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from toolchain.core.errors import PruningError
 from toolchain.models.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
+from toolchain.models.calibration import yolo_batches, yolo_loss
 from toolchain.models.contract import contract_shapes, flat_tensors, protected_layers, trace_training_branches
 from toolchain.models.coupling import couple_groups
-from toolchain.core.errors import PruningError
 from toolchain.models.importance import create_importance, needs_gradients
 from toolchain.models.loading import LoadedModel
 from toolchain.models.model_stats import ModelStats, model_stats
@@ -134,7 +135,6 @@ def _module_names(model: nn.Module, modules: list[nn.Module]) -> list[str]:
 
 def _gradient_step_fn(loaded: LoadedModel, cfg: PruneConfig, imgsz: int) -> Callable[[nn.Module], None]:
     """Accumulate loss gradients on real images before a Taylor-scored pruning step."""
-    from toolchain.models.calibration import yolo_batches, yolo_loss
 
     if not loaded.is_yolo or not cfg.data:
         raise PruningError(

@@ -42,10 +42,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from toolchain.core.device import open_yolo
 from toolchain.core.errors import EdgepruneError, ModelMismatchError
 from toolchain.core.fileio import atomic_output
-from toolchain.models.pruning import PruneConfig
+from toolchain.models.importance import list_importances, needs_gradients
+from toolchain.models.loading import check_model_fits_data, load_model
+from toolchain.models.pruning import PruneConfig, plan_channels
 from toolchain.models.training import TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer, run_staged
+from toolchain.models.validator import evaluate
 
 THRESHOLDS = (1e-3, 1e-2, 0.1)
 EPOCHS_PER_HISTOGRAM = 5
@@ -71,8 +75,6 @@ class SparsityConfig:
     thresholds: tuple[float, ...] = THRESHOLDS
 
     def validate(self) -> None:
-        from toolchain.models.importance import list_importances, needs_gradients
-
         cfg = self.prune
         if not 0 < cfg.ratio < 1 and not cfg.layer_ratios:
             raise EdgepruneError(f"--ratio must be between 0 and 1 (exclusive), got {cfg.ratio}")
@@ -107,13 +109,14 @@ class SparsityResult:
 
     weights: str
     run_dir: str
-    prune: dict  # the prune the model was prepared for (PruneConfig's fields)
-    channels: int  # BN channels driven to zero
+    prune: dict | None  # the prune the model was prepared for (PruneConfig's fields); None: an L1 penalty
+    channels: int  # BN channels driven to zero (0 with an L1 penalty: it zeroes what it finds)
     train: TrainResult
     snapshots: list[GammaSnapshot]
     histograms: list[str]
     start_map50_95: float | None
     notes: tuple[str, ...] = ()
+    strength: float | None = None  # the L1 penalty's ``s`` (Darknet cfgs)
 
     @property
     def final(self) -> GammaSnapshot:
@@ -126,9 +129,9 @@ class SparsityResult:
 
     def to_json(self) -> dict:
         return {"weights": self.weights, "run_dir": self.run_dir, "prune": self.prune, "channels": self.channels,
-                "train": self.train.to_json(), "snapshots": [s.to_json() for s in self.snapshots],
-                "histograms": self.histograms, "start_map50_95": self.start_map50_95, "map50_95": self.map50_95,
-                "notes": list(self.notes)}
+                "strength": self.strength, "train": self.train.to_json(),
+                "snapshots": [s.to_json() for s in self.snapshots], "histograms": self.histograms,
+                "start_map50_95": self.start_map50_95, "map50_95": self.map50_95, "notes": list(self.notes)}
 
 
 def bn_layers(model: nn.Module) -> list[nn.BatchNorm2d]:
@@ -281,10 +284,6 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     Raises:
         EdgepruneError: bad ratio, method or epochs; ModelMismatchError: not a YOLO checkpoint or wrong classes.
     """
-    from toolchain.core.device import open_yolo
-    from toolchain.models.loading import check_model_fits_data, load_model
-    from toolchain.models.pruning import plan_channels
-    from toolchain.models.validator import evaluate
 
     cfg.validate()
     _check_epochs(cfg.train)

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from torch import nn
 
+from toolchain.core.device import open_yolo, resolve_device
 from toolchain.core.errors import EdgepruneError, ModelMismatchError
 from toolchain.core.fileio import staged_folder
-from toolchain.models.loading import check_model_fits_data, load_model, read_data_yaml
+from toolchain.models.datasets import prepare_dataset
+from toolchain.models.distill import install, load_teacher, recorded_teacher
+from toolchain.models.loading import check_model_fits_data, check_stride, load_model, read_data_yaml
 
 
 class _KeepArchitecture:
@@ -87,8 +90,6 @@ class TrainConfig:
     cache: bool = False  # decoded images kept in RAM (Ultralytics cache="ram"): less CPU per epoch
 
     def overrides(self) -> dict:
-        from toolchain.core.device import resolve_device
-
         device = resolve_device(self.device)
         args = {
             "epochs": self.epochs,
@@ -116,9 +117,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where the weights went and the final validation numbers of the trainer.
+    """Where the weights went and the final validation numbers of the trainer, for every model source.
 
-    ``teacher`` is the model distilled from (fine-tuning), ``notes`` what the user should know.
+    ``teacher`` is the model distilled from (fine-tuning), ``notes`` what the user should know;
+    ``cfg`` is the structure file beside ``weights`` for sources that keep them apart (Darknet),
+    ``history`` the per-epoch rows where the trainer reports them.
     """
 
     weights: str
@@ -129,6 +132,8 @@ class TrainResult:
     params: int
     teacher: str | None = None
     notes: tuple[str, ...] = ()
+    cfg: str | None = None
+    history: tuple = ()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -158,7 +163,6 @@ def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
     of epoch 3 of 15); the staged entries are merged into an existing ``out`` (never replacing
     the folder itself, which may hold the user's other files).
     """
-    from toolchain.models.datasets import prepare_dataset
 
     prepare_dataset(train_kwargs["data"], ("train", "val"))
     with staged_folder(out, replace=False) as stage:
@@ -171,7 +175,6 @@ def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
 def _check_epochs(cfg: TrainConfig) -> None:
     if cfg.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {cfg.epochs}")
-    from toolchain.models.loading import check_stride
 
     check_stride(cfg.imgsz)
 
@@ -227,7 +230,6 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not.
     With ``scratch`` a checkpoint's own architecture (a pruned one too) is trained from fresh weights.
     """
-    from toolchain.core.device import open_yolo
 
     _check_epochs(cfg)
     if converge < 0:
@@ -265,8 +267,6 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teac
             as the source, when it is still there unchanged; None = labels only.
         distill_weight: scale of the distillation loss against the task loss.
     """
-    from toolchain.core.device import open_yolo
-    from toolchain.models.distill import install, load_teacher, recorded_teacher
 
     _check_epochs(cfg)
     loaded = load_model(checkpoint)

@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from toolchain.core.device import open_yolo, resolve_device
+from toolchain.models.datasets import prepare_dataset
 from toolchain.models.loading import check_model_fits_data, load_model
 
 
@@ -45,9 +47,7 @@ class EvalResult:
 def evaluate(model_path: str, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
              device: str = "auto") -> EvalResult:
     """Validate ``model_path`` on ``data`` and return overall and per-class metrics."""
-    from toolchain.core.device import open_yolo, resolve_device
 
-    from toolchain.models.datasets import prepare_dataset
 
     loaded = load_model(model_path)
     imgsz = imgsz or loaded.train_imgsz  # None: the size the checkpoint was trained at
@@ -77,3 +77,12 @@ def evaluate(model_path: str, data: str, imgsz: int | None = None, batch: int = 
         pose_map50=float(pose.map50) if pose is not None else None,
         pose_map50_95=float(pose.map) if pose is not None else None,
     )
+
+
+def scores_as_result(model: str, data: str, imgsz: int, task: str, scores: dict, names: dict) -> EvalResult:
+    """An :class:`EvalResult` from edgeprune's own evaluation loop (:mod:`toolchain.models.evaluation`),
+    for models the Ultralytics validator cannot run (a Darknet cfg), so every source returns one type."""
+    per_class = [ClassMetrics(str(names[c]), v["precision"], v["recall"], v["map50"], v["map50_95"])
+                 for c, v in scores["per_class"].items()]
+    return EvalResult(model=str(model), data=str(Path(data)), imgsz=imgsz, task=task, precision=scores["precision"],
+                      recall=scores["recall"], map50=scores["map50"], map50_95=scores["map50_95"], per_class=per_class)

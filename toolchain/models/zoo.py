@@ -6,6 +6,9 @@ and the docs must agree on what "supported" means; they all read it from here.
 
 from __future__ import annotations
 
+from toolchain.models.training import TrainConfig, train
+from toolchain.models.validator import evaluate
+
 # family -> {task: yaml}; the smallest scale of each family (all build offline from yaml).
 FAMILIES: dict[str, dict[str, str]] = {
     "YOLOv3u": {"detect": "yolov3-tinyu.yaml"},
@@ -76,8 +79,6 @@ def train_checkpoint(family: str, data: str, out_dir, epochs: int = TRAIN_EPOCHS
     import tempfile
     from pathlib import Path
 
-    from toolchain.models.validator import evaluate
-    from toolchain.models.training import TrainConfig, train
 
     yaml_name = detect_yaml(family)
     out_dir = Path(out_dir)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import cv2
-import numpy as np
-
-from toolchain.core.errors import InputFileError, ModelMismatchError
+from targets.artifacts import read_metadata, resolve_artifact
+from targets.registry import target_for_artifact
+from toolchain.core.device import open_yolo
+from toolchain.core.errors import ModelMismatchError
+from toolchain.models.datasets import prepare_dataset
 from toolchain.models.evaluation import evaluate_callable
 from toolchain.models.loading import read_data_yaml
+from toolchain.models.sources import companion_weights
 
 
 @dataclass
@@ -49,24 +50,14 @@ def evaluate_artifact(artifact: str | Path, data: str | Path, device: str = "cpu
         validate: also run the Ultralytics validator on the artifact (ONNX, OpenVINO; detect
             heads with Ultralytics' output), reported in ``ultralytics`` beside edgeprune's number.
     """
-    from targets.artifacts import read_metadata, resolve_artifact
-    from targets.registry import target_for_artifact
-    from toolchain.models.sources import is_darknet
-
-    from toolchain.models.datasets import prepare_dataset
 
     data_cfg = read_data_yaml(data)
     prepare_dataset(data, (split,))
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path)
     size_hw = (imgsz, imgsz) if imgsz else None
-    extra = {"weights": weights} if is_darknet(path) else {}
-    if is_darknet(path) and weights is None:
-        from toolchain.models.sources.darknet import default_weights
-
-        if default_weights(path) is None:  # random parameters would score a meaningless mAP
-            raise InputFileError(f"{path} has no weights to evaluate: give --weights (no {path.stem}.weights "
-                                 "beside it)")
+    weights = companion_weights(path, weights, "evaluating")  # random parameters would score a meaningless mAP
+    extra = {"weights": weights} if weights is not None else {}
     runner = target.open(path, device, precision, input_hw=size_hw, **extra)
     size = tuple(int(v) for v in runner.info.input_shape[-2:])
     if imgsz and size != (imgsz, imgsz):  # never report one size while running another
@@ -96,7 +87,6 @@ def ultralytics_box_metrics(path: Path, target: str, data, imgsz: int, split: st
     """
     import tempfile
 
-    from toolchain.core.device import open_yolo
 
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:

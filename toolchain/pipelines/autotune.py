@@ -20,9 +20,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from targets.registry import get_target
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import atomic_output
+from toolchain.core.jsonl import append_records, read_records
+from toolchain.models.sources import source_for
 from toolchain.pipelines.executors import Executor, Job, local_executor
-from toolchain.pipelines.sweep import BASELINE_RATIO, SweepConfig
+from toolchain.pipelines.point import measure_artifact, prune_point
+from toolchain.pipelines.sweep import BASELINE_RATIO, SweepConfig, references_job
 
 AUTOTUNE_FILE = "autotune.jsonl"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -53,8 +58,6 @@ class AutotuneConfig:
     references: bool = True
 
     def validate(self) -> None:
-        from targets.registry import get_target
-
         self.sweep.validate()
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
@@ -140,52 +143,35 @@ def ratio_job(out: Path, ratio: float, config: AutotuneConfig, key: str, model: 
               data: str) -> list[dict]:
     """Prune ``model`` at ``ratio`` once (fine-tune if asked), then deploy, evaluate and time every
     (target, precision) of ``config`` in ``out``; returns the points as dicts (an executor job)."""
-    from targets.base import ExportConfig
-    from targets.bench import BenchConfig, append_jsonl, measure_inference
-    from toolchain.pipelines.bench import open_runner
-    from toolchain.pipelines.deploy import deploy
-    from targets.registry import get_target
-    from toolchain.pipelines.artifact_eval import evaluate_artifact
-    from toolchain.models.sources import is_darknet
-    from toolchain.pipelines.sweep import _checkpoint_point, _darknet_point
 
     out = Path(out)
     cfg = replace(config.sweep, data=data, weights=weights)
-    produce = _darknet_point if is_darknet(model) else _checkpoint_point
-    pruned, pruned_weights, _scores, stats = produce(model, ratio, cfg, out)
+    point = prune_point(model, ratio, cfg, out)
     points = []
     for target_name in config.targets:
         supported = get_target(target_name).precisions
         for precision in (p for p in config.precisions if p in supported):
             started = time.perf_counter()
             folder = out / f"{target_name}-{precision}"
-            exported = deploy(target_name, str(pruned), folder,
-                              ExportConfig(precision=precision, imgsz=cfg.imgsz, data=data, weights=pruned_weights,
-                                           calib_images=config.calib_images), evaluate=False)
-            scores = evaluate_artifact(exported.artifact, data, imgsz=cfg.imgsz)
-            bench_cfg = BenchConfig(backend=target_name, duration=None, iterations=cfg.bench_iterations, warmup=3)
-            bench = measure_inference(open_runner(exported.artifact, bench_cfg), exported.artifact, bench_cfg)
-            append_jsonl(folder / "bench.jsonl", [bench])
+            exported, scores, bench = measure_artifact(point, target_name, precision, folder, cfg, data=data,
+                                                       calib_images=config.calib_images, evaluate=True)
             size = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
             points.append(AutotunePoint(
                 ratio, target_name, precision, bench.executed_precision, scores.map50, scores.map50_95,
-                bench.throughput_fps, bench.latency.median_ms, stats.params, stats.macs, str(exported.artifact), size,
-                bench.cpu, bench.threads, key, time.perf_counter() - started,
+                bench.throughput_fps, bench.latency.median_ms, point.stats.params, point.stats.macs,
+                str(exported.artifact), size, bench.cpu, bench.threads, key, time.perf_counter() - started,
                 time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())).to_json())
     return points
 
 
 def read_autotune_points(run_dir: Path, key: str | None = None) -> list[AutotunePoint]:
     """Points in ``RUN_DIR/autotune.jsonl`` (with ``key`` if given); see :mod:`toolchain.core.jsonl`."""
-    from toolchain.core.jsonl import read_records
 
     points = read_records(Path(run_dir) / AUTOTUNE_FILE, lambda data: AutotunePoint(**data), "an autotune point")
     return [p for p in points if key is None or p.key == key]
 
 
 def _append(run_dir: Path, points: list[AutotunePoint]) -> None:
-    from toolchain.core.jsonl import append_records
-
     append_records(run_dir / AUTOTUNE_FILE, [p.to_json() for p in points])
 
 
@@ -226,11 +212,9 @@ def autotune(model_path: str, run_dir: str | Path, config: AutotuneConfig, execu
     its points are appended to ``autotune.jsonl`` by the driver as the job returns, so a rerun with
     the same settings skips the ratios already measured.
     """
-    from toolchain.core.fileio import atomic_output
-    from toolchain.pipelines.sweep import _fit_to_model
 
     config.validate()
-    config = replace(config, sweep=_fit_to_model(model_path, config.sweep))
+    config = replace(config, sweep=source_for(model_path).fit_sweep(Path(model_path), config.sweep))
     run_dir = Path(run_dir).resolve()
     model_path = str(Path(model_path).resolve())
     sweep_cfg = config.sweep
@@ -246,7 +230,6 @@ def autotune(model_path: str, run_dir: str | Path, config: AutotuneConfig, execu
 
     def complete(ratio: float) -> bool:
         have = {(p.target, p.precision) for p in known if p.ratio == ratio}
-        from targets.registry import get_target
 
         return all((t, p) in have for t, p in wanted if p in get_target(t).precisions)
 
@@ -283,10 +266,8 @@ def autotune(model_path: str, run_dir: str | Path, config: AutotuneConfig, execu
 
 def _references(model_path: str, config: AutotuneConfig, run_dir: Path, executor: Executor, progress) -> dict:
     """Per target, Ultralytics' own exports of the unpruned model measured on the cluster (cached in the run)."""
-    from toolchain.models.sources import is_darknet
-    from toolchain.pipelines.sweep import references_job
 
-    if is_darknet(model_path):
+    if not source_for(model_path).exports_with_ultralytics(Path(model_path)):
         return {}
     cache = run_dir / "references.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
@@ -298,7 +279,6 @@ def _references(model_path: str, config: AutotuneConfig, run_dir: Path, executor
                       run_dir / "references" / t,
                       files={"model": model_path}, data=config.sweep.data) for t in todo],
                  lambda job, result, _where: known.__setitem__(job.kwargs["cfg"].target, result))
-        from toolchain.core.fileio import atomic_output
 
         with atomic_output(cache) as tmp:
             tmp.write_text(json.dumps(known, indent=2))

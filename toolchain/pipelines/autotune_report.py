@@ -11,8 +11,16 @@ import json
 from pathlib import Path
 
 from toolchain.pipelines.autotune import AutotunePoint, pareto
-from toolchain.pipelines.reporting import (REPORT_DIR, ReportResult, data_uri, figure, html_table, md_table, save_figure,
-                                           write_pages)
+from toolchain.pipelines.reporting import (
+    REPORT_DIR,
+    ReportResult,
+    data_uri,
+    figure,
+    html_table,
+    md_table,
+    save_figure,
+    write_pages,
+)
 
 COLUMNS = ["ratio", "precision", "executed", "mAP50", "mAP50-95", "params", "MACs (M)", "FPS", "latency (ms)",
            "× best Ultralytics export", "Pareto", "node"]

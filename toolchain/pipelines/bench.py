@@ -12,22 +12,24 @@ from pathlib import Path
 from targets.artifacts import read_metadata, resolve_artifact
 from targets.bench import BenchConfig, BenchResult, measure_inference
 from targets.e2e import Detector, measure_e2e, measure_streams
-from targets.registry import get_target, target_for_artifact
 from targets.frame_sources import open_source
+from targets.registry import get_target, target_for_artifact
+from targets.ultralytics_exports import FORMATS, best_reference, build_ultralytics_exports
 from toolchain.core.errors import EdgepruneError
+from toolchain.models.loading import load_model
+from toolchain.models.sources import check_weights, default_imgsz
 
 
 def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
                 weights: str | None = None):
     """The runner for ``artifact`` with the bench settings applied (``weights``: a Darknet cfg's .weights)."""
-    from toolchain.models.sources import check_weights, is_darknet
 
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
     if not target.owns(path):
         raise EdgepruneError(f"{artifact} is not a {cfg.backend} artifact")
     check_weights(path, weights)
-    extra = {"weights": weights} if is_darknet(path) else {}
+    extra = {"weights": weights} if weights is not None else {}
     return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
                        input_hw=input_hw, batch=cfg.batch, **extra)
 
@@ -38,8 +40,6 @@ def class_count(artifact: str | Path, runner) -> int:
         return int(runner.head["nc"])
     path = resolve_artifact(Path(artifact))
     if path.suffix in (".pt", ".pth"):
-        from toolchain.models.loading import load_model
-
         loaded = load_model(path)
         if loaded.nc:
             return loaded.nc
@@ -138,7 +138,6 @@ def compare(artifacts: list[str], cfg: BenchConfig, input_hw: tuple[int, int] | 
     others' results: it is listed in ``Comparison.failed`` with the reason. Raises
     :class:`EdgepruneError` only when none could run.
     """
-    from targets.ultralytics_exports import best_reference
 
     if e2e and cfg.batch != 1:
         raise EdgepruneError(f"--batch {cfg.batch} measures inference only; end-to-end runs feed one frame per "
@@ -176,10 +175,6 @@ def compare_with_ultralytics(artifacts: list[str], cfg: BenchConfig, unpruned: s
     The exports are built at ``imgsz``, else at the size the artifacts were built at, else at the
     unpruned checkpoint's training size.
     """
-    from targets.artifacts import read_metadata, resolve_artifact
-    from targets.registry import target_for_artifact
-    from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
-    from toolchain.models.sources import default_imgsz
 
     references = []
     if unpruned:

@@ -27,6 +27,8 @@ from targets.base import ExportConfig, ExportResult
 from targets.registry import get_target
 from toolchain.core.errors import EdgepruneError, InputFileError, ModelMismatchError
 from toolchain.core.fileio import staged_folder
+from toolchain.core.progress import step
+from toolchain.models.datasets import prepare_dataset
 from toolchain.models.loading import read_data_yaml
 from toolchain.models.sources import ExportSource, prepare
 from toolchain.pipelines.precision_choice import CANDIDATES_DIR, DEFAULT_MAX_DROP, choose, map_drop, measure_fps
@@ -91,7 +93,6 @@ def _check_replaceable(out_dir: Path) -> None:
 def _deploy_into(target, model_path: str, out_dir: Path, cfg: ExportConfig, input_shape, evaluate: bool
                  ) -> ExportResult:
     """Export, verify and record one precision into ``out_dir`` (a staging folder)."""
-    from toolchain.core.progress import step
 
     device = target.check_device(cfg.device)
     target_name = target.name
@@ -128,13 +129,11 @@ def prepare_for_data(model_path: str, cfg: ExportConfig, input_shape: tuple[int,
     source = prepare(model_path, cfg.imgsz, input_shape, weights=cfg.weights, dynamic=cfg.dynamic,
                      decode=cfg.decode, **darknet_only)
     if cfg.data and source.task != "module":
-        from toolchain.models.datasets import prepare_dataset
-
         data = read_data_yaml(cfg.data)
         prepare_dataset(cfg.data, ("train", "val"), task=source.task)
         if data["nc"] != source.nc:
             raise ModelMismatchError(f"{model_path} predicts nc={source.nc} classes but {cfg.data} has nc={data['nc']}")
-        if source.kind == "darknet":  # a cfg names no classes; the data set does
+        if source.names_from_data:  # a cfg names no classes; the data set does
             source.with_names(data["names"])
     return source
 
@@ -156,7 +155,6 @@ def deploy_auto(target_name: str, model_path: str, out_dir: str | Path, cfg: Exp
         measure: ``(target, artifact, device) -> {"fps": ...}``; :func:`measure_fps` by default
             (tests pass a fake to decide the winner).
     """
-    from toolchain.core.progress import step
 
     target = get_target(target_name)
     measure = measure or measure_fps

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolchain.core.errors import EdgepruneError
+from toolchain.pipelines.shipping import pack_dataset, pack_file, remap_paths, unpack_dataset, unzip_into, zip_folder
 
 
 class ExecutorError(EdgepruneError):
@@ -69,7 +70,6 @@ def _run_shipped(function, kwargs: dict, names: list[str], data_blob, *blobs):
     """Ray task body: unpack the inputs into a scratch folder, run, return (result, output zip, where it ran)."""
     import ray
 
-    from toolchain.pipelines.shipping import unpack_dataset, unzip_into, zip_folder
 
     scratch = Path(tempfile.mkdtemp(prefix="edgeprune-job-"))
     try:
@@ -103,8 +103,6 @@ def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Exe
         raise ExecutorError("--executor ray needs Ray: pip install 'edgeprune[ray]' (or pip install ray)") from None
 
     def execute(jobs: list[Job], done: Done) -> None:
-        from toolchain.pipelines.shipping import pack_dataset, pack_file, remap_paths, unzip_into
-
         if not ray.is_initialized():
             try:
                 if address:

@@ -5,7 +5,6 @@ Why: MACs do not predict latency. On a 2-core CPU the YOLO head at 256 px takes 
 of the time for a small share of the MACs (high-resolution branches, memory-bound 1x1 convs,
 the decode), and whether INT8 or a multiple of 8 channels is faster differs from machine to
 machine. So:
-
 * :func:`block_latencies` exports the unpruned model to an OpenVINO FP32 IR and reads the
   plugin's per-node performance counters over many inferences, summed per Ultralytics block
   (``model.N``) — a lookup table measured once per (device, runtime version, model, size) and
@@ -34,7 +33,17 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from targets.base import ExportConfig
+from targets.bench import measure_artifact
+from targets.registry import get_target
+from targets.ultralytics_exports import build_ultralytics_exports
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import cache_dir, sha256_of
+from toolchain.core.latency import cpu_name
+from toolchain.models.layer_prune import residual_units
+from toolchain.models.loading import load_model
+from toolchain.models.prune_job import prune_file
+from toolchain.pipelines.deploy import deploy
 
 PROFILE_RUNS = 30
 SEARCH_STEPS = 6
@@ -102,8 +111,6 @@ class SearchResult:
 
 def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float, dict]:
     """Median latency of an OpenVINO artifact on ``device``, and the conditions it was measured under."""
-    from targets.bench import measure_artifact
-    from targets.registry import get_target
 
     result = measure_artifact(get_target("openvino"), artifact, device, seconds)
     return result.latency.median_ms, {"cpu": result.cpu, "executed_precision": result.executed_precision,
@@ -112,9 +119,6 @@ def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float
 
 
 def _export(model_path: str, out: Path, imgsz: int) -> str:
-    from targets.base import ExportConfig
-    from toolchain.pipelines.deploy import deploy
-
     return deploy("openvino", model_path, out, ExportConfig(precision="fp32", imgsz=imgsz), evaluate=False).artifact
 
 
@@ -123,8 +127,6 @@ def block_latencies(model_path: str, imgsz: int, device: str = "CPU") -> dict[st
     import numpy as np
     import openvino as ov
 
-    from toolchain.core.fileio import cache_dir, sha256_of
-    from toolchain.core.latency import cpu_name
 
     key = re.sub(r"[^A-Za-z0-9]+", "_", f"{cpu_name()}-{ov.__version__}-{device}-{imgsz}-{sha256_of(model_path)[:16]}")
     cached = cache_dir("latency") / f"{key}.json"
@@ -166,8 +168,6 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
 
     ``prune_cfg`` gives the method and image size; its ratio is ignored.
     """
-    from targets.ultralytics_exports import build_ultralytics_exports
-    from toolchain.pipelines.prune import prune_file
 
     goal.validate()
     imgsz = prune_cfg.imgsz
@@ -193,8 +193,7 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
             ratios = block_ratios(block_ms, scale)
             out = Path(tmp) / f"s{scale:.4f}-r{round_to}-d{depth}.pt"
             report = prune_file(model_path, str(out), replace(prune_cfg, ratio=0.0, layer_ratios=ratios,
-                                                               round_to=round_to, global_pruning=False),
-                                latency_iters=0, layers=depth, evaluate=False)
+                                                               round_to=round_to, global_pruning=False), layers=depth, evaluate=False)
             ms, device = _measure_ms(_export(str(out), Path(tmp) / out.stem, imgsz), goal.device)
             found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs, depth)
             probes.append(found)
@@ -244,7 +243,5 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
 
 def _residual_unit_count(model_path: str) -> int:
     """Residual units the model has (0 for plain modules and models without shortcuts)."""
-    from toolchain.models.layer_prune import residual_units
-    from toolchain.models.loading import load_model
 
     return len(residual_units(load_model(model_path).model))

@@ -4,7 +4,6 @@ Why one command: users glue these steps by hand and get them subtly wrong (prune
 BatchNorm scales were never made sparse, fine-tune from a teacher that is not the model they
 started from, compare against a slow export). Each step here is the library function the
 single command runs, with the settings the next step needs:
-
 1. **eval** — the unpruned model's mAP50-95 (Ultralytics validator): what every drop is against.
 2. **search** (``speedup`` only) — per-block ratios, depth and channel multiple measured on the
    target device (:mod:`toolchain.pipelines.latency_aware`); with ``ratio`` the prune is that ratio.
@@ -28,8 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from targets.base import ExportConfig
+from targets.bench import BenchConfig
 from toolchain.core.errors import EdgepruneError
 from toolchain.core.fileio import atomic_output
+from toolchain.models.loading import check_model_fits_data, load_model
+from toolchain.models.prune_job import prune_file
+from toolchain.models.pruning import PruneConfig
+from toolchain.models.sparsity import SparsityConfig, sparsify
+from toolchain.models.training import TrainConfig, finetune
+from toolchain.models.validator import evaluate
+from toolchain.pipelines.bench import compare_with_ultralytics
+from toolchain.pipelines.deploy import deploy
+from toolchain.pipelines.latency_aware import DeviceGoal, search
 
 SPARSIFY_SHARE = 0.4  # of the epoch budget; the rest fine-tunes the pruned model
 DEFAULT_BUDGET = 40
@@ -137,15 +147,11 @@ class _Steps:
 
 
 def _train_config(cfg: OptimizeConfig, epochs: int, imgsz: int):
-    from toolchain.models.training import TrainConfig
-
     return TrainConfig(epochs=epochs, imgsz=imgsz, batch=cfg.batch, workers=cfg.workers, device=cfg.train_device,
                        cache=cfg.cache)
 
 
 def _prune_config(cfg: OptimizeConfig, search: dict | None, imgsz: int):
-    from toolchain.models.pruning import PruneConfig
-
     if search:
         return PruneConfig(ratio=0.0, method=cfg.method, round_to=search["round_to"], imgsz=imgsz,
                            layer_ratios=search["layer_ratios"])
@@ -180,7 +186,6 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
     Raises:
         EdgepruneError: bad options, a model that is not an Ultralytics checkpoint, or a failing step.
     """
-    from toolchain.models.loading import check_model_fits_data, load_model
 
     cfg.validate()
     loaded = load_model(model)
@@ -195,7 +200,6 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
                                                    "epochs": {"sparsify": sparsify_epochs,
                                                               "finetune": finetune_epochs}})
 
-    from toolchain.models.validator import evaluate
 
     base = steps.run("eval", lambda: evaluate(model, cfg.data, imgsz=imgsz, device=cfg.train_device))
     search = None
@@ -203,7 +207,6 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
         search = steps.run("search", lambda: _search(model, cfg, imgsz, log))
     prune_cfg = _prune_config(cfg, search, imgsz)
 
-    from toolchain.models.sparsity import SparsityConfig, sparsify
 
     sparse = steps.run("sparsify", lambda: sparsify(
         model, cfg.data, out / "sparsify", SparsityConfig(prune=prune_cfg, train=_train_config(cfg, sparsify_epochs,
@@ -213,14 +216,11 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
     from dataclasses import replace
 
-    from toolchain.pipelines.prune import prune_file
 
     pruned = out / "pruned.pt"
     depth = int(search["depth"]) if search else 0
-    steps.run("prune", lambda: prune_file(sparse["weights"], str(pruned), replace(prune_cfg, data=cfg.data),
-                                          latency_iters=0, layers=depth))
+    steps.run("prune", lambda: prune_file(sparse["weights"], str(pruned), replace(prune_cfg, data=cfg.data), layers=depth))
 
-    from toolchain.models.training import finetune
 
     teacher = {"unpruned": model, "sparsified": sparse["weights"], None: None}[cfg.teacher]
     tuned = steps.run("finetune", lambda: finetune(str(pruned), cfg.data, out / "finetune",
@@ -236,9 +236,6 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
 
 def _search(model: str, cfg: OptimizeConfig, imgsz: int, log) -> dict:
-    from toolchain.pipelines.latency_aware import DeviceGoal, search
-    from toolchain.models.pruning import PruneConfig
-
     found = search(model, DeviceGoal(cfg.target, cfg.device, None, cfg.speedup, cfg.data),
                    PruneConfig(ratio=0.0, method=cfg.method, round_to=cfg.round_to, imgsz=imgsz), log)
     return found.to_json()
@@ -246,8 +243,6 @@ def _search(model: str, cfg: OptimizeConfig, imgsz: int, log) -> dict:
 
 def _deploy(weights: str, cfg: OptimizeConfig, imgsz: int, folder: Path) -> dict:
     """FP32 and INT8 artifacts of the fine-tuned model, each with its own measured accuracy."""
-    from targets.base import ExportConfig
-    from toolchain.pipelines.deploy import deploy
 
     built = []
     # OpenVINO IRs keep a dynamic input (compiled at the measured size, so no slower): one artifact also serves
@@ -263,9 +258,6 @@ def _deploy(weights: str, cfg: OptimizeConfig, imgsz: int, folder: Path) -> dict
 
 
 def _compare(deployed: dict, unpruned: str, cfg: OptimizeConfig, imgsz: int, log) -> dict:
-    from targets.bench import BenchConfig
-    from toolchain.pipelines.bench import compare_with_ultralytics
-
     artifacts = [d["artifact"] for d in deployed["artifacts"]]
     bench = BenchConfig(device=cfg.device.lower(), duration=cfg.bench_seconds)
     return compare_with_ultralytics(artifacts, bench, unpruned=unpruned, data=cfg.data, imgsz=imgsz, e2e=True,

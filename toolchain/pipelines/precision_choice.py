@@ -11,6 +11,7 @@ the winner won.
 
 from __future__ import annotations
 
+from targets.bench import measure_artifact
 
 CANDIDATES_DIR = ".precision-candidates"
 DEFAULT_MAX_DROP = 0.01  # mAP50-95, absolute: one point
@@ -20,7 +21,6 @@ MEASURE_SECONDS = 3.0
 
 def measure_fps(target, artifact: str, device: str) -> dict:
     """Inference-only FPS of ``artifact`` on this device (latency hint, batch 1, the runtime's precision)."""
-    from targets.bench import measure_artifact
 
     result = measure_artifact(target, artifact, device, MEASURE_SECONDS)
     return {"fps": result.throughput_fps, "latency_median_ms": result.latency.median_ms,

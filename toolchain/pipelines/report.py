@@ -16,10 +16,23 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from targets.artifacts import read_deploy_record
+from targets.ultralytics_exports import fastest
+from toolchain.core.device import open_yolo
 from toolchain.core.errors import InputFileError
 from toolchain.core.jsonl import read_records
-from toolchain.pipelines.reporting import (REPORT_DIR, ReportResult, data_uri, figure, html_table, md_table, save_figure,
-                                           write_pages)
+from toolchain.models.sources import source_for
+from toolchain.pipelines.autotune_report import build_autotune_report
+from toolchain.pipelines.reporting import (
+    REPORT_DIR,
+    ReportResult,
+    data_uri,
+    figure,
+    html_table,
+    md_table,
+    save_figure,
+    write_pages,
+)
 from toolchain.pipelines.sweep import BASELINE_RATIO, SweepPoint, choose, read_points
 
 COLUMNS = ["ratio", "P", "R", "mAP50", "mAP50-95", "params", "MACs (M)", "size (MB)", "latency (ms)", "FPS",
@@ -106,7 +119,6 @@ def plot_per_class(point: SweepPoint, out: Path) -> Path:
 
 def validator_curves(model: str, data: str, imgsz: int, out_dir: Path) -> list:
     """``curves_results`` of the Ultralytics validator (plots off: nothing is drawn or downloaded)."""
-    from toolchain.core.device import open_yolo
 
     metrics = open_yolo(model).val(data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False,
                               project=str(out_dir), name="val", exist_ok=True, workers=0)
@@ -134,7 +146,6 @@ def plot_curve(curve, names: list[str], out: Path, title: str) -> Path:
 
 def _deploy_rows(run_dir: Path) -> list[list]:
     rows = []
-    from targets.artifacts import read_deploy_record
 
     for path in sorted(run_dir.rglob("deploy.json")):
         rec = read_deploy_record(path.parent)
@@ -215,8 +226,6 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
     run_dir = Path(run_dir).resolve()
     summary_path = run_dir / "sweep.json"
     if not summary_path.exists() and (run_dir / "autotune.json").exists():
-        from toolchain.pipelines.autotune_report import build_autotune_report
-
         return build_autotune_report(run_dir)
     if not summary_path.exists():
         raise InputFileError(f"{run_dir} has no sweep.json; run `edgeprune sweep ... --out {run_dir}` first")
@@ -232,7 +241,6 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
 
     if progress:
         progress("plotting")
-    from targets.ultralytics_exports import fastest
 
     best = fastest(summary.get("references") or [])
     sections.append(("Accuracy and speed", [
@@ -246,7 +254,7 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
         (p for p in points if p.ratio == BASELINE_RATIO), None)
     if chosen and chosen.per_class:
         images = [plot_per_class(chosen, img_dir / "per_class_ap.png")]
-        if curves and Path(chosen.model).suffix.lower() not in (".pt", ".pth"):
+        if curves and not source_for(chosen.model).native_validator:
             notes.append("PR/F1 curves come from the Ultralytics validator, which runs .pt checkpoints only; "
                          f"omitted for {Path(chosen.model).name}")
         elif curves:

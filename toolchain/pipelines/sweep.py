@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from targets.bench import BenchConfig, measure_inference
+from targets.ultralytics_exports import FORMATS, build_ultralytics_exports, fastest
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import atomic_output, sha256_of
+from toolchain.core.jsonl import append_records, read_records
+from toolchain.core.progress import step
+from toolchain.models.sources import TrainRequest, companion_weights, source_for
+from toolchain.pipelines.bench import open_runner
 from toolchain.pipelines.executors import Executor, Job, local_executor
+from toolchain.pipelines.point import BENCH_FILE, measure_artifact, prune_point
 
 SWEEP_FILE = "sweep.jsonl"
-BENCH_FILE = "bench.jsonl"
 BASELINE_RATIO = 0.0
 
 
@@ -53,7 +59,8 @@ class SweepConfig:
         bench_iterations: timed inferences per point.
         batch: batch size of fine-tuning and validation.
         workers: data-loader workers of fine-tuning.
-        device: torch device of fine-tuning (``auto``, ``cpu``, ``cuda:N``); not part of the
+        device: the runtime's device every point is deployed to and measured on (``cpu``, ``GPU``...).
+        train_device: torch device of fine-tuning (``auto``, ``cpu``, ``cuda:N``); not part of the
             resume key, since it does not change what a point means.
         weights: Darknet .weights of a .cfg model (default: the .weights of the same name beside it).
         shortcuts: Darknet only: residual units removed at every point (``cfg-prune --shortcuts``).
@@ -79,7 +86,8 @@ class SweepConfig:
     bench_iterations: int = 50
     batch: int = 16
     workers: int = 0
-    device: str = "auto"
+    device: str = "cpu"
+    train_device: str = "auto"
     weights: str | None = None
     shortcuts: int = 0
     keep: float = 0.01
@@ -98,8 +106,8 @@ class SweepConfig:
     def settings_key(self, model_path: str) -> str:
         """Hash of everything that changes a point's numbers; resume matches on it."""
         fields = {k: v for k, v in asdict(self).items()
-                  if k not in ("ratios", "refine", "refine_steps", "max_drop", "device", "weights", "shortcut_grid",
-                               "finetune_chosen")}
+                  if k not in ("ratios", "refine", "refine_steps", "max_drop", "train_device", "weights",
+                               "shortcut_grid", "finetune_chosen")}
         fields["model_sha256"] = _file_sha(model_path)
         if self.weights:
             fields["weights_sha256"] = _file_sha(self.weights)
@@ -107,8 +115,6 @@ class SweepConfig:
 
 
 def _file_sha(path: str) -> str:
-    from toolchain.core.fileio import sha256_of
-
     return sha256_of(path)
 
 
@@ -195,7 +201,6 @@ class SweepResult:
     @property
     def base(self) -> dict | None:
         """The fastest Ultralytics export of the unpruned model, as measured in this run."""
-        from targets.ultralytics_exports import fastest
 
         return fastest(self.references)
 
@@ -214,7 +219,6 @@ class SweepResult:
 
 def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]:
     """Points recorded in ``RUN_DIR/sweep.jsonl`` (only those with ``key`` if given); see :mod:`toolchain.core.jsonl`."""
-    from toolchain.core.jsonl import read_records
 
     points = read_records(Path(run_dir) / SWEEP_FILE, lambda data: SweepPoint(**data), "a sweep point")
     return [p for p in points if key is None or p.key == key]
@@ -222,7 +226,6 @@ def read_points(run_dir: str | Path, key: str | None = None) -> list[SweepPoint]
 
 def _append_point(run_dir: Path, point: SweepPoint) -> None:
     """Append one point as a single fsynced line, so a crash loses at most the current point."""
-    from toolchain.core.jsonl import append_records
 
     append_records(run_dir / SWEEP_FILE, [point.to_json()])
 
@@ -241,88 +244,18 @@ def point_job(out: Path, ratio: float, cfg: SweepConfig, key: str, model: str, w
 
 def run_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path, key: str) -> SweepPoint:
     """Prune (unless ratio is 0), fine-tune, evaluate, deploy FP32 and bench one point, in the folder ``here``."""
-    from targets.base import ExportConfig
-    from targets.bench import BenchConfig, append_jsonl, measure_inference
-    from toolchain.pipelines.bench import open_runner
-    from toolchain.pipelines.deploy import deploy
-    from toolchain.models.sources import is_darknet
 
     started = time.perf_counter()
-    produce = _darknet_point if is_darknet(model_path) else _checkpoint_point
-    model, weights, scores, stats = produce(model_path, ratio, cfg, here)
-    exported = deploy(cfg.target, str(model), here / cfg.target,
-                      ExportConfig(precision="fp32", imgsz=cfg.imgsz, weights=weights), evaluate=False)
-    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
-    bench = measure_inference(open_runner(exported.artifact, bench_cfg), exported.artifact, bench_cfg)
-    append_jsonl(here / BENCH_FILE, [bench])
+    point = prune_point(model_path, ratio, cfg, here)
+    _exported, _scores, bench = measure_artifact(point, cfg.target, "fp32", here / cfg.target, cfg)
+    scores = point.scores
     return SweepPoint(
-        ratio=ratio, key=key, model=str(model), precision=scores["precision"], recall=scores["recall"],
-        map50=scores["map50"], map50_95=scores["map50_95"], params=stats.params, macs=stats.macs,
-        file_bytes=sum(Path(f).stat().st_size for f in (model, weights) if f), latency_ms=bench.latency.median_ms,
-        fps=bench.throughput_fps, target=cfg.target, seconds=time.perf_counter() - started,
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()), per_class=scores["per_class"],
-        shortcuts=cfg.shortcuts,
+        ratio=ratio, key=key, model=str(point.model), precision=scores.precision, recall=scores.recall,
+        map50=scores.map50, map50_95=scores.map50_95, params=point.stats.params, macs=point.stats.macs,
+        file_bytes=point.file_bytes, latency_ms=bench.latency.median_ms, fps=bench.throughput_fps, target=cfg.target,
+        seconds=time.perf_counter() - started, finished=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+        per_class=[asdict(c) for c in scores.per_class], shortcuts=cfg.shortcuts,
     )
-
-
-def _checkpoint_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
-    """An Ultralytics point: Torch-Pruning at ``ratio``, optional fine-tune, the Ultralytics validator."""
-    from toolchain.models.loading import example_input, load_model
-    from toolchain.models.model_stats import model_stats
-    from toolchain.pipelines.prune import prune_file
-    from toolchain.models.pruning import PruneConfig
-    from toolchain.models.training import TrainConfig, finetune
-    from toolchain.models.validator import evaluate
-
-    model = here / "model.pt"
-    if ratio == BASELINE_RATIO:
-        shutil.copyfile(model_path, model)
-    else:
-        prune_file(model_path, str(model), PruneConfig(ratio=ratio, method=cfg.method, global_pruning=cfg.global_pruning,
-                                                       round_to=cfg.round_to, steps=cfg.steps, imgsz=cfg.imgsz, data=cfg.data),
-                   latency_iters=0, evaluate=False)
-        if cfg.finetune_epochs:
-            result = finetune(str(model), cfg.data, here / "finetune",
-                              TrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                                          workers=cfg.workers, device=cfg.device))
-            shutil.copyfile(result.weights, model)
-    scores = evaluate(str(model), cfg.data, imgsz=cfg.imgsz, batch=cfg.batch)
-    loaded = load_model(model)
-    stats = model_stats(loaded.model, example_input(loaded, cfg.imgsz, None))
-    return model, None, {"precision": scores.precision, "recall": scores.recall, "map50": scores.map50,
-                         "map50_95": scores.map50_95, "per_class": [asdict(c) for c in scores.per_class]}, stats
-
-
-def _darknet_point(model_path: str, ratio: float, cfg: SweepConfig, here: Path):
-    """A Darknet point: ``cfg-prune`` at global percent ``ratio`` (after ``shortcuts``), scored by running it."""
-    from cfg_codegen.prune import PruneConfig as DarknetPrune
-    from cfg_codegen.prune import prune_darknet
-    from toolchain.pipelines.artifact_eval import evaluate_artifact
-    from toolchain.models.model_stats import model_stats
-    from toolchain.models.sources import prepare
-    from toolchain.models.sources.darknet import default_weights
-
-    weights = cfg.weights or str(default_weights(Path(model_path)))
-    model, pruned_weights = here / "pruned.cfg", here / "pruned.weights"
-    if ratio == BASELINE_RATIO:  # the unpruned model: what every point's drop is measured against
-        shutil.copyfile(model_path, model)
-        shutil.copyfile(weights, pruned_weights)
-    else:
-        prune_darknet(model_path, weights, here, DarknetPrune(ratio, cfg.keep, cfg.shortcuts))
-        if cfg.finetune_epochs:  # the Darknet trainer, from the pruned weights; its best epoch becomes the point
-            from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
-
-            tuned = train_darknet(str(model), cfg.data, here / "finetune",
-                                  DarknetTrainConfig(epochs=cfg.finetune_epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                                                     workers=cfg.workers, device=cfg.device),
-                                  weights=str(pruned_weights))
-            shutil.copyfile(tuned.weights, pruned_weights)
-    scores = evaluate_artifact(str(model), cfg.data, imgsz=cfg.imgsz, weights=str(pruned_weights))
-    source = prepare(model, cfg.imgsz, weights=str(pruned_weights))
-    stats = model_stats(source.module, source.example)
-    per_class = [{"name": name, **values} for name, values in scores.per_class.items()]
-    return model, str(pruned_weights), {"precision": scores.precision, "recall": scores.recall, "map50": scores.map50,
-                                        "map50_95": scores.map50_95, "per_class": per_class}, stats
 
 
 def choose(points: list[SweepPoint], max_drop: float) -> Choice:
@@ -404,10 +337,9 @@ def sweep(model_path: str, run_dir: str | Path, cfg: SweepConfig, executor: Exec
     Raises:
         SweepError: bad ratios.
     """
-    from toolchain.core.fileio import atomic_output
 
     cfg.validate()
-    cfg = _fit_to_model(model_path, cfg)
+    cfg = source_for(model_path).fit_sweep(Path(model_path), cfg)
     run_dir = Path(run_dir).resolve()  # every path the run records is absolute, so it reads from anywhere
     model_path = str(Path(model_path).resolve())
     if cfg.data:
@@ -523,11 +455,10 @@ def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, executor
 
     The point stays as measured; the fine-tuned model is reported beside it.
     """
-    from toolchain.models.sources import is_darknet
 
     if progress:
         progress(f"fine-tuning the chosen model for {cfg.finetune_chosen} epochs")
-    weights = str(Path(point.model).with_suffix(".weights")) if is_darknet(point.model) else None
+    weights = companion_weights(point.model, None, "fine-tuning")
     job = Job(finetune_job, {"cfg": replace(cfg, data=None, weights=None), "ratio": point.ratio, "shortcuts": point.shortcuts,
                              "before": (point.map50, point.map50_95)},
               run_dir / "chosen-finetune" / f"r{point.ratio:.4f}-s{point.shortcuts}",
@@ -539,35 +470,20 @@ def finetune_choice(point: SweepPoint, cfg: SweepConfig, run_dir: Path, executor
 
 def finetune_job(out: Path, cfg: SweepConfig, ratio: float, shortcuts: int, before: tuple[float, float], model: str,
                  weights: str | None, data: str) -> dict:
-    """Fine-tune ``model`` into ``out``: the Darknet trainer (cfg + .weights out) for a cfg, else
-    ``finetune`` (distilling from the unpruned model it records, when that file is there)."""
-    from toolchain.models.sources import is_darknet
+    """Fine-tune ``model`` into ``out`` with its source's trainer (distilling where the source can) and score it."""
 
-    out = Path(out)
-    if is_darknet(model):
-        from toolchain.pipelines.artifact_eval import evaluate_artifact
-        from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
-
-        result = train_darknet(model, data, out, DarknetTrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz,
-                                                                     batch=cfg.batch, workers=cfg.workers,
-                                                                     device=cfg.device), weights=weights)
-        scores = evaluate_artifact(result.cfg, data, imgsz=cfg.imgsz, weights=result.weights)
-        tuned, tuned_weights = result.cfg, result.weights
-    else:
-        from toolchain.models.training import TrainConfig, finetune
-        from toolchain.models.validator import evaluate
-
-        result = finetune(model, data, out, TrainConfig(epochs=cfg.finetune_chosen, imgsz=cfg.imgsz, batch=cfg.batch,
-                                                         workers=cfg.workers, device=cfg.device))
-        scores = evaluate(result.weights, data, imgsz=cfg.imgsz, batch=cfg.batch)
-        tuned, tuned_weights = result.weights, None
+    source = source_for(model)
+    result = source.finetune(Path(model), data, Path(out), TrainRequest(
+        epochs=cfg.finetune_chosen, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers, device=cfg.train_device,
+        weights=weights))
+    tuned, tuned_weights = (result.cfg, result.weights) if result.cfg else (result.weights, None)
+    scores = source.evaluate(Path(tuned), data, imgsz=cfg.imgsz, batch=cfg.batch, weights=tuned_weights)
     return FinetunedChoice(ratio, shortcuts, tuned, tuned_weights, cfg.finetune_chosen, scores.map50,
                            scores.map50_95, *before).to_json()
 
 
 def references_job(out: Path, cfg: SweepConfig, model: str, data: str) -> list[dict]:
     """:func:`measure_references` as an executor job (its exports and bench lines land in ``out``)."""
-    from toolchain.core.progress import step
 
     return measure_references(model, replace(cfg, data=data), Path(out), step)
 
@@ -579,58 +495,21 @@ def measure_references(model_path: str, cfg: SweepConfig, out: Path, progress=No
 
     Empty when Ultralytics cannot export the model (a Darknet cfg) or to the target.
     """
-    from targets.bench import BenchConfig, append_jsonl, measure_inference
-    from toolchain.pipelines.bench import open_runner
-    from targets.ultralytics_exports import FORMATS, build_ultralytics_exports
-    from toolchain.models.sources import is_darknet
 
-    if is_darknet(model_path) or cfg.target not in FORMATS:
+    if cfg.target not in FORMATS or not source_for(model_path).exports_with_ultralytics(Path(model_path)):
         return []
-    bench_cfg = BenchConfig(backend=cfg.target, duration=None, iterations=cfg.bench_iterations, warmup=3)
+    bench_cfg = BenchConfig(backend=cfg.target, device=cfg.device, duration=None, iterations=cfg.bench_iterations,
+                            warmup=3)
     references = []
     for ref in build_ultralytics_exports(model_path, cfg.target, cfg.imgsz, cfg.data, progress=progress):
         if progress:
             progress(f"measuring {ref.label}")
         bench = measure_inference(open_runner(ref.artifact, bench_cfg), ref.artifact, bench_cfg)
-        append_jsonl(Path(out) / BENCH_FILE, [bench])
+        append_records(Path(out) / BENCH_FILE, [bench.to_json()])
         references.append({"label": ref.label, "precision": ref.precision, "artifact": ref.artifact,
                            "fps": bench.throughput_fps, "latency_ms": bench.latency.median_ms,
                            "executed_precision": bench.executed_precision})
     return references
-
-
-def _fit_to_model(model_path: str, cfg: SweepConfig) -> SweepConfig:
-    """Check the model against the data and the options against the model; fix the size once.
-
-    The size is fixed here, so every point (and the resume key) uses the same one.
-    """
-    from toolchain.models.loading import DEFAULT_IMGSZ, check_model_fits_data, load_model, read_data_yaml
-    from toolchain.models.sources import is_darknet, prepare
-
-    if not is_darknet(model_path):
-        if cfg.weights or cfg.shortcuts or cfg.shortcut_grid:
-            raise SweepError("--weights, --shortcuts and --shortcut-grid apply to Darknet .cfg models")
-        loaded = load_model(model_path)
-        check_model_fits_data(loaded, cfg.data)
-        return cfg if cfg.imgsz else replace(cfg, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
-    defaults = SweepConfig(data=cfg.data)
-    ignored = [flag for flag, field_name in (("--method", "method"), ("--global", "global_pruning"),
-                                             ("--iterative", "steps"), ("--round-to", "round_to"))
-               if getattr(cfg, field_name) != getattr(defaults, field_name)]
-    if ignored:
-        raise SweepError(f"{', '.join(ignored)} do not apply to a Darknet cfg: its sweep prunes with cfg-prune's "
-                         "global BN-gamma percent (and --shortcuts)")
-    source = prepare(model_path, cfg.imgsz, weights=cfg.weights)
-    if source.input_hw[0] != source.input_hw[1]:
-        raise SweepError(f"{model_path} has a {source.input_hw[1]}x{source.input_hw[0]} (WxH) input; the sweep runs "
-                         "square inputs: give --imgsz")
-    nc = read_data_yaml(cfg.data)["nc"]
-    if nc != source.nc:
-        raise SweepError(f"{model_path} predicts nc={source.nc} classes but {cfg.data} has nc={nc}")
-    weights = cfg.weights or (source.files[1]["path"] if len(source.files) > 1 else None)
-    if weights is None:
-        raise SweepError(f"no weights for {model_path}: pass --weights (a sweep prunes trained weights)")
-    return replace(cfg, imgsz=source.input_hw[0], weights=weights)
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:

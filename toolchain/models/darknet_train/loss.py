@@ -3,7 +3,6 @@
 Why not Ultralytics' loss: Ultralytics' heads are anchor-free; a Darknet model predicts offsets
 against the anchors of its ``[yolo]`` sections and was tuned with their keys. This loss follows
 AlexeyAB Darknet's ``forward_yolo_layer``:
-
 * Assignment: a ground-truth box goes to the anchor (of all ``num`` anchors) whose shape fits
   it best (IoU of centred boxes); the head whose ``mask`` holds that anchor predicts it in the
   grid cell containing the box centre. With ``iou_thresh`` < 1 every other anchor of the mask
@@ -37,6 +36,7 @@ from torch import nn
 
 from cfg_codegen.errors import CfgError
 from cfg_codegen.layers import Network, Yolo
+from cfg_codegen.parser import section_options
 
 IOU_LOSSES = ("mse", "iou", "giou", "diou", "ciou")
 NOT_MODELLED = {"objectness_smooth": "0", "focal_loss": "0", "counters_per_class": None, "max_delta": None}
@@ -58,8 +58,6 @@ class HeadLossConfig:
 
     @classmethod
     def from_network(cls, network: Network, yolo: Yolo) -> "HeadLossConfig":
-        from cfg_codegen.parser import section_options
-
         opts = section_options(network, yolo.index)
         kind_opt = opts.raw("iou_loss")
         kind = kind_opt.value.strip().lower() if kind_opt else "mse"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from cfg_codegen.errors import CfgError
 from cfg_codegen.layers import Network
+from cfg_codegen.parser import section_options
 
 POLICIES = ("constant", "steps", "step", "poly", "exp", "sig")
 BURN_IN_CAP = 0.1  # at most this fraction of the run warms up
@@ -44,8 +45,6 @@ class DarknetSchedule:
 
     @classmethod
     def from_network(cls, network: Network) -> "DarknetSchedule":
-        from cfg_codegen.parser import section_options
-
         opts = section_options(network)
         policy_opt = opts.raw("policy")
         policy = policy_opt.value.strip().lower() if policy_opt else "constant"

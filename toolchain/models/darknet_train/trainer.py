@@ -8,7 +8,7 @@ translation; mosaic closed for the last ``close_mosaic`` epochs as it does), dat
 weight EMA and box IoU. The rest is Darknet's: the ``[yolo]`` loss (:mod:`.loss`), the
 ``[net]`` optimiser and rate policy (:mod:`.schedule`), and checkpoints as cfg + ``.weights``
 that Darknet, OpenCV and edgeprune's reader load. Validation after each epoch runs the saved
-files through :func:`toolchain.models.evaluation.evaluate_source` (the loop ``eval`` runs), so the reported mAP is
+files through the scorer the Darknet source passes (the loop ``eval`` runs), so the reported mAP is
 that of the files on disk. Sparsity training (``--s``) is the L1 penalty on BN gamma as a
 proximal step after each SGD step (:func:`toolchain.models.sparsity.prox_l1_`, ``s * rate``), which
 reaches exact zeros instead of oscillating around them as a subgradient does; ``cfg-prune
@@ -32,7 +32,19 @@ from typing import Callable
 
 import torch
 
+from cfg_codegen.build import build_model, extract_weights
+from cfg_codegen.parser import parse_cfg
+from cfg_codegen.shapes import infer_shapes
+from cfg_codegen.weights import WeightsHeader, read_weights, write_weights
+from toolchain.core.device import resolve_device
 from toolchain.core.errors import EdgepruneError, ModelMismatchError
+from toolchain.core.fileio import atomic_output, staged_folder
+from toolchain.core.progress import advance, step
+from toolchain.models.darknet_train.loss import DarknetYoloLoss, init_head_biases, unsupported_keys
+from toolchain.models.darknet_train.schedule import DarknetSchedule
+from toolchain.models.datasets import prepare_dataset
+from toolchain.models.loading import read_data_yaml
+from toolchain.models.sparsity import gammas, plot_histograms, prox_l1_, snapshot
 
 CLOSE_MOSAIC = 10  # Ultralytics' default: the last 10 epochs see whole images
 
@@ -99,8 +111,6 @@ class DarknetTrainResult:
 
 
 def check_darknet_fits_data(network, data: str) -> dict:
-    from toolchain.models.loading import read_data_yaml
-
     data_cfg = read_data_yaml(data)
     classes = {y.classes for y in network.yolo_layers}
     if not network.yolo_layers:
@@ -119,7 +129,6 @@ def _square_size(network, imgsz: int | None) -> int:
     else:
         raise EdgepruneError(f"{network.path} is {network.net.width}x{network.net.height}; training uses square "
                              "images: give --imgsz")
-    from cfg_codegen.shapes import infer_shapes
 
     infer_shapes(network, size, size)  # a clear error when the net cannot run at this size
     return size
@@ -131,7 +140,6 @@ def _loader(data: str, imgsz: int, cfg: DarknetTrainConfig, stride: int):
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import DEFAULT_CFG
 
-    from toolchain.models.datasets import prepare_dataset
 
     prepare_dataset(data, ("train", "val"))
     data_dict = check_det_dataset(str(data))
@@ -152,10 +160,13 @@ def _optimizer(model: torch.nn.Module, momentum: float, decay: float) -> torch.o
 
 
 def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrainConfig,
-                  weights: str | None = None, on_epoch: Callable[[EpochRow], None] | None = None) -> DarknetTrainResult:
+                  evaluate: Callable[[Path, Path, int], dict], weights: str | None = None,
+                  on_epoch: Callable[[EpochRow], None] | None = None) -> DarknetTrainResult:
     """Train the network of ``cfg_path`` on ``data`` into the run folder ``out``.
 
     Args:
+        evaluate: ``(cfg, weights, size) -> {"map50": ..., "map50_95": ...}`` scoring the files an epoch saved
+            (the Darknet source runs them as its artifacts are run).
         weights: Darknet .weights to start from (fine-tuning, sparsity training); None trains from scratch.
         on_epoch: called with each epoch's row (the CLI prints the results table with it).
 
@@ -164,17 +175,6 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
     """
     from ultralytics.utils.torch_utils import ModelEMA, init_seeds
 
-    from cfg_codegen.build import build_model, extract_weights
-    from cfg_codegen.parser import parse_cfg
-    from cfg_codegen.weights import WeightsHeader, read_weights, write_weights
-    from toolchain.models.evaluation import evaluate_source
-    from toolchain.models.sources import prepare
-    from toolchain.models.darknet_train.loss import DarknetYoloLoss, init_head_biases, unsupported_keys
-    from toolchain.models.darknet_train.schedule import DarknetSchedule
-    from toolchain.core.device import resolve_device
-    from toolchain.core.fileio import atomic_output, staged_folder
-    from toolchain.core.progress import advance, step
-    from toolchain.models.sparsity import gammas, plot_histograms, prox_l1_, snapshot
 
     if config.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {config.epochs}")
@@ -247,7 +247,7 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
                                                                               WeightsHeader(seen=seen)),
                          write_weights, atomic_output)
             step(f"epoch {epoch + 1}/{config.epochs}: validating")
-            scores = evaluate_source(prepare(last[0], size, weights=str(last[1])), data)
+            scores = evaluate(last[0], last[1], size)
             g = gammas(ema.ema)
             gamma_history.append((epoch + 1, g))
             if config.sparsity:

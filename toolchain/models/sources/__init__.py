@@ -15,12 +15,13 @@ from pathlib import Path
 
 from toolchain.core.errors import EdgepruneError, InputFileError
 from toolchain.core.registry import Registry
-from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest
+from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, SparsifyRequest, TrainRequest
 
 SOURCES: Registry[ModelSource] = Registry("model source", "toolchain.models.sources", skip=("base",))
 
-__all__ = ["ExportSource", "ModelSource", "SourceRequest", "SOURCES", "register_source", "list_sources", "source_for",
-           "prepare", "default_imgsz", "is_darknet", "check_weights"]
+__all__ = ["ExportSource", "ModelSource", "SourceRequest", "SparsifyRequest", "TrainRequest", "SOURCES",
+           "register_source", "list_sources", "source_for", "prepare", "default_imgsz", "check_weights",
+           "companion_weights"]
 
 
 def register_source(cls: type[ModelSource]) -> type[ModelSource]:
@@ -42,15 +43,40 @@ def source_for(path: str | os.PathLike) -> ModelSource:
     raise InputFileError(f"{path} is not a model file edgeprune takes; accepted: {accepted}")
 
 
-def is_darknet(path: str | os.PathLike) -> bool:
-    """True for a Darknet cfg (the one source whose model comes in two files)."""
-    return Path(path).suffix.lower() == ".cfg"
-
-
 def check_weights(path: str | os.PathLike, weights: str | None) -> None:
-    """Refuse ``--weights`` for a model that carries its own (anything but a Darknet cfg)."""
-    if weights is not None and not is_darknet(path):
-        raise EdgepruneError(f"--weights applies to Darknet .cfg models; {path} carries its own weights")
+    """Refuse ``--weights`` for a model or artifact that carries its own (a source without separate weights)."""
+    if weights is None:
+        return
+    try:
+        separate = source_for(path).separate_weights
+    except InputFileError:  # an artifact: its weights are inside it
+        separate = False
+    if not separate:
+        raise EdgepruneError(f"--weights applies to models whose weights come in a file of their own (Darknet .cfg); "
+                             f"{path} carries its own weights")
+
+
+def companion_weights(path: str | os.PathLike, weights: str | None, what: str) -> str | None:
+    """The weights file ``path`` runs with: ``weights``, else the one its source finds beside it.
+
+    None for a model that carries its own weights, or for an artifact (which no source claims).
+
+    Raises:
+        InputFileError: the model needs a weights file and none is given or beside it (random
+            parameters would make ``what`` meaningless).
+    """
+    try:
+        source = source_for(path)
+    except InputFileError:
+        return None
+    check_weights(path, weights)
+    if not source.separate_weights:
+        return None
+    found = weights or source.default_weights(Path(path))
+    if found is None:
+        raise InputFileError(f"{what} {path} needs its trained weights: give --weights (no "
+                             f"{Path(path).stem}.weights beside it)")
+    return str(found)
 
 
 def prepare(path: str | os.PathLike, imgsz: int | None = None, input_shape: tuple[int, ...] | None = None, *,
@@ -68,12 +94,10 @@ def prepare(path: str | os.PathLike, imgsz: int | None = None, input_shape: tupl
         raise InputFileError(f"model file {path} does not exist")
     source = source_for(path)
     check_weights(path, weights)
-    for flag, given in (("--decode", decode), ("--bn-eps", bn_eps is not None)):
-        if given and not is_darknet(path):
-            raise EdgepruneError(f"{flag} applies to Darknet .cfg models, not to {path}")
     request = SourceRequest(imgsz, input_shape, weights, dynamic, raw_head, decode)
     if bn_eps is not None:
         request = SourceRequest(imgsz, input_shape, weights, dynamic, raw_head, decode, bn_eps)
+    source.check_request(path, request, bn_eps_given=bn_eps is not None)
     return source.prepare(path, request)
 
 

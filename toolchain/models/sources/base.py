@@ -1,12 +1,16 @@
-"""What every target exports from (:class:`ExportSource`) and the interface that makes one (:class:`ModelSource`).
+"""The interface every kind of model file implements (:class:`ModelSource`), and what it hands the targets.
 
-Why one interface: deploy, eval, bench, sweep and preflight must treat an Ultralytics
-checkpoint, a pickled torch module and a Darknet cfg + .weights alike. A source turns a model
-file into a float32 eval-mode module plus what the pipelines need to feed it and read it:
-the input size, how images are fitted into it (``resize``), and how its outputs become
-boxes (``head``, see :func:`toolchain.core.prepost.predictions`). Targets then export that
-module without knowing where it came from, and every artifact carries ``head`` and
-``resize`` in its metadata, so evaluation and the board script decode it the same way.
+Why one interface: deploy, eval, bench, train, fine-tune, sparsify, sweep and autotune must treat
+an Ultralytics checkpoint, a pickled torch module and a Darknet cfg + .weights alike, and a new
+kind (a YOLOv5 repository checkpoint) must be one new module, not a branch in every caller. So
+the source owns everything that differs: loading, the input size, pruning, training, evaluation
+and preparing the model for export. For export a source turns a model file into a float32
+eval-mode module plus what the pipelines need to feed it and read it (:class:`ExportSource`): the
+input size, how images are fitted into it (``resize``), and how its outputs become boxes
+(``head``, see :func:`toolchain.core.prepost.predictions`). Targets then export that module
+without knowing where it came from, and every artifact carries ``head`` and ``resize`` in its
+metadata, so evaluation and the board script decode it the same way. Options a source cannot
+honour are refused by the source, in one sentence naming the option.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 import yaml
 from torch import nn
 
+from toolchain.core.errors import EdgepruneError, UnsupportedModelError
 from toolchain.core.fileio import atomic_output
 
 
@@ -67,6 +72,7 @@ class ExportSource:
         output_names: names of the exported outputs, in order.
         files: every input file with its hash (a cfg and its .weights).
         notes: what the user should know (random weights...).
+        names_from_data: the model names no classes of its own (a Darknet cfg): a data set's names apply.
     """
 
     module: nn.Module
@@ -85,6 +91,7 @@ class ExportSource:
     output_names: tuple[str, ...] = ("output0",)
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    names_from_data: bool = False
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -149,6 +156,69 @@ class ExportSource:
         return out
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """Training settings as the user gave them; None (or False, or 0) means "not given".
+
+    Shared fields apply to every source; the others are refused by sources they do not apply to.
+
+    Args:
+        epochs, imgsz, batch, workers, seed, lr0, device: as the ``train``/``finetune`` options.
+        cache: keep decoded images in RAM (the Ultralytics trainer).
+        warmup_epochs: the Ultralytics trainer's warm-up.
+        burn_in: a Darknet cfg's warm-up iterations.
+        weights: a Darknet cfg's starting .weights.
+        converge: stop once mAP50-95 gained < 0.3 points over this many epochs (training from a yaml or checkpoint).
+        from_scratch: train a checkpoint's architecture from fresh weights.
+        teacher: fine-tuning: ``"auto"`` (the model it was pruned from), a checkpoint, or None (labels only).
+        distill_weight: fine-tuning: the distillation loss's scale.
+    """
+
+    epochs: int = 15
+    imgsz: int | None = None
+    batch: int = 16
+    workers: int = 2
+    seed: int = 0
+    lr0: float | None = None
+    device: str = "auto"
+    cache: bool = False
+    warmup_epochs: float | None = None
+    burn_in: int | None = None
+    weights: str | None = None
+    converge: int = 0
+    from_scratch: bool = False
+    teacher: str | None = "auto"
+    distill_weight: float = 1.0
+
+    def given(self, *names: str) -> list[str]:
+        """Which of ``names`` the user set (differ from the defaults)."""
+        defaults = TrainRequest()
+        return [n for n in names if getattr(self, n) != getattr(defaults, n)]
+
+
+@dataclass(frozen=True)
+class SparsifyRequest:
+    """Sparsity-training settings: the prune to prepare for (Ultralytics) or the L1 strength (Darknet).
+
+    None means "not given"; each source refuses what it cannot use.
+    """
+
+    train: TrainRequest = field(default_factory=TrainRequest)
+    ratio: float | None = None
+    method: str | None = None
+    global_pruning: bool = False
+    round_to: int | None = None
+    hold: float | None = None
+    strength: float | None = None
+
+
+def refuse(path, source: str, given: list[str], why: str) -> None:
+    """One sentence refusing options (``given``, field names) a source cannot honour."""
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise EdgepruneError(f"{options} {'does' if len(given) == 1 else 'do'} not apply to {path} ({source}): {why}")
+
+
 class ModelSource(abc.ABC):
     """A kind of model file edgeprune takes, registered with :func:`toolchain.models.sources.register_source`.
 
@@ -156,11 +226,16 @@ class ModelSource(abc.ABC):
         name: registry key.
         summary: one line for help texts.
         suffixes: file suffixes it claims (lower case, with the dot).
+        separate_weights: the model comes in two files (a structure and its ``--weights``).
+        native_validator: its :meth:`evaluate` is its framework's own validator (the number users compare
+            with their training logs); otherwise ``eval`` runs it through edgeprune's pipeline.
     """
 
     name: str = ""
     summary: str = ""
     suffixes: tuple[str, ...] = ()
+    separate_weights: bool = False
+    native_validator: bool = False
 
     def claims(self, path: Path) -> bool:
         return Path(path).suffix.lower() in self.suffixes
@@ -176,3 +251,55 @@ class ModelSource(abc.ABC):
     def default_imgsz(self, path: Path) -> tuple[int | None, str]:
         """The input size used when the user gives none, and why (for the CLI's announcement)."""
         return None, ""
+
+    def default_weights(self, path: Path) -> Path | None:
+        """The weights file beside ``path`` (sources with :attr:`separate_weights`), None when there is none."""
+        return None
+
+    def check_request(self, path: Path, request: SourceRequest, bn_eps_given: bool = False) -> None:
+        """Refuse export options this source cannot honour (before any work)."""
+
+    def _cannot(self, path: Path, what: str):
+        return UnsupportedModelError(f"{path} is a {self.name} model ({self.summary}); edgeprune cannot {what} it")
+
+    def train(self, path: Path, data: str, out: Path, request: TrainRequest, on_epoch=None):
+        """Train ``path`` on ``data`` into the run folder ``out``; returns a :class:`toolchain.models.training.TrainResult`."""
+        raise self._cannot(path, "train")
+
+    def finetune(self, path: Path, data: str, out: Path, request: TrainRequest, on_epoch=None):
+        """Fine-tune ``path`` keeping its architecture; returns a :class:`toolchain.models.training.TrainResult`."""
+        raise self._cannot(path, "fine-tune")
+
+    def sparsify(self, path: Path, data: str, out: Path, request: SparsifyRequest, on_epoch=None):
+        """Sparsity-train ``path``; returns a :class:`toolchain.models.sparsity.SparsityResult`."""
+        raise self._cannot(path, "sparsity-train")
+
+    def evaluate(self, path: Path, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
+                 weights: str | None = None):
+        """Score ``path`` on ``data``: a :class:`toolchain.models.validator.EvalResult`."""
+        raise self._cannot(path, "evaluate")
+
+    def prune(self, path: Path, out: Path, cfg, **options):
+        """Prune ``path`` into ``out`` as ``edgeprune prune`` does; returns a :class:`toolchain.models.prune_job.PruneReport`."""
+        raise self._cannot(path, "prune")
+
+    def stats(self, path: Path, imgsz: int, weights: str | None = None):
+        """Parameters and MACs of ``path`` at ``imgsz`` (:class:`toolchain.models.model_stats.ModelStats`)."""
+        raise self._cannot(path, "measure")
+
+    def exports_with_ultralytics(self, path: Path) -> bool:
+        """True when Ultralytics' own exporter takes ``path`` (so its exports are the speed reference)."""
+        return False
+
+    def fit_sweep(self, path: Path, settings):
+        """``settings`` (a sweep's) checked against ``path`` and its data, with the size fixed; refuses what
+        does not apply to this source, in one sentence."""
+        raise self._cannot(path, "sweep")
+
+    def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None
+                    ) -> tuple[Path, str | None]:
+        """Prune ``path`` at ``ratio`` into ``out_dir`` as a sweep point (``settings``: the sweep's); ratio 0 copies it.
+
+        Returns the point's model file and its weights file (None when the model carries its own).
+        """
+        raise self._cannot(path, "prune")

@@ -16,10 +16,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from toolchain.core.errors import InputFileError, ModelMismatchError
+from cfg_codegen.build import build_model, random_model
+from cfg_codegen.errors import UnsupportedCfgError
+from cfg_codegen.layers import Convolutional
+from cfg_codegen.parser import parse_cfg
+from cfg_codegen.prune import PruneConfig as DarknetPrune
+from cfg_codegen.prune import prune_darknet
+from cfg_codegen.shapes import infer_shapes
+from cfg_codegen.weights import read_weights
+from toolchain.core.errors import EdgepruneError, InputFileError, ModelMismatchError, UnsupportedModelError
 from toolchain.core.fileio import sha256_of
-from toolchain.models.sources import register_source
-from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest
+from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
+from toolchain.models.evaluation import evaluate_source
+from toolchain.models.loading import read_data_yaml
+from toolchain.models.model_stats import model_stats
+from toolchain.models.sources import companion_weights, prepare, register_source
+from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, refuse
+from toolchain.models.sparsity import GammaSnapshot, SparsityResult
+from toolchain.models.training import TrainResult
+from toolchain.models.validator import scores_as_result
 
 DECODE_SCOPE = "decode"  # module path of the decode appended with ``decode=True`` (kept in float by INT8)
 
@@ -52,7 +67,6 @@ class _Decode(nn.Module):
 
 def output_names(network, decode: bool) -> tuple[str, ...]:
     """OpenCV's names for what each head outputs: ``yolo_N`` (rows) or the layer feeding it (``conv_N``)."""
-    from cfg_codegen.layers import Convolutional
 
     names = []
     for yolo in network.yolo_layers:
@@ -90,28 +104,120 @@ def default_weights(cfg: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+class _DarknetOperations:
+    """Training, sparsity training, evaluation and sweep points of a Darknet cfg + .weights."""
+
+    ULTRALYTICS_ONLY = ("cache", "warmup_epochs", "converge", "from_scratch")
+
+    def default_weights(self, path: Path) -> Path | None:
+        return default_weights(path)
+
+    def _start(self, path: Path, weights: str | None, what: str) -> str:
+        """The .weights ``what`` starts from: ``weights``, else the file of the same name beside the cfg."""
+
+        return companion_weights(path, weights, what)
+
+    def _run(self, path: Path, data: str, out: Path, request, weights: str | None, on_epoch, sparsity: float = 0.0):
+        refuse(path, "a Darknet cfg", request.given(*self.ULTRALYTICS_ONLY), "they are the Ultralytics trainer's")
+        if request.teacher not in (None, "auto") or request.given("distill_weight"):
+            raise EdgepruneError(f"distillation works on Ultralytics checkpoints; fine-tune {path} without --distill")
+        def score(cfg: Path, trained: Path, size: int) -> dict:
+            return evaluate_source(prepare(cfg, size, weights=str(trained)), data)
+
+        run = train_darknet(str(path), data, out, DarknetTrainConfig(
+            epochs=request.epochs, imgsz=request.imgsz, batch=request.batch, workers=request.workers,
+            seed=request.seed, device=request.device, learning_rate=request.lr0, burn_in=request.burn_in,
+            sparsity=sparsity), evaluate=score, weights=weights, on_epoch=on_epoch)
+        result = TrainResult(run.weights, run.run_dir, run.epochs, run.map50, run.map50_95, run.params,
+                             notes=run.notes, cfg=run.cfg, history=run.history)
+        return result, run.sparsity
+
+    def train(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        return self._run(path, data, out, request, request.weights, on_epoch)[0]
+
+    def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        return self._run(path, data, out, request, self._start(path, request.weights, "fine-tuning"), on_epoch)[0]
+
+    def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        prune_options = [name for name in ("ratio", "method", "round_to", "hold") if getattr(request, name) is not None]
+        prune_options += ["global"] if request.global_pruning else []
+        refuse(path, "a Darknet cfg", prune_options, "a cfg is sparsity-trained with the L1 penalty --s, then pruned "
+                                                     "with `cfg-prune --global-percent`")
+        strength = 1e-3 if request.strength is None else request.strength
+        if strength <= 0:
+            raise EdgepruneError(f"--s must be positive, got {strength}")
+        start = self._start(path, request.train.weights, "sparsity training")
+        trained, record = self._run(path, data, out, request.train, start, on_epoch, sparsity=strength)
+        snapshots = [GammaSnapshot(**s) for s in record["snapshots"]]
+        return SparsityResult(trained.weights, trained.run_dir, None, 0, trained, snapshots, record["histograms"],
+                              None, trained.notes, strength)
+
+    def evaluate(self, path: Path, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
+                 weights: str | None = None):
+        """The cfg + .weights run in torch (the module its artifacts are checked against) on ``data``."""
+
+
+        source = prepare(path, imgsz, weights=self._start(path, weights, "evaluating"))
+        data_names = read_data_yaml(data)["names"]
+        return scores_as_result(str(path), data, source.input_hw[0], "detect", evaluate_source(source, data, split),
+                                data_names)
+
+    def prune(self, path: Path, out: Path, cfg, **options):
+        raise UnsupportedModelError(
+            f"{path} is a Darknet cfg: prune it with `edgeprune cfg-prune CFG WEIGHTS --global-percent P` (or "
+            "`sweep CFG --weights W`); deploy, eval, bench, preflight and dpu-rewrite take it with --weights")
+
+    def stats(self, path: Path, imgsz: int, weights: str | None = None):
+        source = prepare(path, imgsz, weights=self._start(path, weights, "measuring"))
+        return model_stats(source.module, source.example)
+
+    def fit_sweep(self, path: Path, settings):
+        from dataclasses import replace
+
+
+        defaults = type(settings)(data=settings.data)
+        refuse(path, "a Darknet cfg", [n for n in ("method", "global_pruning", "steps", "round_to")
+                                       if getattr(settings, n) != getattr(defaults, n)],
+               "its sweep prunes with cfg-prune's global BN-gamma percent (and --shortcuts)")
+        weights = self._start(path, settings.weights, "a sweep of")  # a sweep prunes trained weights
+        source = prepare(path, settings.imgsz, weights=weights)
+        if source.input_hw[0] != source.input_hw[1]:
+            raise EdgepruneError(f"{path} has a {source.input_hw[1]}x{source.input_hw[0]} (WxH) input; the sweep "
+                                 "runs square inputs: give --imgsz")
+        nc = read_data_yaml(settings.data)["nc"]
+        if nc != source.nc:
+            raise ModelMismatchError(f"{path} predicts nc={source.nc} classes but {settings.data} has nc={nc}")
+        return replace(settings, imgsz=source.input_hw[0], weights=weights)
+
+    def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None):
+        """``cfg-prune`` at global percent ``ratio`` after ``settings.shortcuts`` residual units (ratio 0: a copy)."""
+        import shutil
+
+
+        weights = self._start(path, weights, "pruning")
+        model, pruned_weights = out_dir / "pruned.cfg", out_dir / "pruned.weights"
+        if ratio == 0:
+            shutil.copyfile(path, model)
+            shutil.copyfile(weights, pruned_weights)
+        else:
+            prune_darknet(str(path), weights, out_dir, DarknetPrune(ratio, settings.keep, settings.shortcuts))
+        return model, str(pruned_weights)
+
+
 @register_source
-class DarknetSource(ModelSource):
+class DarknetSource(_DarknetOperations, ModelSource):
     name = "darknet"
     summary = "Darknet .cfg with --weights (default: the .weights of the same name beside it)"
     suffixes = (".cfg",)
+    separate_weights = True
 
     def default_imgsz(self, path: Path) -> tuple[int | None, str]:
-        from cfg_codegen.parser import parse_cfg
-
         net = parse_cfg(path).net
         if net.width != net.height:
             return None, ""
         return net.width, f"the [net] size of {path}"
 
     def prepare(self, path: Path, request: SourceRequest) -> ExportSource:
-        from cfg_codegen.build import build_model, random_model
-        from cfg_codegen.parser import parse_cfg
-        from cfg_codegen.shapes import infer_shapes
-        from cfg_codegen.weights import read_weights
-
-        from cfg_codegen.errors import UnsupportedCfgError
-
         network = parse_cfg(path)
         net = network.net
         if not network.yolo_layers:
@@ -146,7 +252,7 @@ class DarknetSource(ModelSource):
             module, example, str(path), files[0]["sha256"], kind="darknet", task="detect",
             names={i: f"class{i}" for i in range(head["nc"])}, stride=int(round(stride)), head_scope=head_scope,
             dynamic=request.dynamic, head=head, resize="letterbox-grey" if net.letter_box else "stretch",
-            output_names=output_names(network, request.decode), files=files, notes=notes)
+            output_names=output_names(network, request.decode), files=files, notes=notes, names_from_data=True)
 
 
 def _input_hw(network, request: SourceRequest) -> tuple[int, int]:

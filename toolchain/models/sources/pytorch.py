@@ -15,9 +15,22 @@ import torch
 from torch import nn
 
 from toolchain.core.fileio import sha256_of
-from toolchain.models.loading import DEFAULT_IMGSZ, example_input, load_model, read_checkpoint, trained_imgsz
+from toolchain.models.loading import (
+    DEFAULT_IMGSZ,
+    check_model_fits_data,
+    example_input,
+    load_model,
+    read_checkpoint,
+    trained_imgsz,
+)
+from toolchain.models.model_stats import model_stats
+from toolchain.models.prune_job import prune_file
+from toolchain.models.pruning import PruneConfig
 from toolchain.models.sources import register_source
-from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest
+from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, refuse
+from toolchain.models.sparsity import SparsityConfig, sparsify
+from toolchain.models.training import TrainConfig, finetune, train
+from toolchain.models.validator import evaluate
 
 
 def _yolo_for_export(model: nn.Module, dynamic: bool) -> tuple[nn.Module, str]:
@@ -56,13 +69,103 @@ class RawHeadOutputs(nn.Module):
         return torch.cat([out[k] for k in ("boxes", "scores", "kpts") if k in out], 1)
 
 
+ULTRALYTICS_ONLY = ("burn_in", "weights")
+
+
+def _train_config(path: Path, request, epochs: int | None = None):
+    """The Ultralytics trainer's settings for ``request`` (image size: given, else the checkpoint's)."""
+
+    imgsz = request.imgsz or PyTorchSource().default_imgsz(path)[0]
+    return TrainConfig(epochs=epochs or request.epochs, imgsz=imgsz, batch=request.batch, workers=request.workers,
+                       seed=request.seed, lr0=request.lr0, device=request.device, cache=request.cache,
+                       warmup_epochs=request.warmup_epochs)
+
+
+def _refuse_darknet_options(path: Path, request) -> None:
+    refuse(path, "an Ultralytics model", request.given(*ULTRALYTICS_ONLY), "they are a Darknet cfg's")
+
+
+class _UltralyticsOperations:
+    """Training, sparsity training, evaluation and sweep points of Ultralytics checkpoints (and yaml models)."""
+
+    def train(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        _refuse_darknet_options(path, request)
+        refuse(path, "training", request.given("teacher", "distill_weight"), "distillation is `finetune`'s")
+        return train(data, str(path), out, _train_config(path, request), converge=request.converge,
+                     scratch=request.from_scratch)
+
+    def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        _refuse_darknet_options(path, request)
+        refuse(path, "fine-tuning", request.given("converge", "from_scratch"), "they are `train`'s")
+        return finetune(str(path), data, out, _train_config(path, request), request.teacher, request.distill_weight)
+
+    def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        _refuse_darknet_options(path, request.train)
+        refuse(path, "an Ultralytics model", ["s"] if request.strength is not None else [],
+               "it is a Darknet cfg's L1 strength; give the prune to prepare for with --ratio")
+        prune = PruneConfig(ratio=0.5 if request.ratio is None else request.ratio, method=request.method or "bn",
+                            global_pruning=request.global_pruning,
+                            round_to=None if request.round_to == 1 else (request.round_to or 8))
+        hold = 0.4 if request.hold is None else request.hold
+        return sparsify(str(path), data, out, SparsityConfig(prune=prune, hold=hold,
+                                                             train=_train_config(path, request.train)),
+                        on_epoch=on_epoch)
+
+    def evaluate(self, path: Path, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
+                 weights: str | None = None):
+        return evaluate(str(path), data, imgsz=imgsz, batch=batch, split=split)
+
+    def prune(self, path: Path, out: Path, cfg, **options):
+        return prune_file(str(path), str(out), cfg, **options)
+
+    def stats(self, path: Path, imgsz: int, weights: str | None = None):
+        loaded = load_model(path)
+        return model_stats(loaded.model, example_input(loaded, imgsz, None))
+
+    def exports_with_ultralytics(self, path: Path) -> bool:
+        return Path(path).suffix.lower() in (".pt", ".pth") and isinstance(read_checkpoint(path), dict)
+
+    def fit_sweep(self, path: Path, settings):
+        from dataclasses import replace
+
+
+        defaults = type(settings)(data=settings.data)
+        refuse(path, "an Ultralytics checkpoint", [n for n in ("weights", "shortcuts", "shortcut_grid", "keep")
+                                                   if getattr(settings, n) != getattr(defaults, n)],
+               "they are a Darknet cfg's")
+        loaded = load_model(path)
+        check_model_fits_data(loaded, settings.data)
+        return settings if settings.imgsz else replace(settings, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
+
+    def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None):
+        import shutil
+
+
+        model = out_dir / "model.pt"
+        if ratio == 0:
+            shutil.copyfile(path, model)
+            return model, None
+        prune_file(str(path), str(model), PruneConfig(ratio=ratio, method=settings.method,
+                                                      global_pruning=settings.global_pruning,
+                                                      round_to=settings.round_to, steps=settings.steps,
+                                                      imgsz=settings.imgsz, data=settings.data), evaluate=False)
+        return model, None
+
+
 @register_source
-class PyTorchSource(ModelSource):
+class PyTorchSource(_UltralyticsOperations, ModelSource):
     name = "pytorch"
-    summary = "Ultralytics checkpoints and pickled torch modules, .pt/.pth"
-    suffixes = (".pt", ".pth")
+    summary = "Ultralytics checkpoints and pickled torch modules, .pt/.pth (and Ultralytics model yamls to train)"
+    suffixes = (".pt", ".pth", ".yaml", ".yml")
+    native_validator = True
+
+    def check_request(self, path: Path, request: SourceRequest, bn_eps_given: bool = False) -> None:
+        refuse(path, "a torch model", ["decode"] * request.decode + ["bn_eps"] * bn_eps_given,
+               "they are a Darknet cfg's (its decode, its BatchNorm epsilon)")
 
     def default_imgsz(self, path: Path) -> tuple[int | None, str]:
+        if Path(path).suffix.lower() in (".yaml", ".yml"):  # a model built from scratch: the trainer's default
+            return DEFAULT_IMGSZ, "Ultralytics default for a model built from a yaml"
         ckpt = read_checkpoint(path)
         if not isinstance(ckpt, dict):  # a pickled nn.Module: its size comes from --input-shape
             return None, ""

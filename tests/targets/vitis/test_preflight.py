@@ -12,7 +12,7 @@ from targets.vitis.dpu import KV260, LEAKY_SLOPE
 from targets.vitis.trace import trace_ops
 from targets.vitis.preflight import analyse, preflight
 
-from conftest import invoke, one_error_line
+from vitis_testlib import invoke, one_error_line
 
 
 def test_unmodified_yolov8n_falls_back_to_the_cpu_on_silu_and_the_head_sigmoid(baseline_pt):

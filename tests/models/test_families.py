@@ -16,7 +16,7 @@ from toolchain.core.errors import PruningError, UnsupportedModelError
 from toolchain.models.loading import LoadedModel, load_model
 from toolchain.models.contract import flat_tensors, inference_outputs
 from toolchain.models.pruning import PruneConfig, prune_structured
-from toolchain.pipelines.prune import prune_file
+from toolchain.models.prune_job import prune_file
 from toolchain.models.zoo import REFUSED, build, matrix
 
 IMGSZ = 128
@@ -36,8 +36,7 @@ def test_prunes_to_a_stock_checkpoint_with_the_same_contract(random_yolo, reload
                                                               task, yaml_name, global_pruning):
     src = random_yolo(yaml_name)
     out = tmp_path / "pruned.pt"
-    report = prune_file(str(src), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning, imgsz=IMGSZ),
-                        latency_iters=0)
+    report = prune_file(str(src), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning, imgsz=IMGSZ))
     assert report.after.macs < 0.85 * report.before.macs, f"{family} {task}: MACs barely cut"
     assert report.after.params < report.before.params
     reloaded = reload_without_edgeprune(out, IMGSZ)

@@ -120,7 +120,7 @@ def test_a_checkpoint_pickled_by_ultralytics_8_1_prunes_at_640_to_a_stock_checkp
     """Pickled by Ultralytics 8.1.0 itself (``make legacy-checkpoint``): its classes lack today's attributes."""
     from toolchain.models.contract import contract_shapes
     from toolchain.models.pruning import PruneConfig
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
 
     assert LEGACY.exists(), f"{LEGACY} is missing; run `make legacy-checkpoint` to reproduce it"
     digest = sha256_of(LEGACY)
@@ -128,7 +128,7 @@ def test_a_checkpoint_pickled_by_ultralytics_8_1_prunes_at_640_to_a_stock_checkp
     assert (loaded.task, loaded.nc, loaded.train_imgsz) == ("segment", 3, 640)
     out = tmp_path / "pruned.pt"
     report = prune_file(str(LEGACY), str(out), PruneConfig(ratio=0.5, global_pruning=global_pruning,
-                                                           imgsz=loaded.train_imgsz), latency_iters=0)
+                                                           imgsz=loaded.train_imgsz))
     assert report.after.macs < 0.35 * report.before.macs
     reloaded = reload_without_edgeprune(out, 640)
     assert reloaded["task"] == "segment" and reloaded["results"] == 1

@@ -10,7 +10,7 @@ import pytest
 from targets.base import ExportConfig
 from toolchain.pipelines.deploy import deploy
 from toolchain.models.pruning import PruneConfig
-from toolchain.pipelines.prune import prune_file
+from toolchain.models.prune_job import prune_file
 
 TASK_MODELS = [
     pytest.param("detect", "yolo26n.yaml", id="detect-yolo26n"),
@@ -25,7 +25,7 @@ TASK_MODELS = [
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
 def test_pruned_model_of_each_task_deploys_with_fidelity(random_yolo, tmp_path, task, yaml_name, target):
     pruned = tmp_path / "pruned.pt"
-    prune_file(str(random_yolo(yaml_name)), str(pruned), PruneConfig(ratio=0.4, imgsz=128), latency_iters=0)
+    prune_file(str(random_yolo(yaml_name)), str(pruned), PruneConfig(ratio=0.4, imgsz=128))
     result = deploy(target, str(pruned), tmp_path / target, ExportConfig(precision="fp32", imgsz=128), evaluate=False)
     record = json.loads(Path(result.deploy_json).read_text())  # what the user gets on disk
     fidelity = record["fidelity"]

@@ -24,7 +24,7 @@ from targets.base import ExportConfig
 from toolchain.pipelines.deploy import deploy
 from targets.vitis.docker import DockerError, check_docker
 
-from conftest import IMAGE, invoke, one_error_line
+from vitis_testlib import IMAGE, invoke, one_error_line
 
 ARCH = "/opt/vitis_ai/compiler/arch/DPUCZDX8G/KV260/arch.json"
 CONDA = "source /opt/vitis_ai/conda/etc/profile.d/conda.sh && conda activate vitis-ai-pytorch && "

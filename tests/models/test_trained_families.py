@@ -20,7 +20,7 @@ from toolchain.pipelines.deploy import deploy
 from toolchain.models.contract import contract_shapes
 from toolchain.models.loading import load_model
 from toolchain.models.pruning import PruneConfig
-from toolchain.pipelines.prune import prune_file
+from toolchain.models.prune_job import prune_file
 from toolchain.models.zoo import FAMILIES, TRAIN_IMGSZ, train_checkpoint
 
 FAMILY_CKPTS = Path(__file__).resolve().parents[2] / ".cache" / "family-checkpoints"
@@ -42,7 +42,7 @@ def test_trained_checkpoint_prunes_at_its_size_reloads_stock_and_deploys(trained
     for global_pruning in (False, True):
         out = tmp_path / f"pruned-{'global' if global_pruning else 'local'}.pt"
         # imgsz left unset: the checkpoint's own training size is used (its train_args say 256)
-        report = prune_file(str(path), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning), latency_iters=0)
+        report = prune_file(str(path), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning))
         assert tuple(report.input_shape[-2:]) == (TRAIN_IMGSZ, TRAIN_IMGSZ)
         assert report.after.macs < 0.85 * report.before.macs, f"{family}: MACs barely cut"
         reloaded = reload_without_edgeprune(out, TRAIN_IMGSZ)

@@ -76,7 +76,7 @@ def test_unsplice_assigns_by_centre_and_clips_at_tile_borders():
 
 
 def test_inference_result_reports_what_ran(deploy_ir, tmp_path):
-    proc = cli("bench", deploy_ir, "--iterations", 15, "--precision", "f32", "--json")
+    proc = cli("bench", deploy_ir, "--iterations", 15, "--infer-precision", "f32", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result["mode"] == "inference" and result["includes_pre_post"] is False

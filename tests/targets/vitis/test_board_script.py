@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_fake_bundle
+from vitis_testlib import make_fake_bundle
 from targets.bench import BenchResult
 from targets.vitis.workspace import EMBED_MARKER, TEMPLATES, embedded_source, load_template, render_template
 from toolchain.core.detection_metrics import box_iou, nms as validator_nms

@@ -104,11 +104,11 @@ def test_each_epoch_reports_gamma_fractions_and_map(sparse_run):
 
 def test_prune_with_the_same_settings_keeps_the_sparsified_map(sparse_run, small_data, tmp_path):
     """The plateau: no fine-tuning, same mAP (the validator's, reported by prune with --data)."""
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
 
     result, _ = sparse_run
     report = prune_file(result.weights, str(tmp_path / "p.pt"),
-                        PruneConfig(ratio=0.5, method="bn", imgsz=128, data=str(small_data)), latency_iters=0)
+                        PruneConfig(ratio=0.5, method="bn", imgsz=128, data=str(small_data)))
     assert report.after.macs < 0.6 * report.before.macs
     assert report.before.map50_95 is not None and report.after.map50_95 is not None
     assert abs(report.after.map50_95 - report.before.map50_95) < 0.01
@@ -116,10 +116,9 @@ def test_prune_with_the_same_settings_keeps_the_sparsified_map(sparse_run, small
 
 
 def test_prune_bn_on_dense_gammas_says_it_acts_like_random(baseline_pt, tmp_path):
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
 
-    report = prune_file(str(baseline_pt), str(tmp_path / "p.pt"), PruneConfig(ratio=0.3, method="bn", imgsz=128),
-                        latency_iters=0)
+    report = prune_file(str(baseline_pt), str(tmp_path / "p.pt"), PruneConfig(ratio=0.3, method="bn", imgsz=128))
     assert any("not sparse" in note and "random" in note for note in report.notes)
     assert report.before.map50_95 is None  # no --data: no accuracy numbers
 

@@ -15,7 +15,7 @@ from toolchain.core.errors import PruningError
 from toolchain.models.loading import load_model
 from toolchain.models.contract import protected_layers
 from toolchain.models.pruning import PruneConfig, prune_structured
-from toolchain.pipelines.prune import prune_file
+from toolchain.models.prune_job import prune_file
 
 
 def _pickled_globals(path) -> set[str]:
@@ -98,11 +98,10 @@ def test_taylor_uses_real_data(random_yolo, synth_data):
 
 def test_iterative_and_global_pruning(random_yolo, tmp_path):
     src = random_yolo("yolov8n.yaml")
-    steps = prune_file(str(src), str(tmp_path / "it.pt"), PruneConfig(ratio=0.5, steps=3, imgsz=128), latency_iters=0)
-    one = prune_file(str(src), str(tmp_path / "one.pt"), PruneConfig(ratio=0.5, imgsz=128), latency_iters=0)
+    steps = prune_file(str(src), str(tmp_path / "it.pt"), PruneConfig(ratio=0.5, steps=3, imgsz=128))
+    one = prune_file(str(src), str(tmp_path / "one.pt"), PruneConfig(ratio=0.5, imgsz=128))
     assert steps.after.params == one.after.params  # same final widths, reached in 3 steps
-    glob = prune_file(str(src), str(tmp_path / "g.pt"), PruneConfig(ratio=0.5, global_pruning=True, imgsz=128),
-                      latency_iters=0)
+    glob = prune_file(str(src), str(tmp_path / "g.pt"), PruneConfig(ratio=0.5, global_pruning=True, imgsz=128))
     assert glob.after.macs < glob.before.macs
     from ultralytics import YOLO
 
@@ -116,7 +115,7 @@ def test_other_families_prune_reload_and_run(random_yolo, tmp_path, yaml_name):
 
     src = random_yolo(yaml_name)
     out = tmp_path / "p.pt"
-    report = prune_file(str(src), str(out), PruneConfig(ratio=0.5, imgsz=128), latency_iters=0)
+    report = prune_file(str(src), str(out), PruneConfig(ratio=0.5, imgsz=128))
     assert 1 - report.after.macs / report.before.macs >= 0.4
     assert report.stock_blocks
     model = YOLO(str(out))
@@ -148,8 +147,7 @@ def test_plain_module_keeps_its_output_size(tmp_path):
 
     path = tmp_path / "resnet.pt"
     torch.save(torchvision.models.resnet18(num_classes=7), path)
-    report = prune_file(str(path), str(tmp_path / "r.pt"), PruneConfig(ratio=0.5), input_shape=(1, 3, 64, 64),
-                        latency_iters=0)
+    report = prune_file(str(path), str(tmp_path / "r.pt"), PruneConfig(ratio=0.5), input_shape=(1, 3, 64, 64))
     assert report.after.params < 0.4 * report.before.params
     pruned = torch.load(tmp_path / "r.pt", weights_only=False)
     assert pruned(torch.randn(2, 3, 64, 64)).shape == (2, 7)

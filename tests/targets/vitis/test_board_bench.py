@@ -11,7 +11,7 @@ from targets.bench import BenchResult
 from targets.vitis.board import BoardBenchConfig, board_bench
 from toolchain.core.errors import EdgepruneError, InputFileError
 
-from conftest import invoke, one_error_line
+from vitis_testlib import invoke, one_error_line
 
 
 def test_bundle_is_copied_and_run_with_the_requested_settings(fake_tools, fake_bundle, tmp_path):

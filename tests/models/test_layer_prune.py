@@ -19,11 +19,11 @@ def _residual_count(path) -> int:
 
 @pytest.fixture(scope="module")
 def layer_pruned(baseline_pt, tmp_path_factory):
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
     from toolchain.models.pruning import PruneConfig
 
     out = tmp_path_factory.mktemp("layers") / "layers2.pt"
-    return out, prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.0, imgsz=256), latency_iters=0, layers=2)
+    return out, prune_file(str(baseline_pt), str(out), PruneConfig(ratio=0.0, imgsz=256), layers=2)
 
 
 def test_two_units_removed_and_macs_drop(layer_pruned, baseline_pt):
@@ -64,8 +64,8 @@ def test_finetunes_one_epoch(layer_pruned, small_data, tmp_path):
 
 def test_too_many_layers_is_a_user_error(baseline_pt, tmp_path):
     from toolchain.core.errors import PruningError
-    from toolchain.pipelines.prune import prune_file
+    from toolchain.models.prune_job import prune_file
     from toolchain.models.pruning import PruneConfig
 
     with pytest.raises(PruningError, match="between 1 and 6"):
-        prune_file(str(baseline_pt), str(tmp_path / "x.pt"), PruneConfig(ratio=0.0), latency_iters=0, layers=7)
+        prune_file(str(baseline_pt), str(tmp_path / "x.pt"), PruneConfig(ratio=0.0), layers=7)
