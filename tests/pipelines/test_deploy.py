@@ -176,7 +176,7 @@ def test_eval_agrees_with_the_ultralytics_validator(deployed, synth_data):
     """The committed baseline's FP32 IR at its imgsz: edgeprune's mAP50-95 within 0.5 points of `yolo val`'s."""
     folder = Path(deployed("openvino", "fp32").deploy_json).parent
     proc = subprocess.run([sys.executable, "-m", "toolchain.cli.main", "eval", str(folder), "--data", str(synth_data),
-                           "--precision", "f32", "--json"], capture_output=True, text=True)
+                           "--infer-precision", "f32", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     validator = report["ultralytics"]

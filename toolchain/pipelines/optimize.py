@@ -139,10 +139,11 @@ class _Steps:
                 self.log(f"{name}: {path} is damaged; running the step again")
         self.log(f"{name}: running")
         result = work()
-        record = result.to_json() if hasattr(result, "to_json") else result
+        text = json.dumps(result.to_json() if hasattr(result, "to_json") else result, indent=2, default=str)
         with atomic_output(path) as tmp:
-            tmp.write_text(json.dumps(record, indent=2, default=str))
-        self.done[name] = record
+            tmp.write_text(text)
+        # what the file holds, so a fresh run and a resumed one return the same record
+        self.done[name] = record = json.loads(text)
         return record
 
 
@@ -200,13 +201,11 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
                                                    "epochs": {"sparsify": sparsify_epochs,
                                                               "finetune": finetune_epochs}})
 
-
     base = steps.run("eval", lambda: evaluate(model, cfg.data, imgsz=imgsz, device=cfg.train_device))
     search = None
     if cfg.speedup is not None:
         search = steps.run("search", lambda: _search(model, cfg, imgsz, log))
     prune_cfg = _prune_config(cfg, search, imgsz)
-
 
     sparse = steps.run("sparsify", lambda: sparsify(
         model, cfg.data, out / "sparsify", SparsityConfig(prune=prune_cfg, train=_train_config(cfg, sparsify_epochs,
@@ -216,11 +215,9 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
     from dataclasses import replace
 
-
     pruned = out / "pruned.pt"
     depth = int(search["depth"]) if search else 0
     steps.run("prune", lambda: prune_file(sparse["weights"], str(pruned), replace(prune_cfg, data=cfg.data), layers=depth))
-
 
     teacher = {"unpruned": model, "sparsified": sparse["weights"], None: None}[cfg.teacher]
     tuned = steps.run("finetune", lambda: finetune(str(pruned), cfg.data, out / "finetune",

@@ -25,7 +25,7 @@ from cfg_codegen.parser import parse_cfg
 from cfg_codegen.weights import read_weights
 from toolchain.cli.main import cli
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ASSETS = REPO / "assets" / "darknet"
 CFG = ASSETS / "yolov4-tiny-synth.cfg"
 WEIGHTS = ASSETS / "yolov4-tiny-synth.weights"
@@ -104,8 +104,8 @@ def test_sparsity_training_lowers_gamma_mass_against_plain_training(card, small_
     plain_mass = _gammas(CFG, tmp_path / "plain" / "weights" / "last.weights").sum()
     sparse_mass = _gammas(CFG, tmp_path / "sparse" / "weights" / "last.weights").sum()
     assert sparse_mass < plain_mass and sparse_mass < start
-    record = sparse["sparsity"]
-    assert [s["epoch"] for s in record["snapshots"]] == [0, 1, 2]
+    record = sparse
+    assert record["strength"] == 0.05 and [s["epoch"] for s in record["snapshots"]] == [0, 1, 2]
     assert record["snapshots"][-1]["l1_mean"] < record["snapshots"][0]["l1_mean"]
     assert all(Path(p).is_file() for p in record["histograms"])  # the same gamma_hist_*.png as Ultralytics sparsify
 
@@ -113,7 +113,7 @@ def test_sparsity_training_lowers_gamma_mass_against_plain_training(card, small_
 def test_darknet_only_options_are_refused_for_ultralytics_models(baseline_pt, synth_data, tmp_path):
     result = CliRunner().invoke(cli, ["finetune", str(baseline_pt), "--data", str(synth_data), "--weights", str(WEIGHTS),
                                       "--out", str(tmp_path / "x")])
-    assert result.exit_code == 2 and "--weights is ignored for this model" in result.output
+    assert result.exit_code == 2 and "--weights does not apply to" in result.output and "Darknet cfg" in result.output
     result = CliRunner().invoke(cli, ["train", str(CFG), "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "needs --data" in result.output
     result = CliRunner().invoke(cli, ["finetune", str(CFG), "--data", str(synth_data), "--distill", str(baseline_pt),

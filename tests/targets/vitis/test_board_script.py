@@ -260,7 +260,7 @@ def darknet_bundle(synth_data, tmp_path_factory):
     from cfg_codegen.weights import write_weights
     from toolchain.models.imagedata import calibration_batches
 
-    stock = Path(__file__).resolve().parents[3] / "shared" / "darknet-cfg" / "yolov4-tiny.cfg"
+    stock = Path(__file__).resolve().parents[4] / "shared" / "darknet-cfg" / "yolov4-tiny.cfg"
     if not stock.is_file():
         pytest.skip(f"{stock} is absent; the real Darknet cfgs are needed for this test")
     text = stock.read_text().replace("classes=80", "classes=3").replace("filters=255\nactivation=linear",

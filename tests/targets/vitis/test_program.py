@@ -20,7 +20,7 @@ from targets.vitis.trace import trace_ops
 from targets.vitis.workspace import load_template
 from toolchain.core.errors import UnsupportedModelError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_graph_json_and_weights_rebuild_the_dpu_graph_exactly(rewritten_pt, tmp_path):
