@@ -96,7 +96,6 @@ def write_csv(path: str | Path, results: list) -> None:
     """Results as CSV, one row per measurement (flat columns; benchmark_app's report has the same facts)."""
     import csv
 
-
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)

@@ -110,7 +110,6 @@ def quantize_int8(fp32_path: Path, out_path: Path, source, cfg: ExportConfig) ->
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-
     if not cfg.data:
         raise EdgepruneError("INT8 needs calibration images: pass --data DATA (a YOLO data.yaml)")
     prepped = out_path.with_name(out_path.stem + ".prep.onnx")

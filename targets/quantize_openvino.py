@@ -46,7 +46,6 @@ def quantize_ir(model, source, cfg: ExportConfig):
     if cfg.max_drop is None:
         return nncf.quantize(model, calib, **common)
 
-
     nc = read_data_yaml(cfg.data)["nc"]
     val_files = image_files(cfg.data, "val")
 

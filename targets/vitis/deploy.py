@@ -144,7 +144,6 @@ def build_for_board(source, out_dir: str | Path, data: str, calib_images: int, c
     if summary.dpu_subgraphs > 1 and not cfg.allow_cpu_subgraphs:  # keep what the compiler said for the user
         from dataclasses import replace as _replace
 
-
         summary = _replace(summary, log=str(keep_log(ws.compile_log, "compile")))
     require_single_subgraph(summary, cfg.allow_cpu_subgraphs)
     if not ws.compiled_xmodel.is_file():

@@ -85,7 +85,6 @@ def keep_log(log: Path, what: str) -> Path:
     """Copy a failed step's log to edgeprune's cache: the staged deploy folder holding it is removed on failure."""
     import time
 
-
     kept = cache_dir("vitis-logs") / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     shutil.copyfile(log, kept)
     return kept

@@ -168,7 +168,6 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
     """
     import shutil
 
-
     if act not in CFG_ACTIVATIONS:
         raise EdgepruneError(f"--act for a Darknet cfg must be one of {', '.join(CFG_ACTIVATIONS)} (activations "
                              f"Darknet and the DPU both run), got {act!r}")

@@ -222,7 +222,6 @@ def redirect_label_cache() -> None:
         return
     from ultralytics.data.dataset import YOLODataset
 
-
     original = YOLODataset._load_or_scan_cache
 
     def _load_or_scan_cache(self, cache_path, cache_hash):

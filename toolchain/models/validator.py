@@ -48,7 +48,6 @@ def evaluate(model_path: str, data: str, imgsz: int | None = None, batch: int = 
              device: str = "auto") -> EvalResult:
     """Validate ``model_path`` on ``data`` and return overall and per-class metrics."""
 
-
     loaded = load_model(model_path)
     imgsz = imgsz or loaded.train_imgsz  # None: the size the checkpoint was trained at
     data_cfg = check_model_fits_data(loaded, data)

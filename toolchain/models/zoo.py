@@ -79,7 +79,6 @@ def train_checkpoint(family: str, data: str, out_dir, epochs: int = TRAIN_EPOCHS
     import tempfile
     from pathlib import Path
 
-
     yaml_name = detect_yaml(family)
     out_dir = Path(out_dir)
     target = out_dir / f"{Path(yaml_name).stem}.pt"

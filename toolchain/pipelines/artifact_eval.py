@@ -87,7 +87,6 @@ def ultralytics_box_metrics(path: Path, target: str, data, imgsz: int, split: st
     """
     import tempfile
 
-
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp:
         source = path

@@ -70,7 +70,6 @@ def _run_shipped(function, kwargs: dict, names: list[str], data_blob, *blobs):
     """Ray task body: unpack the inputs into a scratch folder, run, return (result, output zip, where it ran)."""
     import ray
 
-
     scratch = Path(tempfile.mkdtemp(prefix="edgeprune-job-"))
     try:
         inputs = {}

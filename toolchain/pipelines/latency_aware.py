@@ -127,7 +127,6 @@ def block_latencies(model_path: str, imgsz: int, device: str = "CPU") -> dict[st
     import numpy as np
     import openvino as ov
 
-
     key = re.sub(r"[^A-Za-z0-9]+", "_", f"{cpu_name()}-{ov.__version__}-{device}-{imgsz}-{sha256_of(model_path)[:16]}")
     cached = cache_dir("latency") / f"{key}.json"
     if cached.is_file():

@@ -63,7 +63,6 @@ def measure_artifact(point: PrunedModel, target: str, precision: str, folder: Pa
     ``folder``/bench.jsonl.
     """
 
-
     device = get_target(target).check_device(settings.device)
     exported = deploy(target, str(point.model), folder,
                       ExportConfig(precision=precision, imgsz=settings.imgsz, data=data, weights=point.weights,

@@ -140,7 +140,6 @@ def _loader(data: str, imgsz: int, cfg: DarknetTrainConfig, stride: int):
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.utils import DEFAULT_CFG
 
-
     prepare_dataset(data, ("train", "val"))
     data_dict = check_det_dataset(str(data))
     args = get_cfg(DEFAULT_CFG, {"imgsz": imgsz, "batch": cfg.batch, "workers": cfg.workers, "seed": cfg.seed,
@@ -174,7 +173,6 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
     Darknet's ``-map`` does; the last epoch's for sparsity training) and the last epoch's numbers.
     """
     from ultralytics.utils.torch_utils import ModelEMA, init_seeds
-
 
     if config.epochs < 1:
         raise EdgepruneError(f"--epochs must be at least 1, got {config.epochs}")
