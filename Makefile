@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-full test-deps demo demo-full baseline baseline-640 darknet-baseline legacy-checkpoint clean families-table \
+.PHONY: setup test test-full test-deps yolov5-repo demo demo-full baseline baseline-640 darknet-baseline legacy-checkpoint clean families-table \
 	family-checkpoints
 
 setup: $(STAMP)
@@ -28,11 +28,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # One representative case of each family/task; `make test-full` runs the whole matrix.
-test: setup test-deps
+test: setup test-deps yolov5-repo
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not full" tests
 
-test-full: setup test-deps family-checkpoints
+test-full: setup test-deps yolov5-repo family-checkpoints
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 
@@ -51,6 +51,17 @@ test-deps:
 	@command -v chromium >/dev/null 2>&1 || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the report screenshot test will skip"
+
+# The YOLOv5 repository's code as the PyPI `yolov5` package packages it (with the few packages its model, loss and
+# NMS modules import), in .cache only: the tests make and load repository-format checkpoints with it. edgeprune
+# never imports it; a user points --repo at a clone of the repository (or at this package's folder).
+YOLOV5_REPO := .cache/yolov5-pkg
+yolov5-repo: setup $(YOLOV5_REPO)/.installed
+$(YOLOV5_REPO)/.installed:
+	$(BIN)/pip install --quiet --no-deps --target $(YOLOV5_REPO) yolov5==7.0.14 pandas==3.1.1 tqdm==4.70.1 \
+	  "setuptools==80.10.2" python-dateutil==4.0.0 pytz==2026.6 tzdata==2026.6 six==1.17.0 seaborn==0.13.2 \
+	  huggingface-hub==0.24.7
+	touch $@
 
 # Reproduce the committed baseline (about 12 minutes on 2 cores): synthetic data, yolov8n from scratch.
 baseline: setup

@@ -26,26 +26,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded at run time
 
 __all__ = ["EdgepruneError", "autotune", "bench", "board_bench", "cfg2py", "cfg_prune", "compare", "deploy",
            "dpu_rewrite", "evaluate", "finetune", "load", "optimize", "preflight", "prune", "report", "sparsify", "sweep",
-           "synth", "train"]
+           "synth", "train", "use_repository"]
 
-from edgeprune.api import (  # noqa: E402
-           autotune,
-           bench,
-           board_bench,
-           cfg2py,
-           cfg_prune,
-           compare,
-           deploy,
-           dpu_rewrite,
-           evaluate,
-           finetune,
-           load,
-           optimize,
-           preflight,
-           prune,
-           report,
-           sparsify,
-           sweep,
-           synth,
-           train,
-)
+from edgeprune.api import (autotune, bench, board_bench, cfg2py, cfg_prune, compare, deploy,  # noqa: E402
+                           dpu_rewrite, evaluate, finetune, load, optimize, preflight, prune, report, sparsify, sweep,
+                           synth, train, use_repository)

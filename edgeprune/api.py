@@ -33,6 +33,14 @@ def _check_inputs(imgsz: int | None = None, data: str | None = None, splits: tup
         prepare_dataset(data, splits, strict=strict)
 
 
+def use_repository(path: str):
+    """Make the YOLOv5/YOLOv7 repository at ``path`` (the folder holding ``models/yolo.py``) importable, so the
+    checkpoints its ``train.py`` saved load. Returns the resolved folder."""
+    from toolchain.models.sources.yolo_repo import use_repository as use
+
+    return use(path)
+
+
 def load(path: str, weights: str | None = None, imgsz: int | None = None):
     """Open any model source (Ultralytics checkpoint, pickled nn.Module, Darknet cfg + .weights).
 
@@ -129,23 +137,37 @@ def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15,
     return source_for(model).train(Path(model), data, Path(out), request, on_epoch=on_epoch)
 
 
-def finetune(checkpoint: str, data: str, out: str, *, epochs: int = 15, imgsz: int | None = None, batch: int = 16,
-             teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto", workers: int = 2,
-             seed: int = 0, lr0: float | None = None, weights: str | None = None, burn_in: int | None = None,
-             cache: bool = False, strict: bool = False, on_epoch: Callable | None = None):
+def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, imgsz: int | None = None,
+             batch: int = 16, teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto",
+             workers: int = 2, seed: int = 0, lr0: float | None = None, weights: str | None = None,
+             burn_in: int | None = None, cache: bool = False, images: str | None = None, strict: bool = False,
+             on_epoch: Callable | None = None):
     """Fine-tune a (pruned) model keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
     alone. A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) starts from ``weights`` (default: the
-    .weights beside it) and has no teacher. Returns :class:`toolchain.models.training.TrainResult`.
+    .weights beside it) and has no teacher.
+
+    With ``images`` (any folder of images, no labels) the model learns its teacher's outputs instead
+    (label-free distillation, every model source); ``data`` is then optional and, given, scores the
+    result. Returns :class:`toolchain.models.training.TrainResult`.
     """
-    _check_inputs(imgsz, data, strict=strict)
+    from dataclasses import replace
+
     from toolchain.models.sources import source_for
 
+    if data is None and images is None:
+        raise EdgepruneError("give --data DATA.yaml (labels) or --images DIR (label-free distillation)")
+    _check_inputs(imgsz, data, TRAIN_SPLITS if images is None else ("val",), strict)
     request = _train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
                              device=device, cache=cache, burn_in=burn_in, weights=weights, teacher=teacher,
-                             distill_weight=distill_weight)
-    return source_for(checkpoint).finetune(Path(checkpoint), data, Path(out), request, on_epoch=on_epoch)
-
+                             distill_weight=distill_weight, images=images)
+    source = source_for(checkpoint)
+    result = source.finetune(Path(checkpoint), data, Path(out), request, on_epoch=on_epoch)
+    if images and data:  # no labels trained it; the data set scores it
+        scores = source.evaluate(Path(result.cfg or result.weights), data, imgsz=imgsz,
+                                 weights=result.weights if result.cfg else None)
+        result = replace(result, map50=scores.map50, map50_95=scores.map50_95)
+    return result
 
 def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, method: str | None = None,
              global_pruning: bool = False, round_to: int | None = None, hold: float | None = None,

@@ -190,7 +190,6 @@ class OpenVINORunner(Runner):
                 started += 1
         return latencies, time.perf_counter() - t0
 
-
     def pipeline(self, produce, consume, requests, keep_going):
         """An async request queue of ``requests`` OpenVINO infer requests, oldest first (no Python callbacks)."""
         import time
@@ -311,7 +310,7 @@ class OpenVINOTarget(Target):
     def verify(self, source, artifact: Path, cfg: ExportConfig, device: str, evaluate: bool = True) -> dict:
         proof = super().verify(source, artifact, cfg, device, evaluate=evaluate)
         name = Path(cfg.final_dir or artifact).name
-        if not name.endswith(ULTRALYTICS_SUFFIX):
+        if source.runs_in_ultralytics and not name.endswith(ULTRALYTICS_SUFFIX):
             proof["notes"] = [*proof.get("notes", []),
                               f"Ultralytics recognises an OpenVINO folder by its name: deploy to --out "
                               f"{source.stem}{ULTRALYTICS_SUFFIX} (any folder ending so) to load it with YOLO(out)"]

@@ -137,3 +137,19 @@ def test_a_torch_pruning_failure_names_the_layer(random_yolo, monkeypatch):
     assert loaded.path in message and "IndexError" in message
     assert "C2f (layer 4, " in message, message
     assert "\n" not in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
+def test_p6_models_with_c2_blocks_prune_at_1280_and_reload_stock(random_yolo, reload_without_edgeprune, tmp_path,
+                                                                  global_pruning):
+    """yolov8n-p6's head is made of ``C2`` blocks (chunk, the first half through the bottlenecks): they are split,
+    pruned with equal halves and put back, at the P6 models' own size."""
+    src = random_yolo("yolov8n-p6.yaml")
+    out = tmp_path / "p6.pt"
+    report = prune_file(str(src), str(out), PruneConfig(ratio=0.4, global_pruning=global_pruning, imgsz=1280))
+    assert report.split_blocks >= 4 and report.input_shape == (1, 3, 1280, 1280)
+    assert report.after.macs < 0.6 * report.before.macs
+    reloaded = reload_without_edgeprune(out, 1280)
+    assert reloaded["results"] == 1
+    assert reloaded["shapes"] == _contract(src, 1280)

@@ -135,3 +135,38 @@ def test_a_checkpoint_pickled_by_ultralytics_8_1_prunes_at_640_to_a_stock_checkp
     expected = [list(s) for s in contract_shapes(loaded.model, torch.zeros(1, 3, 640, 640))]
     assert reloaded["shapes"] == expected  # 4 + 3 classes + 32 mask coefficients, and 32 prototypes
     assert sha256_of(LEGACY) == digest
+
+
+def test_a_yaml_that_disagrees_with_its_head_is_read_by_the_head(random_yolo, reload_without_edgeprune, tmp_path):
+    """Ultralytics' released pose checkpoints keep the detector's 80-class yaml with a 1-class head; stock
+    Ultralytics runs them by their head, and so does edgeprune (with a note), prune included."""
+    from toolchain.models.checkpoint import save_model
+    from toolchain.models.prune_job import prune_file
+    from toolchain.models.pruning import PruneConfig
+
+    loaded = load_model(random_yolo("yolov8n-pose.yaml", nc=1))
+    model = loaded.model
+    model.yaml = {**model.yaml, "nc": 80}
+    path = tmp_path / "released-pose.pt"
+    save_model(loaded, model, path)
+    again = load_model(path)
+    assert again.nc == 1 and again.task == "pose"
+    assert any("yaml says nc=80" in note and "head predicts nc=1" in note for note in again.notes)
+    report = prune_file(str(path), str(tmp_path / "p.pt"), PruneConfig(ratio=0.3, imgsz=128))
+    assert any("nc=80" in note for note in report.notes) and report.after.params < report.before.params
+    assert reload_without_edgeprune(tmp_path / "p.pt", 128)["results"] == 1
+
+
+def test_eval_of_an_output_it_cannot_decode_exits_2_and_never_scores_0(micro_data, tmp_path):
+    """A classifier's (batch, classes) output on a detection set: refused in one sentence, not mAP 0."""
+    from click.testing import CliRunner
+
+    from toolchain.cli.main import cli
+
+    classifier = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                     torch.nn.Linear(8, 3)).eval()
+    path = tmp_path / "classifier.pt"
+    torch.save(classifier, path)
+    result = CliRunner().invoke(cli, ["eval", str(path), "--data", str(micro_data), "--imgsz", "64"])
+    assert result.exit_code == 2, result.output[-2000:]
+    assert "not detections" in result.output and "(1, 3)" in result.output and "Traceback" not in result.output

@@ -152,7 +152,8 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
     page = (run_dir / "report.html").read_text()
     assert page.count('<img alt="') == len(report["images"]) >= 5
     assert page.count('src="data:image/png;base64,') == len(report["images"])
-    for name in ("PR_curve", "F1_curve", "map_vs_fps", "map_vs_ratio", "per_class_ap", "gamma_hist_epochs_000-001"):
+    for name in ("PR_curve", "F1_curve", "map_vs_fps", "map_vs_ratio", "plateau_and_gamma", "per_class_ap",
+                 "gamma_hist_epochs_000-001"):
         assert f'<img alt="{name}"' in page
     for p in result.points:
         assert f"<tr><td>{p.ratio:.4g}</td>" in page or f'<tr class="chosen"><td>{p.ratio:.4g}</td>' in page

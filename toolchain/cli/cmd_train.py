@@ -63,10 +63,13 @@ def _darknet_options(func):
 
 
 def _epoch_printer(as_json: bool):
-    """Print each epoch's record on stderr as it finishes: a trainer's results row, or sparsity's gamma record."""
+    """Print each epoch's record on stderr as it finishes: a trainer's row, sparsity's gamma record, or a distillation loss."""
     err = console(stderr=True)
 
     def show(row) -> None:
+        if hasattr(row, "distillation_loss"):  # label-free distillation: the loss against the teacher's outputs
+            err.print(f"epoch {row.epoch}: distillation loss {row.distillation_loss:.4f}")
+            return
         if hasattr(row, "below"):  # sparsity training: the share of gamma near zero and the mAP after the epoch
             below = "  ".join(f"<{t}: {v:.1%}" for t, v in sorted(row.below.items(), key=lambda kv: float(kv[0])))
             score = "-" if row.map50_95 is None else f"{row.map50_95:.3f}"
@@ -157,7 +160,11 @@ def _notes(result) -> None:
 
 @click.command()
 @click.argument("checkpoint", type=existing_file)
-@click.option("--data", required=True, type=existing_file, help="YOLO data.yaml to fine-tune on.")
+@click.option("--data", type=existing_file, default=None,
+              help="YOLO data.yaml to fine-tune on (with --images: only to score the result).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Fine-tune without labels: learn the teacher's outputs on this folder of images (any images the "
+                   "model will see; every model source).")
 @click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
 @click.option("--distill", "teacher", type=existing_file, default=None,
               help="Teacher checkpoint to distil from (its class probabilities and box distributions). "
@@ -167,8 +174,8 @@ def _notes(result) -> None:
               help="Scale of the distillation loss against the task loss.")
 @_train_options
 @_darknet_options
-def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed, lr0,
-             device, cache, strict, as_json, weights, burn_in) -> None:
+def finetune(checkpoint, data, images, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed,
+             lr0, device, cache, strict, as_json, weights, burn_in) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
@@ -184,12 +191,14 @@ def finetune(checkpoint, data, out, teacher, no_distill, distill_weight, epochs,
         raise click.BadParameter("--distill and --no-distill contradict each other; give one",
                                  param_hint="'--no-distill'")
     refuse_ignored(distill_weight=no_distill and "with --no-distill")
+    if images and no_distill:
+        raise click.UsageError("--images learns the teacher's outputs; it cannot run with --no-distill")
     imgsz = resolve_imgsz(checkpoint, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"fine-tuning, {epochs} epochs"):
         result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
                                     teacher=None if no_distill else (teacher or "auto"),
                                     distill_weight=distill_weight, device=device, workers=workers, seed=seed, lr0=lr0,
-                                    weights=weights, burn_in=burn_in, cache=cache,
+                                    weights=weights, burn_in=burn_in, cache=cache, images=images,
                                     strict=strict, on_epoch=_epoch_printer(as_json))
     _notes(result)
     _render_history(result, as_json)

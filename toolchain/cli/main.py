@@ -67,8 +67,15 @@ class EdgepruneGroup(click.Group):
 
 @click.group(cls=EdgepruneGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeprune")
-def cli() -> None:
+@click.option("--repo", type=click.Path(exists=True, file_okay=False), envvar="EDGEPRUNE_REPO", default=None,
+              help="A YOLOv5/YOLOv7 repository (the folder holding models/yolo.py), for checkpoints their train.py "
+                   "saved (also $EDGEPRUNE_REPO).")
+def cli(repo) -> None:
     """Prune detectors so they really get smaller and faster, and deploy them to edge targets."""
+    if repo:
+        import edgeprune
+
+        edgeprune.use_repository(repo)
 
 
 cli.add_command(cmd_data.data)

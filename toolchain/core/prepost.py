@@ -199,7 +199,7 @@ def decode_darknet(maps, heads, input_hw, nc):
 
 
 # How an artifact's outputs are laid out (its metadata's ``head``), and how they become predictions.
-HEAD_FORMATS = ("ultralytics", "dfl", "darknet", "darknet-rows")
+HEAD_FORMATS = ("ultralytics", "dfl", "darknet", "darknet-rows", "yolo-rows")
 
 
 def _maps_hwc(output, nchw):
@@ -215,13 +215,22 @@ def predictions(outputs, head, input_hw, nchw=True):
             ``nchw=False``, as the board's DPU runner gives them).
         head: the artifact's head description (None or format ``ultralytics``: the first output
             already has this layout; ``dfl``: Ultralytics head maps cut before the decode;
-            ``darknet``: the maps feeding each [yolo] layer; ``darknet-rows``: OpenCV's rows).
+            ``darknet``: the maps feeding each [yolo] layer; ``darknet-rows``: OpenCV's rows;
+            ``yolo-rows``: the YOLOv5/YOLOv7 repositories' ``(batch, anchors, 5 + nc)`` rows, xywh in
+            pixels, objectness, class probabilities — a class's score is objectness × its probability,
+            as their own NMS takes it).
         input_hw: the network input size the outputs were computed at.
     """
     fmt = (head or {}).get("format", "ultralytics")
     if fmt == "ultralytics":
         return outputs[0]
     nc = int(head["nc"])
+    if fmt == "yolo-rows":
+        rows = np.asarray(outputs[0], dtype=np.float32)
+        if rows.ndim != 3 or rows.shape[-1] != 5 + nc:
+            raise ValueError(f"yolo-rows expects (batch, anchors, {5 + nc}) rows, got {rows.shape}")
+        scores = rows[..., 5:] * rows[..., 4:5]
+        return np.concatenate((rows[..., :4], scores), -1).transpose(0, 2, 1)
     if fmt == "darknet-rows":
         scale = np.array([input_hw[1], input_hw[0], input_hw[1], input_hw[0]], dtype=np.float32)
         rows = np.concatenate([np.asarray(o).reshape(-1, 5 + nc) for o in outputs], 0)

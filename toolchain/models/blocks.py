@@ -1,7 +1,7 @@
 """Rewrite Ultralytics ``chunk`` blocks into prunable form and back to stock classes.
 
-Why: ``C2f`` and its subclasses (``C3k2``, ``C2fCIB``) and the ELAN blocks of YOLOv9
-(``RepNCSPELAN4``, ``ELAN1``) run ``cv1(x).chunk(2, 1)``: the two halves of one conv's output
+Why: ``C2`` (the heads of the P6 models), ``C2f`` and its subclasses (``C3k2``, ``C2fCIB``) and the
+ELAN blocks of YOLOv9 (``RepNCSPELAN4``, ``ELAN1``) run ``cv1(x).chunk(2, 1)``: the two halves of one conv's output
 go to different places. Pruning that conv as one group lets the halves lose different
 channels, after which ``chunk`` splits at the wrong place. Before pruning, :class:`SplitChunk`
 replaces ``cv1`` by two convs holding exact copies of its two halves (checked equivalent by
@@ -32,17 +32,22 @@ class ChunkFamily:
     """How one stock block uses its chunked ``cv1``.
 
     Attributes:
-        chain: attribute names of the modules applied one after another to the second half
-            (each output appended); a single name of an ``nn.ModuleList`` is iterated.
+        chain: attribute names of the modules applied one after another; a single name of an
+            ``nn.ModuleList`` is iterated.
         tail: attribute name of the conv that consumes the concatenation.
+        through_first: False (C2f, ELAN): the chain runs on the second half and every output is
+            appended, ``tail(cat(a, b, m1(b), m2(m1(b))...))``; True (C2): the chain replaces the
+            first half, ``tail(cat(chain(a), b))``.
     """
 
     chain: tuple[str, ...]
     tail: str
+    through_first: bool = False
 
 
 # Exact class names: a subclass with another forward must not be rewritten by accident.
 CHUNK_FAMILIES: dict[str, ChunkFamily] = {
+    "C2": ChunkFamily(("m",), "cv2", through_first=True),
     "C2f": ChunkFamily(("m",), "cv2"),
     "C3k2": ChunkFamily(("m",), "cv2"),
     "C2fCIB": ChunkFamily(("m",), "cv2"),
@@ -117,9 +122,15 @@ class SplitChunk(nn.Module):
         return mods
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tail = getattr(self.block, self.family.tail)
+        if self.family.through_first:
+            a = self.cv1a(x)
+            for m in self._chain():
+                a = m(a)
+            return tail(torch.cat([a, self.cv1b(x)], 1))
         y = [self.cv1a(x), self.cv1b(x)]
         y.extend(m(y[-1]) for m in self._chain())
-        return getattr(self.block, self.family.tail)(torch.cat(y, 1))
+        return tail(torch.cat(y, 1))
 
     def halves(self) -> tuple[int, int]:
         return self.cv1a.conv.out_channels, self.cv1b.conv.out_channels

@@ -43,6 +43,9 @@ def evaluate_callable(predict: Callable[[np.ndarray], np.ndarray], data_yaml: st
             raise InputFileError(f"image {path} cannot be read")
         padded, box = fit(image, input_hw, resize)
         raw = predict(to_input([padded]))
+        if raw.ndim != 3:
+            raise ModelMismatchError(f"the model outputs shape {tuple(raw.shape)}, not detections (batch, 4 + classes, "
+                                     "anchors) edgeprune can decode: eval scores detectors on a detection data set")
         if raw.shape[1] < 4 + nc:
             raise ModelMismatchError(f"the model outputs {raw.shape[1]} rows per anchor but {data_yaml} has nc={nc} "
                                      f"(expected at least {4 + nc})")
@@ -59,7 +62,6 @@ def evaluate_source(source, data_yaml: str | Path, split: str = "val", progress=
     Decoded exactly as its artifacts are (the source's ``head`` and ``resize``).
     """
     import torch
-
 
     module = source.module.eval()
 

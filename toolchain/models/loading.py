@@ -45,6 +45,7 @@ class LoadedModel:
     nc: int | None = None
     names: dict = field(default_factory=dict)
     train_imgsz: int | None = None
+    notes: tuple[str, ...] = ()  # what the user should know about how the file was read
 
     @property
     def is_yolo(self) -> bool:
@@ -122,7 +123,6 @@ def _damage(path: Path, exc: Exception) -> str:
     """What is wrong with an unreadable checkpoint, in words (torch's own text cites miniz or pickle opcodes)."""
     import zipfile
 
-
     head = path.read_bytes()[:4]
     if head.startswith(b"PK"):
         if not zipfile.is_zipfile(path):
@@ -146,8 +146,13 @@ def _head_nc(head: nn.Module) -> int:
     return int(head.linear.out_features) if isinstance(head, Classify) else int(head.nc)
 
 
-def _check_yolo_consistency(path: Path, model: nn.Module) -> int:
-    """Return nc after checking the head, the names and the yaml agree."""
+def _check_yolo_consistency(path: Path, model: nn.Module) -> tuple[int, tuple[str, ...]]:
+    """nc (the head's) after checking the head and the names agree, and what to note about the yaml.
+
+    A yaml whose ``nc`` differs from the head's is read by the head, with a note: Ultralytics'
+    released pose checkpoints keep the 80-class yaml of the detector they came from with a
+    1-class head, and stock Ultralytics loads and runs them by their head.
+    """
     head = _yolo_head(model)
     if head is None:
         raise UnsupportedModelError(
@@ -160,10 +165,9 @@ def _check_yolo_consistency(path: Path, model: nn.Module) -> int:
         raise ModelMismatchError(f"{path} is inconsistent: its head predicts nc={nc} classes but it names {len(names)}")
     yaml_nc = (getattr(model, "yaml", None) or {}).get("nc")
     if yaml_nc is not None and int(yaml_nc) != nc:
-        raise ModelMismatchError(
-            f"{path} is inconsistent: its architecture yaml says nc={yaml_nc} but its head has nc={nc}"
-        )
-    return nc
+        return nc, (f"{path}: its architecture yaml says nc={yaml_nc} but its head predicts nc={nc}; read by its "
+                    f"head (nc={nc}), as Ultralytics runs it",)
+    return nc, ()
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
@@ -197,7 +201,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     module = copy.deepcopy(module).float().eval()  # checkpoints store fp16 weights
     if isinstance(module, BaseModel):
         check_prunable(module, str(path))
-        nc = _check_yolo_consistency(path, module)
+        nc, notes = _check_yolo_consistency(path, module)
         task = guess_model_task(module)
         if task not in SUPPORTED_TASKS:
             raise UnsupportedModelError(
@@ -205,7 +209,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             )
         _update_legacy_modules(module)
         names = dict(getattr(module, "names", {}) or {i: str(i) for i in range(nc)})
-        return LoadedModel(str(path), "ultralytics", module, ckpt, task, nc, names, checkpoint_imgsz(ckpt))
+        return LoadedModel(str(path), "ultralytics", module, ckpt, task, nc, names, checkpoint_imgsz(ckpt), notes)
     return LoadedModel(str(path), "torch", module)
 
 
@@ -273,7 +277,7 @@ def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -
 
 
 def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int, ...] | None) -> torch.Tensor:
-    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules.
+    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` (else ``1x3xSxS``) for plain modules.
 
     ``imgsz`` None means the size the checkpoint was trained at (640 when it does not say).
     """
@@ -284,9 +288,12 @@ def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int
         imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
         check_stride(imgsz)
         return torch.randn(1, 3, imgsz, imgsz)
+    if input_shape is None and imgsz:
+        input_shape = (1, 3, int(imgsz), int(imgsz))  # a square image input of the size given
     if input_shape is None:
         raise ModelMismatchError(
-            f"{loaded.path} is a plain nn.Module ({type(loaded.model).__name__}); pass --input-shape, e.g. 1,3,224,224"
+            f"{loaded.path} is a plain nn.Module ({type(loaded.model).__name__}); pass --input-shape, e.g. "
+            "1,3,224,224 (or --imgsz for a square image input)"
         )
     x = torch.randn(*input_shape)
     try:

@@ -153,7 +153,7 @@ def prune_file(
     if cfg.data and loaded.is_yolo:
         check_model_fits_data(loaded, cfg.data)
     example = example_input(loaded, cfg.imgsz, input_shape)
-    notes: list[str] = []
+    notes: list[str] = list(loaded.notes)
     if cfg.method == "bn" and not unstructured and (cfg.ratio or cfg.layer_ratios):
         notes += [n for n in [bn_sparsity_note(loaded.model, cfg.ratio, cfg.global_pruning)] if n]
     mode = "unstructured" if unstructured else "structured"

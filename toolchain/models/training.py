@@ -127,8 +127,8 @@ class TrainResult:
     weights: str
     run_dir: str
     epochs: int
-    map50: float
-    map50_95: float
+    map50: float | None  # None: nothing scored it (label-free distillation without --data)
+    map50_95: float | None
     params: int
     teacher: str | None = None
     notes: tuple[str, ...] = ()

@@ -76,6 +76,37 @@ def plot_map(points: list[SweepPoint], max_drop: float, chosen: float | None, ou
     return save_figure(plt, fig, out)
 
 
+def plot_plateau(points: list[SweepPoint], gammas, method: str, out: Path) -> Path:
+    """mAP50-95 against the ratio beside the swept model's |BatchNorm gamma| histogram.
+
+    Why together: after sparsity training the share of gammas at zero is where the plateau should
+    end (pruning dead channels costs nothing) and the cliff begin; on a dense model there is no
+    such share, and ``--method bn`` prunes live channels from the first ratio on.
+    """
+    import numpy as np
+
+    plt, fig, ax = figure()
+    fig.set_size_inches(9.6, 4.0)
+    ax.remove()
+    left, right = fig.subplots(1, 2)
+    xs = [p.ratio for p in points]
+    left.plot(xs, [p.map50_95 for p in points], "s-", label="mAP50-95, no fine-tuning")
+    g = np.asarray(gammas, dtype=float)
+    dead = float((g < 1e-2).mean()) if g.size else 0.0
+    if dead:
+        left.axvline(dead, color="tab:red", lw=1, ls="--", label=f"share of gamma < 0.01 ({dead:.0%})")
+    left.set_xlabel(f"pruning ratio ({method})")
+    left.set_ylabel("mAP50-95")
+    left.set_title("Plateau, then cliff")
+    left.legend(fontsize=8)
+    right.hist(g, bins=80, color="tab:blue")
+    right.set_yscale("log")
+    right.set_xlabel("|BatchNorm gamma| of the swept model")
+    right.set_ylabel("channels")
+    right.set_title(f"{dead:.1%} of {g.size:,} gammas below 0.01")
+    return save_figure(plt, fig, out)
+
+
 def plot_accuracy_fps(points: list[SweepPoint], max_drop: float, chosen: float | None, base_fps: float | None,
                       base_label: str | None, out: Path) -> Path:
     """FPS against mAP50 for every point, the Pareto front over both, and the lines the choice is made by."""
@@ -247,6 +278,12 @@ def build_report(run_dir: str | Path, curves: bool = True, progress=None) -> Rep
         plot_map(points, cfg["max_drop"], choice.ratio, img_dir / "map_vs_ratio.png"),
         plot_accuracy_fps(points, cfg["max_drop"], choice.ratio, best["fps"] if best else None,
                           best.get("label") if best else None, img_dir / "map_vs_fps.png")]))
+    swept = summary["model"]
+    if Path(swept).exists():
+        found = source_for(swept).bn_gammas(Path(swept), cfg.get("weights"))
+        if found is not None:
+            sections[-1][1].append(plot_plateau(points, found.numpy(), cfg.get("method", "l1"),
+                                                img_dir / "plateau_and_gamma.png"))
     hists = sorted(run_dir.rglob("gamma_hist_*.png"))
     if hists:
         sections.append(("BatchNorm γ after sparsity training", hists))

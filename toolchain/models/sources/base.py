@@ -16,6 +16,7 @@ honour are refused by the source, in one sentence naming the option.
 from __future__ import annotations
 
 import abc
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +74,7 @@ class ExportSource:
         files: every input file with its hash (a cfg and its .weights).
         notes: what the user should know (random weights...).
         names_from_data: the model names no classes of its own (a Darknet cfg): a data set's names apply.
+        runs_in_ultralytics: ``YOLO(artifact)`` can run what is exported (an Ultralytics model's layout).
     """
 
     module: nn.Module
@@ -92,6 +94,7 @@ class ExportSource:
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     names_from_data: bool = False
+    runs_in_ultralytics: bool = False
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -134,7 +137,7 @@ class ExportSource:
             "license": "AGPL-3.0 License (https://ultralytics.com/license)",
             "docs": "https://docs.ultralytics.com",
             "stride": self.stride,
-            "task": self.task if self.task != "module" else "detect",
+            "task": self.task,  # "module" for a plain torch module: no Ultralytics task claimed
             "batch": batch,
             "imgsz": list(self.input_hw),
             "names": self.names,
@@ -172,6 +175,7 @@ class TrainRequest:
         from_scratch: train a checkpoint's architecture from fresh weights.
         teacher: fine-tuning: ``"auto"`` (the model it was pruned from), a checkpoint, or None (labels only).
         distill_weight: fine-tuning: the distillation loss's scale.
+        images: fine-tuning without labels: a folder of images the model learns its teacher's outputs on.
     """
 
     epochs: int = 15
@@ -189,6 +193,7 @@ class TrainRequest:
     from_scratch: bool = False
     teacher: str | None = "auto"
     distill_weight: float = 1.0
+    images: str | None = None
 
     def given(self, *names: str) -> list[str]:
         """Which of ``names`` the user set (differ from the defaults)."""
@@ -210,6 +215,25 @@ class SparsifyRequest:
     round_to: int | None = None
     hold: float | None = None
     strength: float | None = None
+
+
+REPO_MARK = b"models.yolo"  # the module every YOLOv5/YOLOv7 repository checkpoint pickles its model class from
+
+
+def is_repo_checkpoint(path: Path) -> bool:
+    """True when ``path`` pickles the repositories' ``models.yolo`` classes (read without unpickling)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".pt", ".pth") or not path.is_file():
+        return False
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickled = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                return pickled is not None and REPO_MARK in archive.read(pickled)
+        with open(path, "rb") as fh:
+            return REPO_MARK in fh.read(4 << 20)
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def refuse(path, source: str, given: list[str], why: str) -> None:
@@ -282,6 +306,10 @@ class ModelSource(abc.ABC):
     def prune(self, path: Path, out: Path, cfg, **options):
         """Prune ``path`` into ``out`` as ``edgeprune prune`` does; returns a :class:`toolchain.models.prune_job.PruneReport`."""
         raise self._cannot(path, "prune")
+
+    def bn_gammas(self, path: Path, weights: str | None = None):
+        """Every |BatchNorm gamma| of the model (a float tensor), or None when it has no BatchNorm to read."""
+        return None
 
     def stats(self, path: Path, imgsz: int, weights: str | None = None):
         """Parameters and MACs of ``path`` at ``imgsz`` (:class:`toolchain.models.model_stats.ModelStats`)."""

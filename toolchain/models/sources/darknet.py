@@ -11,8 +11,11 @@ to the input size, as Darknet does, unless the cfg says ``letter_box=1``.
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -136,6 +139,9 @@ class _DarknetOperations:
         return self._run(path, data, out, request, request.weights, on_epoch)[0]
 
     def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
+        refuse(path, "a Darknet cfg", request.given("images"), "label-free distillation is built for Ultralytics, "
+                                                               "repository and plain torch models; fine-tune a cfg on "
+                                                               "labels with --data")
         return self._run(path, data, out, request, self._start(path, request.weights, "fine-tuning"), on_epoch)[0]
 
     def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
@@ -155,8 +161,6 @@ class _DarknetOperations:
     def evaluate(self, path: Path, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
                  weights: str | None = None):
         """The cfg + .weights run in torch (the module its artifacts are checked against) on ``data``."""
-
-
         source = prepare(path, imgsz, weights=self._start(path, weights, "evaluating"))
         data_names = read_data_yaml(data)["names"]
         return scores_as_result(str(path), data, source.input_hw[0], "detect", evaluate_source(source, data, split),
@@ -167,14 +171,17 @@ class _DarknetOperations:
             f"{path} is a Darknet cfg: prune it with `edgeprune cfg-prune CFG WEIGHTS --global-percent P` (or "
             "`sweep CFG --weights W`); deploy, eval, bench, preflight and dpu-rewrite take it with --weights")
 
+    def bn_gammas(self, path: Path, weights: str | None = None):
+        network = parse_cfg(path)
+        trained = read_weights(self._start(path, weights, "reading the BatchNorm of"), network)
+        scales = [torch.tensor(np.abs(c.scales), dtype=torch.float32) for c in trained.convs.values() if c.batch_normalize]
+        return torch.cat(scales) if scales else None
+
     def stats(self, path: Path, imgsz: int, weights: str | None = None):
         source = prepare(path, imgsz, weights=self._start(path, weights, "measuring"))
         return model_stats(source.module, source.example)
 
     def fit_sweep(self, path: Path, settings):
-        from dataclasses import replace
-
-
         defaults = type(settings)(data=settings.data)
         refuse(path, "a Darknet cfg", [n for n in ("method", "global_pruning", "steps", "round_to")
                                        if getattr(settings, n) != getattr(defaults, n)],
@@ -191,9 +198,6 @@ class _DarknetOperations:
 
     def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None):
         """``cfg-prune`` at global percent ``ratio`` after ``settings.shortcuts`` residual units (ratio 0: a copy)."""
-        import shutil
-
-
         weights = self._start(path, weights, "pruning")
         model, pruned_weights = out_dir / "pruned.cfg", out_dir / "pruned.weights"
         if ratio == 0:

@@ -9,28 +9,37 @@ see the same graph and ``YOLO(artifact)`` reads the metadata.
 from __future__ import annotations
 
 import copy
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from toolchain.core.device import resolve_device
+from toolchain.core.errors import EdgepruneError, ModelMismatchError
 from toolchain.core.fileio import sha256_of
+from toolchain.models.checkpoint import save_model
+from toolchain.models.distill import load_teacher, recorded_teacher
+from toolchain.models.label_free import LabelFreeConfig, recover
+from toolchain.models.evaluation import evaluate_source
 from toolchain.models.loading import (
     DEFAULT_IMGSZ,
     check_model_fits_data,
     example_input,
     load_model,
     read_checkpoint,
+    read_data_yaml,
     trained_imgsz,
 )
 from toolchain.models.model_stats import model_stats
 from toolchain.models.prune_job import prune_file
 from toolchain.models.pruning import PruneConfig
 from toolchain.models.sources import register_source
-from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, refuse
-from toolchain.models.sparsity import SparsityConfig, sparsify
-from toolchain.models.training import TrainConfig, finetune, train
-from toolchain.models.validator import evaluate
+from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, is_repo_checkpoint, refuse
+from toolchain.models.sparsity import SparsityConfig, gammas, sparsify
+from toolchain.models.training import AUTO_TEACHER, TrainConfig, finetune, train
+from toolchain.models.validator import evaluate, scores_as_result
 
 
 def _yolo_for_export(model: nn.Module, dynamic: bool) -> tuple[nn.Module, str]:
@@ -85,6 +94,29 @@ def _refuse_darknet_options(path: Path, request) -> None:
     refuse(path, "an Ultralytics model", request.given(*ULTRALYTICS_ONLY), "they are a Darknet cfg's")
 
 
+def _finetune_label_free(path: Path, out: Path, request, on_epoch=None):
+    """``finetune --images``: the model learns its teacher's outputs on a folder of images (no labels).
+
+    The teacher is the one given, else (``auto``) the unpruned checkpoint ``prune`` recorded.
+    """
+    loaded = load_model(path)
+    teacher = request.teacher
+    if teacher == AUTO_TEACHER:
+        teacher, why = recorded_teacher(loaded) if loaded.is_yolo else (None, f"{path} is a plain module")
+        if teacher is None:
+            raise ModelMismatchError(f"--images learns a teacher's outputs, and {why}: give --distill TEACHER.pt "
+                                     "(the model it was pruned from)")
+    teacher_model = load_teacher(teacher, loaded.model) if loaded.is_yolo else load_model(teacher).model.float().eval()
+    if not loaded.is_yolo and not request.imgsz:
+        raise EdgepruneError(f"{path} is a plain nn.Module: give --imgsz, the square input the images are fitted into")
+    size = request.imgsz or PyTorchSource().default_imgsz(path)[0]
+    cfg = LabelFreeConfig(epochs=request.epochs, batch=request.batch, seed=request.seed,
+                          lr=request.lr0 or LabelFreeConfig().lr, device=resolve_device(request.device).torch)
+    note = loaded.ckpt.get("edgeprune") if isinstance(loaded.ckpt, dict) else None
+    return recover(loaded.model, teacher_model, request.images, out, (size, size), "letterbox", cfg,
+                   lambda model, dest: save_model(loaded, model, dest, note), str(teacher), on_epoch)
+
+
 class _UltralyticsOperations:
     """Training, sparsity training, evaluation and sweep points of Ultralytics checkpoints (and yaml models)."""
 
@@ -97,6 +129,8 @@ class _UltralyticsOperations:
     def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
         _refuse_darknet_options(path, request)
         refuse(path, "fine-tuning", request.given("converge", "from_scratch"), "they are `train`'s")
+        if request.images:
+            return _finetune_label_free(path, out, request, on_epoch)
         return finetune(str(path), data, out, _train_config(path, request), request.teacher, request.distill_weight)
 
     def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
@@ -113,10 +147,19 @@ class _UltralyticsOperations:
 
     def evaluate(self, path: Path, data: str, imgsz: int | None = None, batch: int = 16, split: str = "val",
                  weights: str | None = None):
+        """Ultralytics models through the Ultralytics validator; a plain module through edgeprune's own loop,
+        which reads its output as detections ``(batch, 4 + nc, anchors)`` or refuses it in one sentence."""
+        if Path(path).suffix.lower() in (".pt", ".pth") and not isinstance(read_checkpoint(path), dict):
+            source = self.prepare(path, SourceRequest(imgsz))
+            return scores_as_result(str(path), data, source.input_hw[0], "detect",
+                                    evaluate_source(source, data, split), read_data_yaml(data)["names"])
         return evaluate(str(path), data, imgsz=imgsz, batch=batch, split=split)
 
     def prune(self, path: Path, out: Path, cfg, **options):
         return prune_file(str(path), str(out), cfg, **options)
+
+    def bn_gammas(self, path: Path, weights: str | None = None):
+        return gammas(load_model(path).model)
 
     def stats(self, path: Path, imgsz: int, weights: str | None = None):
         loaded = load_model(path)
@@ -126,9 +169,6 @@ class _UltralyticsOperations:
         return Path(path).suffix.lower() in (".pt", ".pth") and isinstance(read_checkpoint(path), dict)
 
     def fit_sweep(self, path: Path, settings):
-        from dataclasses import replace
-
-
         defaults = type(settings)(data=settings.data)
         refuse(path, "an Ultralytics checkpoint", [n for n in ("weights", "shortcuts", "shortcut_grid", "keep")
                                                    if getattr(settings, n) != getattr(defaults, n)],
@@ -138,9 +178,6 @@ class _UltralyticsOperations:
         return settings if settings.imgsz else replace(settings, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
 
     def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None):
-        import shutil
-
-
         model = out_dir / "model.pt"
         if ratio == 0:
             shutil.copyfile(path, model)
@@ -158,6 +195,9 @@ class PyTorchSource(_UltralyticsOperations, ModelSource):
     summary = "Ultralytics checkpoints and pickled torch modules, .pt/.pth (and Ultralytics model yamls to train)"
     suffixes = (".pt", ".pth", ".yaml", ".yml")
     native_validator = True
+
+    def claims(self, path: Path) -> bool:
+        return super().claims(path) and not is_repo_checkpoint(Path(path))  # the yolo-repo source's
 
     def check_request(self, path: Path, request: SourceRequest, bn_eps_given: bool = False) -> None:
         refuse(path, "a torch model", ["decode"] * request.decode + ["bn_eps"] * bn_eps_given,
@@ -189,4 +229,5 @@ class PyTorchSource(_UltralyticsOperations, ModelSource):
         stride = int(max(getattr(loaded.model, "stride", torch.tensor([32])).tolist()))
         return ExportSource(module, example, str(path), files[0]["sha256"], kind="ultralytics", task=loaded.task,
                             names=loaded.names, stride=stride, head_scope=head_scope,
-                            kpt_shape=list(kpt) if kpt else None, dynamic=request.dynamic, files=files)
+                            kpt_shape=list(kpt) if kpt else None, dynamic=request.dynamic, files=files,
+                            runs_in_ultralytics=True)
