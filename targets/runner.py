@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from toolchain.core.errors import ModelMismatchError
 from toolchain.core.prepost import predictions
 
 
@@ -64,7 +65,11 @@ class Runner(abc.ABC):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One inference as detections before NMS: ``(batch, 4 + nc, anchors)``."""
 
-        return predictions(self.outputs(x), self.head, tuple(x.shape[-2:]))
+        try:
+            return predictions(self.outputs(x), self.head, tuple(x.shape[-2:]))
+        except ValueError as exc:  # the board-safe decoder says what it expected; the user gets one sentence
+            raise ModelMismatchError(f"the artifact's outputs do not fit the decode its metadata declares ({exc})"
+                                     ) from None
 
     def default_requests(self) -> int:
         """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""

@@ -23,6 +23,11 @@ IMGSZ = 128
 QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "yolo11n-obb.yaml",
          "yolo26n-pose.yaml", "yolo12n-cls.yaml"}
 CASES = [pytest.param(f, t, y, id=y[:-5], marks=() if y in QUICK else pytest.mark.full) for f, t, y in matrix()]
+GLOBAL_QUICK = {"yolo26n.yaml", "yolov9t.yaml"}  # make test ranks globally on these two; make test-full on all
+PRUNE_CASES = [pytest.param(f, t, y, g, id=f"{y[:-5]}-{'global' if g else 'local'}",
+                            marks=() if y in QUICK and (not g or y in GLOBAL_QUICK) else pytest.mark.full)
+               for f, t, y in matrix() for g in (False, True)]
+
 
 def _contract(path, size=IMGSZ) -> list[list[int]]:
     from toolchain.models.contract import contract_shapes
@@ -30,8 +35,7 @@ def _contract(path, size=IMGSZ) -> list[list[int]]:
     return [list(s) for s in contract_shapes(load_model(path).model, torch.zeros(1, 3, size, size))]
 
 
-@pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
-@pytest.mark.parametrize("family, task, yaml_name", CASES)
+@pytest.mark.parametrize("family, task, yaml_name, global_pruning", PRUNE_CASES)
 def test_prunes_to_a_stock_checkpoint_with_the_same_contract(random_yolo, reload_without_edgeprune, tmp_path, family,
                                                               task, yaml_name, global_pruning):
     src = random_yolo(yaml_name)
@@ -140,7 +144,7 @@ def test_a_torch_pruning_failure_names_the_layer(random_yolo, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("global_pruning", [False, True], ids=["local", "global"])
+@pytest.mark.parametrize("global_pruning", [False, pytest.param(True, marks=pytest.mark.full)], ids=["local", "global"])
 def test_p6_models_with_c2_blocks_prune_at_1280_and_reload_stock(random_yolo, reload_without_edgeprune, tmp_path,
                                                                   global_pruning):
     """yolov8n-p6's head is made of ``C2`` blocks (chunk, the first half through the bottlenecks): they are split,

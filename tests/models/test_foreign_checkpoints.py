@@ -170,3 +170,15 @@ def test_eval_of_an_output_it_cannot_decode_exits_2_and_never_scores_0(micro_dat
     result = CliRunner().invoke(cli, ["eval", str(path), "--data", str(micro_data), "--imgsz", "64"])
     assert result.exit_code == 2, result.output[-2000:]
     assert "not detections" in result.output and "(1, 3)" in result.output and "Traceback" not in result.output
+
+
+def test_a_checkpoint_that_only_names_models_yolo_is_not_taken_for_a_repository_one(baseline_pt, tmp_path):
+    """Ultralytics stores the git commit message of the training folder: a string, not a pickled class."""
+    from toolchain.models.sources import source_for
+    from toolchain.models.sources.base import is_repo_checkpoint
+
+    ckpt = torch.load(baseline_pt, map_location="cpu", weights_only=False)
+    ckpt["git"] = {"message": "found by their pickled models.yolo classes (cmodels.yolo\nModel\n)"}
+    path = tmp_path / "mentions.pt"
+    torch.save(ckpt, path)
+    assert not is_repo_checkpoint(path) and source_for(path).name == "pytorch"

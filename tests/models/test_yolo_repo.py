@@ -25,7 +25,7 @@ from toolchain.core.prepost import nms, predictions
 REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / ".cache" / "yolov5-pkg"
 ROOT = PKG / "yolov5"
-IMGSZ = 416  # what the checkpoint's opt says; edgeprune's own default would be 640
+IMGSZ = 256  # what the checkpoint's opt says; edgeprune's own default would be 640
 
 pytestmark = pytest.mark.skipif(not (ROOT / "models" / "yolo.py").is_file(),
                                 reason="the packaged YOLOv5 repository is missing: run `make yolov5-repo`")
@@ -60,7 +60,7 @@ def _attempt_load(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def repo_ckpt(tmp_path_factory) -> Path:
-    """yolov5n, 3 classes, saved as train.py saves it (fp16 ``model``, ``ema`` None, ``opt`` with imgsz 416).
+    """yolov5n, 3 classes, saved as train.py saves it (fp16 ``model``, ``ema`` None, ``opt`` with imgsz 256).
 
     The objectness and class biases are raised so that the untrained model gives boxes above the deployment
     threshold: the decode tests then compare real detections, not empty lists.
@@ -115,7 +115,7 @@ def test_prune_takes_the_size_from_opt_and_the_repository_loads_the_result(repo_
     assert report["after"]["macs"] < 0.45 * report["before"]["macs"]
     assert seconds < 60, seconds  # was 495 s, traced through the head's decode
     before, after = _attempt_load(repo_ckpt), _attempt_load(out)
-    assert after["rows"] == before["rows"] == [1, 3 * (52 * 52 + 26 * 26 + 13 * 13), 8]
+    assert after["rows"] == before["rows"] == [1, 3 * (32 * 32 + 16 * 16 + 8 * 8), 8]
     assert after["params"] < 0.5 * before["params"]
     saved = torch.load(out, map_location="cpu", weights_only=False)
     assert saved["opt"]["imgsz"] == IMGSZ and saved["ema"] is None and saved["model"].model[-1].nc == 3
@@ -169,9 +169,23 @@ def test_label_free_finetune_recovers_toward_the_unpruned_model_in_its_own_forma
     assert _attempt_load(Path(record["weights"]))["rows"][2] == 8
 
 
-def test_labelled_finetune_refuses_in_one_sentence(pruned, micro_data, tmp_path):
-    result = _invoke("finetune", str(pruned[0]), "--data", str(micro_data), "--out", str(tmp_path / "ft"))
-    assert result.exit_code == 2 and "--images" in result.output and "Traceback" not in result.output
+def test_labelled_finetune_trains_with_the_repository_loss_and_keeps_the_format(pruned, micro_data, tmp_path):
+    out, report, _ = pruned
+    result = _invoke("finetune", str(out), "--data", str(micro_data), "--epochs", "2", "--batch", "4",
+                     "--out", str(tmp_path / "ft"), "--json")
+    assert result.exit_code == 0, result.output[-3000:]
+    record = json.loads(result.output[result.output.index("{"):])
+    assert record["map50_95"] is not None and record["params"] == report["after"]["params"]  # widths kept
+    assert any("utils.loss.ComputeLoss" in note for note in record["notes"])
+    losses = [float(line.split(",")[1]) for line in (tmp_path / "ft" / "results.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 2 and all(np.isfinite(losses)), losses
+    tuned = torch.load(record["weights"], map_location="cpu", weights_only=False)["model"].float()
+    before = torch.load(out, map_location="cpu", weights_only=False)["model"].float()
+    assert not torch.equal(tuned.model[0].conv.weight, before.model[0].conv.weight)  # it trained
+    assert _attempt_load(Path(record["weights"]))["rows"][2] == 8
+    refused = _invoke("finetune", str(out), "--data", str(micro_data), "--distill", str(out), "--out",
+                      str(tmp_path / "x"))
+    assert refused.exit_code == 2 and "--images" in refused.output and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
@@ -195,3 +209,16 @@ def test_deploy_keeps_the_rows_within_1e4_relative(pruned, target, tmp_path):
     got = np.asarray(runner(x.numpy()))
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_a_sweep_prunes_deploys_and_measures_repository_points(repo_ckpt, micro_data, tmp_path):
+    """The sweep's point pipeline takes the repository source like any other (unpruned point + one prune)."""
+    import edgeprune
+
+    result = edgeprune.sweep(str(repo_ckpt), str(micro_data), str(tmp_path / "sweep"), ratios=(0.5,), target="onnx",
+                             max_drop=1.0, bench_iterations=5)
+    ratios = sorted(p.ratio for p in result.points)
+    assert ratios == [0.0, 0.5]
+    unpruned, pruned = sorted(result.points, key=lambda p: p.ratio)
+    assert pruned.macs < 0.5 * unpruned.macs and pruned.fps > 0 and unpruned.fps > 0
+    assert torch.load(pruned.model, map_location="cpu", weights_only=False)["opt"]["imgsz"] == IMGSZ  # its format

@@ -47,6 +47,7 @@ def test_search_stops_at_the_least_pruning_that_meets_the_target(baseline_pt, mo
     assert len(found.probes) in (len(la.ROUND_TO_CANDIDATES) + 3, len(la.ROUND_TO_CANDIDATES) + 4)
 
 
+@pytest.mark.full  # 96 s; make test keeps the width search above
 def test_depth_wins_where_layer_count_costs_the_time(baseline_pt, tmp_path, monkeypatch):
     """On a (faked) device where every convolution costs a fixed overhead, removing residual units meets the
     target keeping more MACs than narrowing every layer; the pruned checkpoint has both and loads in Ultralytics."""

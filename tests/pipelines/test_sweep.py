@@ -185,6 +185,7 @@ def test_report_is_self_contained_and_renders(knee_run, tmp_path):
     assert saturated > 2000
 
 
+@pytest.mark.full  # 35 s; make test runs Ray through autotune's real-cluster test
 def test_ray_executor_runs_points_as_tasks(baseline_pt, small_data, tmp_path):
     ray = pytest.importorskip("ray")
     try:

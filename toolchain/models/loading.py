@@ -277,7 +277,7 @@ def check_stride(imgsz: int | None, stride: int = 32, option: str = "--imgsz") -
 
 
 def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int, ...] | None) -> torch.Tensor:
-    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` (else ``1x3xSxS``) for plain modules.
+    """A random input for tracing: ``1x3xSxS`` for YOLO, ``input_shape`` for plain modules.
 
     ``imgsz`` None means the size the checkpoint was trained at (640 when it does not say).
     """
@@ -288,12 +288,9 @@ def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int
         imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
         check_stride(imgsz)
         return torch.randn(1, 3, imgsz, imgsz)
-    if input_shape is None and imgsz:
-        input_shape = (1, 3, int(imgsz), int(imgsz))  # a square image input of the size given
     if input_shape is None:
         raise ModelMismatchError(
-            f"{loaded.path} is a plain nn.Module ({type(loaded.model).__name__}); pass --input-shape, e.g. "
-            "1,3,224,224 (or --imgsz for a square image input)"
+            f"{loaded.path} is a plain nn.Module ({type(loaded.model).__name__}); pass --input-shape, e.g. 1,3,224,224"
         )
     x = torch.randn(*input_shape)
     try:

@@ -95,6 +95,7 @@ def test_train_cli_from_scratch_saves_cfg_and_weights_per_epoch(small_data, tmp_
     assert not np.allclose(_gammas(CFG, out / "weights" / "last.weights"), _gammas(CFG, WEIGHTS), atol=0.05)
 
 
+@pytest.mark.full  # 31 s; make test trains a cfg from scratch above
 def test_sparsity_training_lowers_gamma_mass_against_plain_training(card, small_data, tmp_path):
     """Same seed, same epochs from the trained weights: only the BN-gamma L1 penalty differs."""
     args = ["--data", small_data, "--epochs", 2, "--workers", 0, "--seed", 3, "--lr0", 0.01]

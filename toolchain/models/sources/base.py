@@ -16,6 +16,9 @@ honour are refused by the source, in one sentence naming the option.
 from __future__ import annotations
 
 import abc
+import io
+import pickletools
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +30,7 @@ from torch import nn
 
 from toolchain.core.errors import EdgepruneError, UnsupportedModelError
 from toolchain.core.fileio import atomic_output
+from toolchain.models.pruning import PruneConfig
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,28 @@ class SparsifyRequest:
     strength: float | None = None
 
 
-REPO_MARK = b"models.yolo"  # the module every YOLOv5/YOLOv7 repository checkpoint pickles its model class from
+REPO_MODULE = "models.yolo"  # the module every YOLOv5/YOLOv7 repository checkpoint pickles its model class from
+
+
+def pickled_modules(pickled: bytes) -> set[str]:
+    """The modules whose classes a pickle references (read with pickletools, nothing is unpickled).
+
+    Why not a substring search: an Ultralytics checkpoint also stores the git commit message of the
+    folder it was trained in, which may name any module.
+    """
+    modules: set[str] = set()
+    strings: list[str] = []
+    try:
+        for op, arg, _pos in pickletools.genops(io.BytesIO(pickled)):
+            if op.name == "GLOBAL":  # protocols 0-3: "module name"
+                modules.add(str(arg).split(" ", 1)[0])
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:  # protocol 4+: module and name pushed before
+                modules.add(strings[-2])
+            elif isinstance(arg, str):
+                strings = (strings + [arg])[-2:]
+    except (ValueError, EOFError):
+        pass  # a truncated pickle: what was read so far
+    return modules
 
 
 def is_repo_checkpoint(path: Path) -> bool:
@@ -229,9 +254,9 @@ def is_repo_checkpoint(path: Path) -> bool:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 pickled = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                return pickled is not None and REPO_MARK in archive.read(pickled)
-        with open(path, "rb") as fh:
-            return REPO_MARK in fh.read(4 << 20)
+                return pickled is not None and REPO_MODULE in pickled_modules(archive.read(pickled))
+        with open(path, "rb") as fh:  # torch's legacy format: protocol-2 GLOBAL opcodes among the first bytes
+            return b"c" + REPO_MODULE.encode() + b"\n" in fh.read(4 << 20)
     except (OSError, zipfile.BadZipFile):
         return False
 
@@ -329,5 +354,13 @@ class ModelSource(abc.ABC):
         """Prune ``path`` at ``ratio`` into ``out_dir`` as a sweep point (``settings``: the sweep's); ratio 0 copies it.
 
         Returns the point's model file and its weights file (None when the model carries its own).
+        This default serves sources whose :meth:`prune` writes one file.
         """
-        raise self._cannot(path, "prune")
+        model = out_dir / "model.pt"
+        if ratio == 0:
+            shutil.copyfile(path, model)
+            return model, None
+        self.prune(path, model, PruneConfig(ratio=ratio, method=settings.method, global_pruning=settings.global_pruning,
+                                            round_to=settings.round_to, steps=settings.steps, imgsz=settings.imgsz,
+                                            data=settings.data), evaluate=False)
+        return model, None

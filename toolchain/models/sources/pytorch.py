@@ -9,7 +9,6 @@ see the same graph and ``YOLO(artifact)`` reads the metadata.
 from __future__ import annotations
 
 import copy
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,7 +149,8 @@ class _UltralyticsOperations:
         """Ultralytics models through the Ultralytics validator; a plain module through edgeprune's own loop,
         which reads its output as detections ``(batch, 4 + nc, anchors)`` or refuses it in one sentence."""
         if Path(path).suffix.lower() in (".pt", ".pth") and not isinstance(read_checkpoint(path), dict):
-            source = self.prepare(path, SourceRequest(imgsz))
+            shape = (1, 3, int(imgsz), int(imgsz)) if imgsz else None  # eval's --imgsz: a square image input
+            source = self.prepare(path, SourceRequest(imgsz, input_shape=shape))
             return scores_as_result(str(path), data, source.input_hw[0], "detect",
                                     evaluate_source(source, data, split), read_data_yaml(data)["names"])
         return evaluate(str(path), data, imgsz=imgsz, batch=batch, split=split)
@@ -177,16 +177,6 @@ class _UltralyticsOperations:
         check_model_fits_data(loaded, settings.data)
         return settings if settings.imgsz else replace(settings, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
 
-    def prune_point(self, path: Path, out_dir: Path, ratio: float, settings, weights: str | None = None):
-        model = out_dir / "model.pt"
-        if ratio == 0:
-            shutil.copyfile(path, model)
-            return model, None
-        prune_file(str(path), str(model), PruneConfig(ratio=ratio, method=settings.method,
-                                                      global_pruning=settings.global_pruning,
-                                                      round_to=settings.round_to, steps=settings.steps,
-                                                      imgsz=settings.imgsz, data=settings.data), evaluate=False)
-        return model, None
 
 
 @register_source

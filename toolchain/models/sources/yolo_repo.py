@@ -33,7 +33,7 @@ import pickle
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,7 +49,7 @@ from toolchain.core.errors import (
     UnsupportedModelError,
 )
 from toolchain.core.device import resolve_device
-from toolchain.core.fileio import atomic_output, ensure_not_input, sha256_of, zip_compressed_size
+from toolchain.core.fileio import atomic_output, ensure_not_input, sha256_of, staged_folder, zip_compressed_size
 from toolchain.models.evaluation import evaluate_source
 from toolchain.models.importance import create_importance
 from toolchain.models.label_free import LabelFreeConfig, recover
@@ -57,9 +57,11 @@ from toolchain.models.loading import read_data_yaml
 from toolchain.models.model_stats import model_stats, zero_fraction
 from toolchain.models.prune_job import PruneReport, Side
 from toolchain.models.pruning import PruneConfig
+from toolchain.models.repo_training import RepoTrainConfig, train_on_labels
 from toolchain.models.sources import register_source
 from toolchain.models.sources.base import ExportSource, ModelSource, SourceRequest, is_repo_checkpoint, refuse
 from toolchain.models.sparsity import gammas
+from toolchain.models.training import TrainResult
 from toolchain.models.validator import scores_as_result
 
 REPO_ENV = "EDGEPRUNE_REPO"
@@ -248,29 +250,62 @@ class YoloRepoSource(ModelSource):
         return prune_repo_checkpoint(path, out, cfg, **options)
 
     def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
-        """Label-free distillation from the model it was pruned from (``--images``); the repositories' own loss
-        is not driven from here yet: fine-tuning on labels refuses in one sentence."""
+        """On ``data``'s labels with the repository's own loss (:mod:`toolchain.models.repo_training`), or
+        without labels, distilled from the model it was pruned from (``--images``)."""
         refuse(path, "a YOLOv5/YOLOv7 repository checkpoint", request.given("burn_in", "weights", "converge",
                                                                                "from_scratch", "cache", "warmup_epochs"),
                "they are other trainers' options")
-        if not request.images:
-            raise UnsupportedModelError(f"{path} is a repository checkpoint: fine-tune it without labels from the model "
-                                        "it was pruned from with --images DIR (any folder of images); training on "
-                                        "labels with the repository's own loss is its train.py's")
         loaded = load_repo_checkpoint(path)
-        teacher = request.teacher
-        if teacher in (None, "auto"):
-            teacher = (loaded.ckpt.get("edgeprune") or {}).get("source")
-            if not teacher or not Path(teacher).is_file():
-                raise ModelMismatchError(f"{path} records no unpruned source that is still here; give --distill "
-                                         "TEACHER.pt (the checkpoint it was pruned from)")
         size = request.imgsz or loaded.imgsz or DEFAULT_IMGSZ
-        cfg = LabelFreeConfig(epochs=request.epochs, batch=request.batch, seed=request.seed,
-                              lr=request.lr0 or LabelFreeConfig().lr, device=resolve_device(request.device).torch)
-        return recover(loaded.model, load_repo_checkpoint(teacher).model, request.images, out, (size, size),
-                       "letterbox", cfg,
-                       lambda model, dest: save_repo_checkpoint(loaded, model, dest, loaded.ckpt.get("edgeprune")),
-                       str(teacher), on_epoch)
+        device = resolve_device(request.device).torch
+
+        def save(model: nn.Module, dest: Path) -> Path:
+            return save_repo_checkpoint(loaded, model, dest, loaded.ckpt.get("edgeprune"))
+
+        if request.images:
+            teacher = request.teacher
+            if teacher in (None, "auto"):
+                teacher = (loaded.ckpt.get("edgeprune") or {}).get("source")
+                if not teacher or not Path(teacher).is_file():
+                    raise ModelMismatchError(f"{path} records no unpruned source that is still here; give --distill "
+                                             "TEACHER.pt (the checkpoint it was pruned from)")
+            cfg = LabelFreeConfig(epochs=request.epochs, batch=request.batch, seed=request.seed,
+                                  lr=request.lr0 or LabelFreeConfig().lr, device=device)
+            return recover(loaded.model, load_repo_checkpoint(teacher).model, request.images, out, (size, size),
+                           "letterbox", cfg, save, str(teacher), on_epoch)
+        if request.teacher not in ("auto", None):
+            raise EdgepruneError(f"--distill does not apply to fine-tuning {path} on labels (the repository's loss); "
+                                 "distilling from the unpruned model is label-free fine-tuning's (--images DIR)")
+        data_cfg = read_data_yaml(data)
+        if data_cfg["nc"] != loaded.nc:
+            raise ModelMismatchError(f"{path} predicts nc={loaded.nc} classes but {data} has nc={data_cfg['nc']}")
+        cfg = RepoTrainConfig(imgsz=size, epochs=request.epochs, batch=request.batch, seed=request.seed,
+                              lr0=request.lr0 or RepoTrainConfig(size).lr0, device=device)
+        losses: list[tuple[int, float]] = []
+        out = Path(out).resolve()
+        with staged_folder(out, replace=False) as stage:
+            trained, notes = train_on_labels(loaded.model, loaded.head, data, cfg,
+                                             lambda epoch, loss: losses.append((epoch, loss)))
+            (stage / "weights").mkdir(parents=True, exist_ok=True)
+            save(trained, stage / "weights" / "best.pt")
+            with atomic_output(stage / "results.csv", suffix=".csv") as tmp:
+                tmp.write_text("epoch,loss\n" + "".join(f"{e},{v:.6g}\n" for e, v in losses))
+        weights = out / "weights" / "best.pt"
+        scores = self.evaluate(weights, data, size)
+        return TrainResult(str(weights), str(out), cfg.epochs, scores.map50, scores.map50_95,
+                           sum(p.numel() for p in trained.parameters()), notes=tuple(notes))
+
+    def fit_sweep(self, path: Path, settings):
+        defaults = type(settings)(data=settings.data)
+        refuse(path, "a YOLOv5/YOLOv7 repository checkpoint",
+               [n for n in ("weights", "shortcuts", "shortcut_grid", "keep") if getattr(settings, n) != getattr(defaults, n)],
+               "they are a Darknet cfg's")
+        loaded = load_repo_checkpoint(path)
+        nc = read_data_yaml(settings.data)["nc"]
+        if nc != loaded.nc:
+            raise ModelMismatchError(f"{path} predicts nc={loaded.nc} classes but {settings.data} has nc={nc}")
+        return settings if settings.imgsz else replace(settings, imgsz=loaded.imgsz or DEFAULT_IMGSZ)
+
 
     def bn_gammas(self, path: Path, weights: str | None = None):
         return gammas(load_repo_checkpoint(path).model)
