@@ -65,12 +65,14 @@ from toolchain.models.training import TrainResult
 from toolchain.models.validator import scores_as_result
 
 REPO_ENV = "EDGEPRUNE_REPO"
+REPO_PACKAGES = ("models", "utils")  # the top-level packages a repository's checkpoints unpickle from
 HEADS = ("Detect", "IDetect", "IAuxDetect")  # the repositories' detection heads edgeprune keeps the contract of
 DEFAULT_IMGSZ = 640
 
 
 def use_repository(path: str | os.PathLike) -> Path:
-    """Make the YOLOv5/YOLOv7 repository at ``path`` importable (its ``models``/``utils`` packages).
+    """Make the YOLOv5/YOLOv7 repository at ``path`` importable (its ``models``/``utils`` packages), first on
+    ``sys.path``; another repository's packages imported before are forgotten (both name them ``models``).
 
     Raises:
         InputFileError: ``path`` is not a folder holding ``models/yolo.py``.
@@ -79,8 +81,13 @@ def use_repository(path: str | os.PathLike) -> Path:
     if not (root / "models" / "yolo.py").is_file():
         raise InputFileError(f"--repo {path} is not a YOLOv5/YOLOv7 repository: it has no models/yolo.py "
                              "(give the clone's root folder, or the yolov5 pip package's folder)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    imported = getattr(sys.modules.get("models"), "__file__", None)
+    if imported and Path(imported).resolve().parents[1] != root:  # another repository's models/utils were imported
+        for name in [n for n in sys.modules if n.split(".")[0] in REPO_PACKAGES]:
+            del sys.modules[name]
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))
     return root
 
 
