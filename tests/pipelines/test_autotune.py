@@ -75,6 +75,7 @@ def _ray(*args, env) -> subprocess.CompletedProcess:
     return subprocess.run([str(ray), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.full  # 47 s with a local Ray head and worker; make test-full also runs the sweep's Ray executor
 def test_autotune_on_a_real_ray_cluster_ships_files_and_brings_artifacts_back(baseline_pt, micro_data, tmp_path):
     """Head and worker as separate `ray start` processes with their own temp dirs; the driver's run folder
     is never handed to a task: the model and data set travel as bytes, the artifacts come back as bytes."""
