@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-CFG_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "darknet-cfg"
+CFG_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "darknet-cfg"  # ../shared beside the clone
 
 # Every cfg of shared/darknet-cfg and what edgeprune does with it: "converts" or the start of the
 # "unsupported: ..." message. test_parser checks this table against the folder's contents.

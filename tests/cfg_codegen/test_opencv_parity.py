@@ -51,7 +51,14 @@ def assert_close(map_errors, row_errors):
         assert skipped <= max(3, 1e-3 * total), "too many class scores sit on the threshold to be compared"
 
 
-@pytest.mark.parametrize("name", [n for n in CONVERTIBLE if n.split("/")[-1] not in OPENCV_CANNOT_LOAD])
+# make test compares one cfg of each kind (tiny with shortcuts, tiny, CSP with swish and new_coords logistic
+# heads, YOLOv7, scale_channels/dropout, a pruned DPU cfg); make test-full compares every cfg of the folder.
+QUICK_PARITY = {"yolov3-tiny-prn.cfg", "yolov4-tiny.cfg", "yolov4-csp-swish.cfg", "yolov7-tiny.cfg", "enet-coco.cfg",
+                "pruned/prune_0.8_keep_0.1_8_shortcut_yolov4_dpu.cfg"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK_PARITY else pytest.mark.full)
+                                  for n in CONVERTIBLE if n.split("/")[-1] not in OPENCV_CANNOT_LOAD])
 def test_real_cfg_matches_opencv(name, tmp_path):
     width, height = small_size(name)
     cfg_file = resized_copy(cfg_path(name), width, height, tmp_path)

@@ -100,7 +100,8 @@ def three_class(tmp_path_factory):
     return pruned_pair(tmp_path_factory.mktemp("three"), 256, 256, classes=3, seed=7)
 
 
-@pytest.mark.parametrize("target, quantized_op", [("openvino", "FakeQuantize"), ("onnx", "QuantizeLinear")])
+@pytest.mark.parametrize("target, quantized_op", [pytest.param("openvino", "FakeQuantize", marks=pytest.mark.full),
+                                                  ("onnx", "QuantizeLinear")])  # NNCF on a cfg: 40 s, in test-full
 def test_int8_of_a_cfg_records_deploy_json(three_class, micro_data, tmp_path, target, quantized_op):
     cfg, weights = three_class
     result = deploy(target, str(cfg), tmp_path / target,

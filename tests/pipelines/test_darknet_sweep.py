@@ -15,7 +15,8 @@ from darknet_testlib import opencv_labelled_set
 
 from toolchain.pipelines import sweep as sweep_mod
 from toolchain.pipelines.report import build_report
-from toolchain.pipelines.sweep import SweepConfig, SweepError, read_points
+from toolchain.core.errors import EdgepruneError
+from toolchain.pipelines.sweep import SweepConfig, read_points
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_darknet_sweep_prunes_measures_resumes_and_reports(labelled, tmp_path):
 
 def test_options_a_darknet_sweep_cannot_use_are_refused(labelled, tmp_path):
     cfg, weights, data = labelled
-    with pytest.raises(SweepError, match="--method, --global do not apply to a Darknet cfg"):
+    with pytest.raises(EdgepruneError, match=r"--method, --global do not apply to .* \(a Darknet cfg\)"):
         sweep_mod.sweep(str(cfg), tmp_path, _cfg(data, weights, method="l2", global_pruning=True))
     assert read_points(tmp_path) == []
 
