@@ -35,13 +35,34 @@ from toolchain.core.errors import EdgepruneError
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
+def _end_as_interrupted() -> None:
+    """Let the interrupt end the process by SIGINT, after Python's normal shutdown.
+
+    A program that catches Ctrl-C to clean up should then die by SIGINT, so that a calling shell
+    or ``make`` stops too (a plain ``exit 130`` does not tell them). Python does exactly that for a
+    KeyboardInterrupt that reaches the top, once finalisation has run; only its traceback is
+    silenced here, the one line is printed already. ``sys.exit(130)`` was not even reliable:
+    CPython remembers an interrupt that passed through code it ran with ``PyRun_*`` and kills
+    the process by SIGINT anyway, so the status depended on where the signal landed.
+    """
+    previous = sys.excepthook
+
+    def quiet(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, tb)
+
+    sys.excepthook = quiet
+    raise KeyboardInterrupt from None
+
+
 class EdgepruneGroup(click.Group):
     """Click group that reports every user error as one line on stderr and exit code 2.
 
     :class:`EdgepruneError` comes from edgeprune's checks; Click's own usage errors (a missing
     file, a value out of range) are reworded to the same one line instead of Click's three
-    (usage, hint, error). Ctrl-C exits 130 with one line; staged outputs clean up after
-    themselves (see :func:`toolchain.core.fileio.staged_folder`).
+    (usage, hint, error). Ctrl-C prints one line and ends the process by SIGINT, which a shell
+    reports as 130; staged outputs clean up after themselves (see
+    :func:`toolchain.core.fileio.staged_folder`).
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
@@ -59,7 +80,7 @@ class EdgepruneGroup(click.Group):
             fail(str(exc), as_json=as_json)
         except (click.Abort, KeyboardInterrupt):
             click.echo("\nedgeprune: interrupted; nothing was written", err=True)
-            sys.exit(130)
+            _end_as_interrupted()
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
