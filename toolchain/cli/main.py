@@ -41,9 +41,9 @@ def _end_as_interrupted() -> None:
     A program that catches Ctrl-C to clean up should then die by SIGINT, so that a calling shell
     or ``make`` stops too (a plain ``exit 130`` does not tell them). Python does exactly that for a
     KeyboardInterrupt that reaches the top, once finalisation has run; only its traceback is
-    silenced here, the one line is printed already. ``sys.exit(130)`` was not even reliable:
-    CPython remembers an interrupt that passed through code it ran with ``PyRun_*`` and kills
-    the process by SIGINT anyway, so the status depended on where the signal landed.
+    silenced here, the one line is printed already. ``sys.exit(130)`` was not even reliable: once
+    in CI the process still died by SIGINT after printing the line (CPython does that at exit when
+    it has recorded an unhandled KeyboardInterrupt), so the status depended on timing.
     """
     previous = sys.excepthook
 
