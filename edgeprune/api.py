@@ -119,29 +119,31 @@ def _train_request(**fields):
 def train(data: str, out: str, *, model: str = "yolov8n.yaml", epochs: int = 15, imgsz: int | None = None,
           batch: int = 16, workers: int = 2, seed: int = 0, lr0: float | None = None, device: str = "auto",
           weights: str | None = None, burn_in: int | None = None, converge: int = 0, from_scratch: bool = False,
-          cache: bool = False, strict: bool = False, on_epoch: Callable | None = None):
+          cache: bool = False, resume: bool = False, strict: bool = False, on_epoch: Callable | None = None):
     """Train ``model`` on ``data`` into ``out``: an Ultralytics yaml (offline, from scratch) or checkpoint, or
     a Darknet ``.cfg`` (from scratch, or from ``weights``; ``lr0``/``burn_in`` override its [net] keys).
 
     ``converge`` = N stops once mAP50-95 gained < 0.3 points over N epochs (``epochs`` is the cap);
     ``from_scratch`` trains a checkpoint's own (e.g. pruned) architecture from fresh weights. Options
-    the model's source cannot honour are refused. Returns :class:`toolchain.models.training.TrainResult`
-    (``.weights``: the best epoch; a cfg's ``.cfg`` beside it and the per-epoch ``.history``).
+    the model's source cannot honour are refused. ``resume`` continues the run a killed process
+    (``kill -9``, the OOM killer) left staged beside ``out``, from its last completed epoch. Returns
+    :class:`toolchain.models.training.TrainResult` (``.weights``: the best epoch; a cfg's ``.cfg``
+    beside it and the per-epoch ``.history``).
     """
     _check_inputs(imgsz, data, strict=strict)
     from toolchain.models.sources import source_for
 
     request = _train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
                              device=device, cache=cache, burn_in=burn_in, weights=weights, converge=converge,
-                             from_scratch=from_scratch)
+                             from_scratch=from_scratch, resume=resume)
     return source_for(model).train(Path(model), data, Path(out), request, on_epoch=on_epoch)
 
 
 def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, imgsz: int | None = None,
              batch: int = 16, teacher: str | None = "auto", distill_weight: float = 1.0, device: str = "auto",
              workers: int = 2, seed: int = 0, lr0: float | None = None, weights: str | None = None,
-             burn_in: int | None = None, cache: bool = False, images: str | None = None, strict: bool = False,
-             on_epoch: Callable | None = None):
+             burn_in: int | None = None, cache: bool = False, images: str | None = None, resume: bool = False,
+             strict: bool = False, on_epoch: Callable | None = None):
     """Fine-tune a (pruned) model keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
     alone. A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) starts from ``weights`` (default: the
@@ -149,7 +151,7 @@ def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, i
 
     With ``images`` (any folder of images, no labels) the model learns its teacher's outputs instead
     (label-free distillation, every model source); ``data`` is then optional and, given, scores the
-    result. Returns :class:`toolchain.models.training.TrainResult`.
+    result. ``resume`` as in :func:`train`. Returns :class:`toolchain.models.training.TrainResult`.
     """
     from dataclasses import replace
 
@@ -160,7 +162,7 @@ def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, i
     _check_inputs(imgsz, data, TRAIN_SPLITS if images is None else ("val",), strict)
     request = _train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
                              device=device, cache=cache, burn_in=burn_in, weights=weights, teacher=teacher,
-                             distill_weight=distill_weight, images=images)
+                             distill_weight=distill_weight, images=images, resume=resume)
     source = source_for(checkpoint)
     result = source.finetune(Path(checkpoint), data, Path(out), request, on_epoch=on_epoch)
     if images and data:  # no labels trained it; the data set scores it
@@ -174,7 +176,7 @@ def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, met
              strength: float | None = None, epochs: int = 10, imgsz: int | None = None, batch: int = 16,
              workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None, device: str = "auto",
              weights: str | None = None, burn_in: int | None = None, seed: int = 0, cache: bool = False,
-             strict: bool = False, on_epoch: Callable | None = None):
+             resume: bool = False, strict: bool = False, on_epoch: Callable | None = None):
     """Sparsity-train ``model`` so that the prune that follows removes only dead channels.
 
     An Ultralytics checkpoint is prepared for the prune ``ratio`` (default 0.5) / ``method`` (``bn``) /
@@ -183,7 +185,8 @@ def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, met
     last ``hold`` (0.4) of the run. A Darknet ``.cfg`` is trained from ``weights`` (default: beside it)
     with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
     :class:`toolchain.models.sparsity.SparsityResult` (γ snapshots and mAP per epoch, histograms);
-    ``on_epoch`` gets each epoch's record.
+    ``on_epoch`` gets each epoch's record; ``resume`` as in :func:`train` (the γ record then starts
+    at the resumed epoch).
     """
     _check_inputs(imgsz, data, strict=strict)
     from toolchain.models.sources import SparsifyRequest, source_for
@@ -191,7 +194,7 @@ def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, met
     request = SparsifyRequest(
         train=_train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
                              device=device, cache=cache, warmup_epochs=warmup_epochs, burn_in=burn_in,
-                             weights=weights),
+                             weights=weights, resume=resume),
         ratio=ratio, method=method, global_pruning=global_pruning, round_to=round_to, hold=hold, strength=strength)
     return source_for(model).sparsify(Path(model), data, Path(out), request, on_epoch=on_epoch)
 

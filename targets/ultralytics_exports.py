@@ -16,7 +16,8 @@ from pathlib import Path
 
 from toolchain.core.device import open_yolo
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.fileio import cache_dir, sha256_of
+from toolchain.core.cache import cache_dir
+from toolchain.core.fileio import sha256_of
 
 FORMATS = {"openvino": "openvino", "onnx": "onnx"}  # edgeprune target -> Ultralytics export format
 QUANTIZE = {"fp32": 32, "fp16": 16, "int8": 8}

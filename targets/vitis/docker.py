@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.fileio import cache_dir
+from toolchain.core.cache import cache_dir
 
 DEFAULT_IMAGE = "xilinx/vitis-ai-pytorch-cpu:latest"
 CONDA_PROFILE = "/opt/vitis_ai/conda/etc/profile.d/conda.sh"

@@ -7,6 +7,7 @@ import click
 from toolchain.cli.opts import (
     OutputPath,
     cache_option,
+    resume_option,
     deploy_target_choice,
     existing_file,
     imgsz_option,
@@ -60,6 +61,7 @@ def _ratios(ctx, param, value):
               help="Warm-up epochs (default: Ultralytics' 3).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @cache_option
+@resume_option
 @click.option("--out", required=True, type=OutputPath("dir"),
               help="Run folder: weights/, gamma_hist_*.png and sparsity.json.")
 @weights_option
@@ -69,7 +71,7 @@ def _ratios(ctx, param, value):
 @strict_option
 @json_option
 def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strength, epochs, imgsz, batch, workers, lr0,
-             warmup_epochs, device, cache, out, weights, burn_in, seed, strict, as_json) -> None:
+             warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
     """Sparsity-train MODEL so that the prune you will run removes only dead channels.
 
     The BatchNorm scale and shift of exactly the channels `prune --ratio R --method bn` (with the
@@ -88,7 +90,7 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strengt
         result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
                                     round_to=round_to, hold=hold, strength=strength, epochs=epochs, imgsz=imgsz,
                                     batch=batch, workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
-                                    weights=weights, burn_in=burn_in, seed=seed, cache=cache,
+                                    weights=weights, burn_in=burn_in, seed=seed, cache=cache, resume=resume,
                                     strict=strict, on_epoch=_epoch_printer(as_json))
     if as_json:
         print_json(result)

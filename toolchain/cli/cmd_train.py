@@ -10,6 +10,7 @@ from rich.markup import escape
 from toolchain.cli.opts import (
     OutputPath,
     cache_option,
+    resume_option,
     existing_file,
     imgsz_option,
     json_option,
@@ -34,6 +35,7 @@ def _train_options(func):
                           "learning_rate."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
         cache_option,
+        resume_option,
         strict_option,
         json_option,
     ]):
@@ -132,7 +134,7 @@ def _split_source(source: str, data: str | None, model: str | None) -> tuple[str
 @_train_options
 @_darknet_options
 def train(source, model, data, out, converge, from_scratch, epochs, imgsz, batch, workers, seed, lr0, device, cache,
-          strict, as_json, weights, burn_in) -> None:
+          resume, strict, as_json, weights, burn_in) -> None:
     """Train a YOLO: `train DATA --model M` (Ultralytics trainer) or `train CFG --data DATA` (Darknet).
 
     A Darknet .cfg trains in PyTorch with its [yolo] loss and its [net] learning-rate policy,
@@ -146,7 +148,7 @@ def train(source, model, data, out, converge, from_scratch, epochs, imgsz, batch
     with stdout_to_stderr(as_json), progress(f"training, {epochs} epochs"):
         result = edgeprune.train(data, out, model=model, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
                                  seed=seed, lr0=lr0, device=device, weights=weights, burn_in=burn_in,
-                                 converge=converge or 0, from_scratch=from_scratch, cache=cache,
+                                 converge=converge or 0, from_scratch=from_scratch, cache=cache, resume=resume,
                                  strict=strict, on_epoch=_epoch_printer(as_json))
     _notes(result)
     _render_history(result, as_json)
@@ -175,7 +177,7 @@ def _notes(result) -> None:
 @_train_options
 @_darknet_options
 def finetune(checkpoint, data, images, out, teacher, no_distill, distill_weight, epochs, imgsz, batch, workers, seed,
-             lr0, device, cache, strict, as_json, weights, burn_in) -> None:
+             lr0, device, cache, resume, strict, as_json, weights, burn_in) -> None:
     """Fine-tune a (pruned) CHECKPOINT keeping its architecture; saves a reloadable checkpoint.
 
     Unlike `yolo train model=pruned.pt`, the trainer does not rebuild the network from the
@@ -198,7 +200,7 @@ def finetune(checkpoint, data, images, out, teacher, no_distill, distill_weight,
         result = edgeprune.finetune(checkpoint, data, out, epochs=epochs, imgsz=imgsz, batch=batch,
                                     teacher=None if no_distill else (teacher or "auto"),
                                     distill_weight=distill_weight, device=device, workers=workers, seed=seed, lr0=lr0,
-                                    weights=weights, burn_in=burn_in, cache=cache, images=images,
+                                    weights=weights, burn_in=burn_in, cache=cache, images=images, resume=resume,
                                     strict=strict, on_epoch=_epoch_printer(as_json))
     _notes(result)
     _render_history(result, as_json)

@@ -9,6 +9,8 @@ stays fast.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import sys
 
@@ -30,6 +32,7 @@ from toolchain.cli import (
 )
 from toolchain.cli.render import fail
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.owners import set_waiting_for_outputs
 
 # No weights or fonts may be fetched at run time; users can still set YOLO_OFFLINE=0.
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -55,6 +58,25 @@ def _end_as_interrupted() -> None:
     raise KeyboardInterrupt from None
 
 
+# Failures of the machine, not of edgeprune, that a writer did not already turn into an OutputError.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO)
+
+
+class _NoteHandler(logging.Handler):
+    """Library notes (:func:`toolchain.core.progress.note`) as one line each on the stderr of the moment.
+
+    Looked up at each call, not bound once: the progress display swaps ``sys.stderr`` while it runs.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"note: {record.getMessage()}", err=True)
+
+
+_notes = logging.getLogger("edgeprune")
+_notes.addHandler(_NoteHandler())
+_notes.propagate = False
+
+
 class EdgepruneGroup(click.Group):
     """Click group that reports every user error as one line on stderr and exit code 2.
 
@@ -78,6 +100,10 @@ class EdgepruneGroup(click.Group):
             fail(exc.format_message(), as_json=as_json)
         except EdgepruneError as exc:
             fail(str(exc), as_json=as_json)
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRORS:
+                raise
+            fail(f"cannot write {exc.filename or 'an output'}: {exc.strerror}", as_json=as_json)
         except (click.Abort, KeyboardInterrupt):
             click.echo("\nedgeprune: interrupted; nothing was written", err=True)
             _end_as_interrupted()
@@ -88,11 +114,14 @@ class EdgepruneGroup(click.Group):
 
 @click.group(cls=EdgepruneGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeprune")
+@click.option("--wait", is_flag=True, envvar="EDGEPRUNE_WAIT",
+              help="When another run is writing the same output, wait for it instead of refusing (also $EDGEPRUNE_WAIT).")
 @click.option("--repo", type=click.Path(exists=True, file_okay=False), envvar="EDGEPRUNE_REPO", default=None,
               help="A YOLOv5/YOLOv7 repository (the folder holding models/yolo.py), for checkpoints their train.py "
                    "saved (also $EDGEPRUNE_REPO).")
-def cli(repo) -> None:
+def cli(wait, repo) -> None:
     """Prune detectors so they really get smaller and faster, and deploy them to edge targets."""
+    set_waiting_for_outputs(wait)
     if repo:
         import edgeprune
 

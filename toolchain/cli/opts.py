@@ -61,6 +61,10 @@ method_choice = RegistryChoice(_methods)  # channel-importance criteria, as regi
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")
+resume_option = click.option(
+    "--resume", is_flag=True,
+    help="Continue the run a killed process (kill -9, the OOM killer, a power cut) left staged beside --out, from "
+         "its last completed epoch to the epochs it was asked for. Without it that staging is removed.")
 cache_option = click.option("--cache", is_flag=True,
                             help="Keep decoded training images in RAM (Ultralytics cache=ram): less CPU per epoch.")
 
@@ -111,6 +115,8 @@ class OutputPath(click.Path):
 
     ``kind`` is ``"file"`` or ``"dir"``; see :func:`toolchain.core.fileio.check_output` for what is
     refused (a folder where a file is expected, a parent that is a file, an unwritable place).
+    The output is also held for the whole command (:func:`toolchain.core.owners.output_lock`), so a
+    second run on it refuses (or, with ``edgeprune --wait``, waits) before doing any work.
     """
 
     def __init__(self, kind: str):
@@ -122,6 +128,10 @@ class OutputPath(click.Path):
 
         option = param.opts[0] if param is not None and param.opts and param.opts[0].startswith("-") else "output"
         check_output(value, self.kind, option)  # its InputFileError is the one-line message the CLI prints
+        if ctx is not None:
+            from toolchain.core.owners import output_lock
+
+            ctx.with_resource(output_lock(value))
         return super().convert(value, param, ctx)
 
 

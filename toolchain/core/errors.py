@@ -28,6 +28,10 @@ class UnsupportedModelError(EdgepruneError):
     """The model type or a layer in it is something edgeprune cannot handle."""
 
 
+class OutputError(EdgepruneError):
+    """An output could not be written: no space, no permission, an I/O error, or another run holds it."""
+
+
 class PruningError(EdgepruneError):
     """Pruning could not produce a valid, equivalent model."""
 

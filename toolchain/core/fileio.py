@@ -7,15 +7,24 @@ input model. Every writer in edgeprune goes through :func:`atomic_output`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
-from toolchain.core.errors import InputFileError
+from toolchain.core.errors import EdgepruneError, InputFileError, OutputError
+from toolchain.core.owners import output_lock, owner_alive, owner_tag, staging_owner
+from toolchain.core.progress import note
+
+LOW_SPACE = 1 << 20  # a write that failed with less than this free failed for lack of space
+# How libraries word a write that the disk refused, when they do not raise OSError (torch's zip writer, OpenVINO).
+_WRITE_REFUSED = ("No space left on device", "inline_container.cc", "PytorchStreamWriter failed",
+                  "basic_ios::clear: iostream error")
 
 
 def _umask() -> int:
@@ -78,7 +87,10 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     """Yield a temporary path next to ``path``; rename it over ``path`` only on success.
 
     The finished file gets the user's umask (see :func:`apply_umask`); on any error, including
-    Ctrl-C, the temporary file is removed and ``path`` is untouched.
+    Ctrl-C, the temporary file is removed and ``path`` is untouched. While the block runs this
+    process holds ``path`` (:func:`toolchain.core.owners.output_lock`); staging that a dead run left
+    for ``path`` is removed first; a failed write (no space, no permission, I/O) becomes one
+    :class:`OutputError` naming ``path``.
 
     Args:
         path: final destination.
@@ -86,57 +98,199 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
             writers that pick a format from the extension.
     """
     dest = Path(path)
-    created = _missing_parents(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    done = False
-    try:
-        yield tmp_path
-        apply_umask(tmp_path)
-        os.replace(tmp_path, dest)
-        done = True
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-        if not done:
+    with output_lock(dest):
+        created = _missing_parents(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(dest)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{owner_tag()}-", suffix=suffix or dest.suffix,
+                                       dir=dest.parent)
+        except OSError as exc:
             _remove_empty(created)
+            raise write_failure(dest, exc, None) or exc from None
+        os.close(fd)
+        tmp_path = Path(tmp)
+        done = False
+        try:
+            yield tmp_path
+            apply_umask(tmp_path)
+            os.replace(tmp_path, dest)
+            done = True
+        except Exception as exc:
+            _raise_as_output_error(dest, exc, tmp_path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
+            if not done:
+                _remove_empty(created)
 
 
 @contextlib.contextmanager
-def staged_folder(dest: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+def staged_folder(dest: str | os.PathLike, replace: bool = True, resume: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``dest``; it becomes ``dest`` only when the block completes.
 
     A folder output therefore appears whole or not at all, also after an error or Ctrl-C. When
     ``dest`` exists it is replaced (``replace=True``) or the staged content is merged into it
     entry by entry (``replace=False``, for run folders that collect several outputs). Created
-    parent folders that end up empty after a failure are removed again.
+    parent folders that end up empty after a failure are removed again. Locking, stale staging
+    and failed writes as in :func:`atomic_output`.
+
+    With ``resume`` the staging folder a killed run left for ``dest`` (the newest, when several)
+    is taken over, renamed as this run's, instead of a new one; :class:`OutputError` when there is none.
     """
     dest = Path(dest)
-    created = _missing_parents(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    done = False
-    try:
-        yield tmp
-        apply_umask(tmp)
-        if dest.exists() and not replace:
-            for entry in tmp.iterdir():
-                target = dest / entry.name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                os.replace(entry, target)
-        else:
-            if dest.exists():
-                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-            tmp.rename(dest)
-        done = True
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if not done:
+    with output_lock(dest):
+        created = _missing_parents(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            left = _dead_staging(dest)
+            if resume:
+                tmp = _take_over(dest, left)
+                left = [entry for entry in left if entry.exists()]
+            _remove(left)
+            if not resume:
+                tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner_tag()}-", dir=dest.parent))
+        except OSError as exc:
             _remove_empty(created)
+            raise write_failure(dest, exc, None) or exc from None
+        done = False
+        try:
+            yield tmp
+            apply_umask(tmp)
+            if dest.exists() and not replace:
+                for entry in tmp.iterdir():
+                    target = dest / entry.name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    os.replace(entry, target)
+            else:
+                if dest.exists():
+                    shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+                tmp.rename(dest)
+            done = True
+        except Exception as exc:
+            _raise_as_output_error(dest, exc, tmp)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            if not done:
+                _remove_empty(created)
+
+
+def _dead_staging(dest: Path) -> list[Path]:
+    """Staging entries beside ``dest`` whose owner is no longer running, newest first.
+
+    Only ``kill -9`` (or a power cut) leaves these: a run that fails or is interrupted removes its own.
+    """
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in dest.parent.iterdir():
+            owner = staging_owner(entry.name, dest.name)
+            if owner is not None and not owner_alive(*owner):
+                found.append(entry)
+    return sorted(found, key=lambda e: e.stat().st_mtime, reverse=True)
+
+
+def _remove(left: list[Path]) -> None:
+    for entry in left:
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        pid = entry.name.split(".ep", 1)[1].split("-", 1)[0]
+        note(f"removed {entry}: staging left by process {pid}, which is no longer running")
+
+
+def remove_stale_staging(dest: str | os.PathLike) -> None:
+    """Remove what runs that died (``kill -9``, a power cut) left staged for ``dest``, saying so."""
+    _remove(_dead_staging(Path(dest)))
+
+
+def _take_over(dest: Path, left: list[Path]) -> Path:
+    folders = [entry for entry in left if entry.is_dir()]
+    if not folders:
+        raise OutputError(f"--resume: nothing to resume for {dest}: no run that was killed left its staging "
+                          f"folder beside it (a run that failed or was interrupted with Ctrl-C cleans up)")
+    mine = dest.parent / f".{dest.name}.{owner_tag()}-resumed"
+    folders[0].rename(mine)
+    note(f"resuming from {folders[0]}, left by a run that is no longer running")
+    return mine
+
+
+def _raise_as_output_error(dest: Path, exc: Exception, staged: Path) -> NoReturn:
+    """Re-raise ``exc``, as the :class:`OutputError` of :func:`write_failure` when the disk caused it."""
+    failure = write_failure(dest, exc, staged)
+    if failure is None:
+        raise exc
+    raise failure from None
+
+
+def write_failure(dest: Path, exc: BaseException, staged: Path | None) -> OutputError | None:
+    """The one sentence for a write that failed because of the disk, not the program; None otherwise.
+
+    Why more than ``errno``: torch (``enforce fail at inline_container.cc``) and OpenVINO
+    (``basic_ios::clear``) report a full disk as a plain RuntimeError, and a large block that did
+    not fit can leave megabytes free; so their wording, or (almost) no space left on the output's
+    filesystem, is read as lack of space.
+    """
+    if isinstance(exc, EdgepruneError):
+        return None
+    code = exc.errno if isinstance(exc, OSError) else None
+    where = Path(getattr(exc, "filename", None) or dest)
+    free = _free_bytes(where if where.exists() else dest.parent)
+    written = _size(staged) if staged is not None else 0
+    refused = code is None and any(sign in str(exc) for sign in _WRITE_REFUSED)
+    if code in (errno.ENOSPC, errno.EDQUOT) or refused or (free is not None and free < LOW_SPACE):
+        so_far = f"; {format_bytes(written)} were written when it failed" if written else ""
+        return OutputError(f"no space left to write {shown(dest)}: its filesystem has {format_bytes(free or 0)} free"
+                           f"{so_far}; free some space or choose another place")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {shown(where)}: {exc.strerror or 'permission denied'}")
+    if code == errno.EIO:
+        return OutputError(f"I/O error while writing {shown(where)}: the disk or the network filesystem failed")
+    return None
+
+
+def require_space(dest: str | os.PathLike, nbytes: int, what: str) -> None:
+    """Refuse, before the work, to write about ``nbytes`` of ``what`` where less is free.
+
+    ``nbytes`` should be a lower bound (the weights at the precision they are stored in), so a
+    write that could fit is never refused.
+    """
+    dest = Path(dest)
+    ancestor = dest.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    free = _free_bytes(ancestor)
+    if free is not None and free < nbytes:
+        raise OutputError(f"{what} {shown(dest).parent if what.endswith(' in') else shown(dest)} needs at least {format_bytes(nbytes)}, but its filesystem has "
+                          f"{format_bytes(free)} free; free some space or choose another place")
+
+
+def shown(path: str | os.PathLike) -> Path:
+    """``path`` as the user knows it: a staging name (``.out.ep12-34-x1y2``) in it becomes the output's (``out``)."""
+    parts = [re.sub(r"^\.(.+?)\.ep\d+-\d+-.*$", r"\1", part) for part in Path(path).parts]
+    return Path(*parts)
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _size(path: Path) -> int:
+    with contextlib.suppress(OSError):
+        if path.is_dir():
+            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return path.stat().st_size
+    return 0
 
 
 def _missing_parents(dest: Path) -> list[Path]:
@@ -183,15 +337,3 @@ def zip_compressed_size(path: str | os.PathLike) -> int:
             zf.write(path, arcname=Path(path).name)
         buf.seek(0, os.SEEK_END)
         return buf.tell()
-
-
-def cache_dir(kind: str) -> Path:
-    """edgeprune's own cache folder for ``kind`` (``$EDGEPRUNE_CACHE/kind``, default ``~/.cache/edgeprune/kind``).
-
-    Why: things derived from a user's files (reference exports, measured tables) are reused
-    between runs, but never written into the user's folders.
-    """
-    root = Path(os.environ.get("EDGEPRUNE_CACHE") or Path.home() / ".cache" / "edgeprune")
-    folder = root / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

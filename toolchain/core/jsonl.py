@@ -2,7 +2,7 @@
 
 Why one module: both runs must survive being killed at any moment. A record is written as one
 line and flushed to disk before the run goes on, so a crash loses at most the record being
-written; on reading, a torn last line is dropped (that work is redone) and any other line that is
+written; on reading, a torn last line is dropped with a note (that work is redone) and any other line that is
 not a record is an error naming the file and line, never silently skipped.
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from toolchain.core.errors import InputFileError
+from toolchain.core.fileio import write_failure
+from toolchain.core.progress import note
 
 T = TypeVar("T")
 
@@ -37,6 +39,8 @@ def read_records(path: str | os.PathLike, make: Callable[[dict], T], what: str) 
             record = make(data) if isinstance(data, dict) else None
         except json.JSONDecodeError:
             if number == len(lines):  # torn last line: that work is redone
+                note(f"{path} line {number} is incomplete (the run writing it was stopped mid-line); "
+                     "ignored, that work is done again")
                 continue
             record = None
         except TypeError:  # missing or unknown fields
@@ -49,9 +53,28 @@ def read_records(path: str | os.PathLike, make: Callable[[dict], T], what: str) 
 
 def append_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Append each record as one line, then flush and fsync, so a crash loses at most this call's lines."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        for record in records:
-            fh.write(json.dumps(record, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _drop_torn_tail(Path(path))
+        with open(path, "a") as fh:
+            for record in records:
+                fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise write_failure(Path(path), exc, None) or exc from None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a torn last line (no newline: its writer was killed mid-line), so the next record starts a line.
+
+    Without this the next record would be glued onto the fragment, and the file would have a bad
+    line in the middle; :func:`read_records` has said that the fragment is ignored.
+    """
+    if not path.exists():
+        return
+    with open(path, "r+b") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):
+            fh.truncate(data.rfind(b"\n") + 1)
+

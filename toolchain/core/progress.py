@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from typing import Iterator, Protocol
 
 
@@ -51,3 +52,12 @@ def advance(done: int, total: int | None = None) -> None:
     sink = _SINK.get()
     if sink is not None:
         sink.advance(done, total)
+
+
+def note(message: str) -> None:
+    """Tell the user something they should know about the run (not a phase), e.g. what was cleaned up.
+
+    Why logging: a library must not print; the CLI shows the ``edgeprune`` logger's warnings as
+    one line each on stderr, and an API user's own logging configuration decides for them.
+    """
+    logging.getLogger("edgeprune").warning(message)

@@ -9,7 +9,6 @@ byte-identical files, so a model trained once can be validated on a regenerated 
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import yaml
 
 from toolchain.core.errors import EdgepruneError
+from toolchain.core.fileio import staged_folder
 
 SHAPE_NAMES = ("circle", "rectangle", "triangle", "star", "cross", "hexagon")
 MIN_VISIBLE_FRACTION = 0.4  # an object hidden more than this by later objects is not labelled
@@ -165,7 +165,9 @@ def _write_split(root: Path, split: str, count: int, cfg: SynthConfig, rng: np.r
     for i in range(count):
         img, labels = render_scene(rng, cfg.imgsz, cfg.classes, cfg.max_objects)
         stem = f"{split}_{i:05d}"
-        cv2.imwrite(str(img_dir / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        # encoded here and written by Python: cv2.imwrite only returns False on a full disk
+        _, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (img_dir / f"{stem}.jpg").write_bytes(jpeg.tobytes())
         s = float(cfg.imgsz)
         lines = [
             f"{c} {(x0 + x1) / 2 / s:.6f} {(y0 + y1) / 2 / s:.6f} {(x1 - x0) / s:.6f} {(y1 - y0) / s:.6f}"
@@ -179,32 +181,27 @@ def _write_split(root: Path, split: str, count: int, cfg: SynthConfig, rng: np.r
 def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), progress=None) -> SynthResult:
     """Write a dataset to ``out`` (must not exist or be empty) and return a summary.
 
-    The folder is built under a temporary name and renamed at the end, so an interrupted run
-    never leaves a half dataset that looks complete.
+    The folder is staged (:func:`toolchain.core.fileio.staged_folder`), so an interrupted run or a
+    full disk never leaves a half dataset that looks complete, nor its staging.
     """
     cfg.validate()
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         raise EdgepruneError(f"output folder {out} exists and is not empty; choose a new folder")
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     rng = np.random.default_rng(cfg.seed)
-    n_train = _write_split(tmp, "train", cfg.train, cfg, rng)
-    if progress:
-        progress("train split written")
-    n_val = _write_split(tmp, "val", cfg.val, cfg, rng)
-    names = SHAPE_NAMES[: cfg.classes]
-    data = {
-        "path": str(out),
-        "train": "images/train",
-        "val": "images/val",
-        "nc": cfg.classes,
-        "names": {i: n for i, n in enumerate(names)},
-        "edgeprune_synth": asdict(cfg),
-    }
-    (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
+    with staged_folder(out) as tmp:
+        n_train = _write_split(tmp, "train", cfg.train, cfg, rng)
+        if progress:
+            progress("train split written")
+        n_val = _write_split(tmp, "val", cfg.val, cfg, rng)
+        names = SHAPE_NAMES[: cfg.classes]
+        data = {
+            "path": str(out),
+            "train": "images/train",
+            "val": "images/val",
+            "nc": cfg.classes,
+            "names": {i: n for i, n in enumerate(names)},
+            "edgeprune_synth": asdict(cfg),
+        }
+        (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return SynthResult(str(out), str(out / "data.yaml"), cfg.train, cfg.val, n_train, n_val, tuple(names))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from toolchain.core.fileio import atomic_output
+from toolchain.core.fileio import atomic_output, require_space
 from toolchain.models.loading import LoadedModel
 
 
@@ -64,6 +64,8 @@ def save_model(loaded: LoadedModel, model: torch.nn.Module, out: str | Path, not
         }
     else:
         payload = module
+    # at least the weights in half precision: refused before anything is written where they cannot fit
+    require_space(out, 2 * sum(p.numel() for p in module.parameters()), "the checkpoint")
     with atomic_output(out) as tmp:
         torch.save(payload, tmp)
     return Path(out)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain.core.errors import InputFileError
-from toolchain.core.fileio import cache_dir
+from toolchain.core.cache import cache_dir
 from toolchain.core.prepost import IMAGE_SUFFIXES
 from toolchain.models.loading import read_data_yaml
 

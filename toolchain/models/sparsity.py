@@ -198,7 +198,8 @@ class ChannelRamp:
 
     def _start(self, trainer) -> None:
         self.total = max(trainer.epochs * len(trainer.train_loader), 1)
-        self.batches = trainer.start_epoch * len(trainer.train_loader)
+        self.batches = trainer.start_epoch * len(trainer.train_loader)  # > 0 when a killed run is resumed
+        self.last_level = self.level()
         self.modules = dict(trainer.model.named_modules())
         trainer.optimizer.register_step_post_hook(lambda *_: self._step())
 
@@ -319,7 +320,7 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     yolo = open_yolo(checkpoint)
     ramp.attach(yolo)
     yolo.add_callback("on_fit_epoch_end", record)
-    trained = run_staged(yolo, out, trainer=_keep_architecture_trainer(loaded.task), data=str(data),
+    trained = run_staged(yolo, out, cfg.train.resume, trainer=_keep_architecture_trainer(loaded.task), data=str(data),
                          **cfg.train.overrides())
     histograms = plot_histograms(history, out)
     channels = sum(len(idxs) for idxs in ramp.channels.values())

@@ -71,7 +71,7 @@ def _keep_architecture_trainer(task: str, scratch: bool = False):
         "classify": yolo.classify.ClassificationTrainer,
     }[task]
     mixin = _FromScratch if scratch else _KeepArchitecture
-    return type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {})
+    return type(f"{mixin.__name__.strip('_')}{base.__name__}", (mixin, base), {"edgeprune_task": task})
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class TrainConfig:
     device: str = "auto"
     warmup_epochs: float | None = None  # None: Ultralytics' default (3)
     cache: bool = False  # decoded images kept in RAM (Ultralytics cache="ram"): less CPU per epoch
+    resume: bool = False  # continue the run a killed process left staged for the same output (not an override)
 
     def overrides(self) -> dict:
         device = resolve_device(self.device)
@@ -156,20 +157,48 @@ def _result(model, run_dir: Path, epochs: int) -> TrainResult:
     )
 
 
-def run_staged(yolo, out: Path, **train_kwargs) -> TrainResult:
+def run_staged(yolo, out: Path, resume: bool = False, **train_kwargs) -> TrainResult:
     """``yolo.train`` into a staging folder beside ``out``, moved into ``out`` when training completes.
 
     Why: an interrupted or failed run must not leave a run folder that looks finished (weights/
     of epoch 3 of 15); the staged entries are merged into an existing ``out`` (never replacing
-    the folder itself, which may hold the user's other files).
+    the folder itself, which may hold the user's other files). The trainer writes
+    ``weights/last.pt`` (weights, optimizer, EMA, epoch) into the staging folder every epoch, so
+    with ``resume`` the folder a killed run left is taken over and training continues from its
+    last completed epoch to the epochs that run was asked for.
     """
 
     prepare_dataset(train_kwargs["data"], ("train", "val"))
-    with staged_folder(out, replace=False) as stage:
-        yolo.train(project=str(stage.parent), name=stage.name, **train_kwargs)
-        result = _result(yolo, stage, train_kwargs["epochs"])
+    with staged_folder(out, replace=False, resume=resume) as stage:
+        if resume:
+            yolo = _resume(yolo, stage, train_kwargs)
+        else:
+            yolo.train(project=str(stage.parent), name=stage.name, **train_kwargs)
+        result = _result(yolo, stage, yolo.trainer.epochs)
     weights = out / Path(result.weights).relative_to(stage)
     return replace(result, weights=str(weights), run_dir=str(out))
+
+
+def _resume(yolo, stage: Path, train_kwargs: dict):
+    """Continue Ultralytics training from ``stage/weights/last.pt`` with ``yolo``'s callbacks and trainer.
+
+    The checkpoint's own arguments (epochs, learning rate, seed) govern, as Ultralytics' resume
+    does; only where the run writes changes (``save_dir``: the staging folder was renamed as
+    this run's). A trainer that re-initialises weights (``--from-scratch``) resumes as a plain
+    keep-architecture trainer: the weights to continue from are the checkpoint's.
+    """
+    last = stage / "weights" / "last.pt"
+    if not last.exists():
+        raise EdgepruneError(f"--resume: {stage} holds no weights/last.pt: the killed run had not finished an epoch; "
+                             "start again without --resume")
+    trainer = train_kwargs.get("trainer")
+    if trainer is not None and issubclass(trainer, _FromScratch):
+        trainer = _keep_architecture_trainer(trainer.edgeprune_task)
+    resumed = open_yolo(str(last))
+    resumed.callbacks = yolo.callbacks
+    resumed.train(resume=True, trainer=trainer, save_dir=str(stage), data=train_kwargs["data"],
+                  device=train_kwargs.get("device"))
+    return resumed
 
 
 def _check_epochs(cfg: TrainConfig) -> None:
@@ -250,10 +279,10 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     except FileNotFoundError:
         raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
     if not converge:
-        return run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+        return run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     watch = Convergence(converge)
     watch.attach(yolo)
-    result = run_staged(yolo, out, data=str(data), **extra, **cfg.overrides())
+    result = run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     return replace(result, epochs=len(watch.maps), notes=(*result.notes, watch.note()))
 
 
@@ -289,5 +318,5 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teac
         teacher_model = load_teacher(teacher, loaded.model)
         yolo.add_callback("on_train_start", lambda trainer: install(trainer, teacher_model, distill_weight))
     trainer_cls = _keep_architecture_trainer(loaded.task)
-    result = run_staged(yolo, out, trainer=trainer_cls, data=str(data), **cfg.overrides())
+    result = run_staged(yolo, out, cfg.resume, trainer=trainer_cls, data=str(data), **cfg.overrides())
     return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes)})

@@ -26,7 +26,7 @@ from targets.artifacts import DEPLOY_JSON, folder_bytes, write_deploy_record
 from targets.base import ExportConfig, ExportResult
 from targets.registry import get_target
 from toolchain.core.errors import EdgepruneError, InputFileError, ModelMismatchError
-from toolchain.core.fileio import staged_folder
+from toolchain.core.fileio import require_space, staged_folder
 from toolchain.core.progress import step
 from toolchain.models.datasets import prepare_dataset
 from toolchain.models.loading import read_data_yaml
@@ -98,6 +98,8 @@ def _deploy_into(target, model_path: str, out_dir: Path, cfg: ExportConfig, inpu
     target_name = target.name
     step(f"preparing {Path(model_path).name}")
     source = prepare_for_data(model_path, cfg, input_shape)
+    weights = sum(p.numel() for p in source.module.parameters()) * {"int8": 1, "fp16": 2}.get(cfg.precision, 4)
+    require_space(Path(cfg.final_dir or out_dir) / "model", weights, f"the {target_name} {cfg.precision} model in")
     step(f"exporting to {target_name} ({cfg.precision})")
     artifact = Path(target.export(source, out_dir, cfg))
     proof = target.verify(source, artifact, cfg, device, evaluate=evaluate)

@@ -38,7 +38,8 @@ from targets.bench import measure_artifact
 from targets.registry import get_target
 from targets.ultralytics_exports import build_ultralytics_exports
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.fileio import cache_dir, sha256_of
+from toolchain.core.cache import cache_dir
+from toolchain.core.fileio import sha256_of
 from toolchain.core.latency import cpu_name
 from toolchain.models.layer_prune import residual_units
 from toolchain.models.loading import load_model

@@ -61,6 +61,8 @@ class DarknetTrainConfig:
         burn_in: warm-up iterations, overriding the cfg's ``burn_in`` (see :mod:`.schedule`).
         sparsity: ``s`` of the BN-gamma L1 penalty (0: plain training).
         seed: seeds torch and the data order.
+        resume: continue the run a killed process left staged for the same output, from its last
+            completed epoch (``weights/state.pt``: weights, EMA, optimizer, history, random state).
     """
 
     epochs: int = 30
@@ -73,6 +75,7 @@ class DarknetTrainConfig:
     burn_in: int | None = None
     sparsity: float = 0.0
     close_mosaic: int = CLOSE_MOSAIC
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,11 +215,24 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
     gamma_history = [(0, gammas(model))]
     snapshots = [snapshot(model, 0)] if config.sparsity else []
     best_key, seen = (-1.0, -1.0), 0
-    with staged_folder(out, replace=False) as stage:
+    with staged_folder(out, replace=False, resume=config.resume) as stage:
         folder = stage / "weights"
         folder.mkdir(parents=True, exist_ok=True)
-        iteration = 0
-        for epoch in range(config.epochs):
+        iteration, first = 0, 0
+        if config.resume:
+            state = _load_state(folder / STATE, config)
+            model.load_state_dict(state["model"])
+            ema.ema.load_state_dict(state["ema"])
+            ema.updates = state["ema_updates"]
+            optimizer.load_state_dict(state["optimizer"])
+            first, iteration, seen, best_key = state["epoch"], state["iteration"], state["seen"], state["best_key"]
+            history = [EpochRow(**row) for row in state["history"]]
+            gamma_history, snapshots = state["gamma_history"], state["snapshots"]
+            torch.set_rng_state(state["rng"])
+            notes.append(f"resumed after epoch {first} of {config.epochs}")
+            if first >= config.epochs - config.close_mosaic:
+                dataset.close_mosaic(hyp)
+        for epoch in range(first, config.epochs):
             if epoch == config.epochs - config.close_mosaic:
                 dataset.close_mosaic(hyp)
             started, sums = time.perf_counter(), torch.zeros(3)
@@ -259,8 +275,15 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
                 best_key = (row.map50, row.map50_95)
                 for suffix in (".cfg", ".weights"):
                     shutil.copyfile(folder / f"last{suffix}", folder / f"best{suffix}")
+            with atomic_output(folder / STATE) as tmp:
+                torch.save({"epoch": epoch + 1, "iteration": iteration, "seen": seen, "best_key": best_key,
+                            "model": model.state_dict(), "ema": ema.ema.state_dict(), "ema_updates": ema.updates,
+                            "optimizer": optimizer.state_dict(), "history": [asdict(r) for r in history],
+                            "gamma_history": gamma_history, "snapshots": snapshots, "rng": torch.get_rng_state(),
+                            "config": asdict(config)}, tmp)
             if on_epoch:
                 on_epoch(row)
+        (folder / STATE).unlink()  # the run is complete: nothing to resume, and it is as large as two models
         sparsity = None
         if config.sparsity:
             histograms = plot_histograms(gamma_history, stage)
@@ -278,6 +301,25 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
             tmp.write_text(json.dumps({**result.to_json(), "config": asdict(config), "source_cfg": str(cfg_path),
                                        "source_weights": weights, "data": str(data)}, indent=2, default=str))
     return result
+
+
+STATE = "state.pt"  # the resumable state of a run, in its staging folder's weights/, removed when it completes
+
+
+def _load_state(path: Path, config: DarknetTrainConfig) -> dict:
+    """The state a killed run saved after its last completed epoch; refuses one trained with other settings."""
+    if not path.exists():
+        raise EdgepruneError(f"--resume: {path.parent.parent} holds no weights/{STATE}: the killed run had not "
+                             "finished an epoch; start again without --resume")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    asked = {k: v for k, v in asdict(config).items() if k not in ("resume", "device", "workers")}
+    saved = {k: v for k, v in state["config"].items() if k in asked}
+    changed = sorted(k for k in asked if saved.get(k) != asked[k])
+    if changed:
+        raise EdgepruneError(f"--resume: the killed run was started with other settings ("
+                             + ", ".join(f"{k} {saved.get(k)} not {asked[k]}" for k in changed)
+                             + "); resume with the same options, or start again without --resume")
+    return state
 
 
 def _save(folder: Path, name: str, cfg_path: str, network, params, write_weights, atomic_output) -> tuple[Path, Path]:

@@ -180,6 +180,7 @@ class TrainRequest:
         teacher: fine-tuning: ``"auto"`` (the model it was pruned from), a checkpoint, or None (labels only).
         distill_weight: fine-tuning: the distillation loss's scale.
         images: fine-tuning without labels: a folder of images the model learns its teacher's outputs on.
+        resume: continue the run a killed process left staged for the same output.
     """
 
     epochs: int = 15
@@ -198,6 +199,7 @@ class TrainRequest:
     teacher: str | None = "auto"
     distill_weight: float = 1.0
     images: str | None = None
+    resume: bool = False
 
     def given(self, *names: str) -> list[str]:
         """Which of ``names`` the user set (differ from the defaults)."""

@@ -130,7 +130,7 @@ class _DarknetOperations:
         run = train_darknet(str(path), data, out, DarknetTrainConfig(
             epochs=request.epochs, imgsz=request.imgsz, batch=request.batch, workers=request.workers,
             seed=request.seed, device=request.device, learning_rate=request.lr0, burn_in=request.burn_in,
-            sparsity=sparsity), evaluate=score, weights=weights, on_epoch=on_epoch)
+            sparsity=sparsity, resume=request.resume), evaluate=score, weights=weights, on_epoch=on_epoch)
         result = TrainResult(run.weights, run.run_dir, run.epochs, run.map50, run.map50_95, run.params,
                              notes=run.notes, cfg=run.cfg, history=run.history)
         return result, run.sparsity

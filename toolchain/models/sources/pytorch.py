@@ -86,7 +86,7 @@ def _train_config(path: Path, request, epochs: int | None = None):
     imgsz = request.imgsz or PyTorchSource().default_imgsz(path)[0]
     return TrainConfig(epochs=epochs or request.epochs, imgsz=imgsz, batch=request.batch, workers=request.workers,
                        seed=request.seed, lr0=request.lr0, device=request.device, cache=request.cache,
-                       warmup_epochs=request.warmup_epochs)
+                       warmup_epochs=request.warmup_epochs, resume=request.resume)
 
 
 def _refuse_darknet_options(path: Path, request) -> None:
@@ -98,6 +98,8 @@ def _finetune_label_free(path: Path, out: Path, request, on_epoch=None):
 
     The teacher is the one given, else (``auto``) the unpruned checkpoint ``prune`` recorded.
     """
+    refuse(path, "fine-tuning without labels", request.given("resume"),
+           "its runs are minutes long and keep no state between epochs; start again")
     loaded = load_model(path)
     teacher = request.teacher
     if teacher == AUTO_TEACHER:

@@ -260,8 +260,9 @@ class YoloRepoSource(ModelSource):
         """On ``data``'s labels with the repository's own loss (:mod:`toolchain.models.repo_training`), or
         without labels, distilled from the model it was pruned from (``--images``)."""
         refuse(path, "a YOLOv5/YOLOv7 repository checkpoint", request.given("burn_in", "weights", "converge",
-                                                                               "from_scratch", "cache", "warmup_epochs"),
-               "they are other trainers' options")
+                                                                               "from_scratch", "cache", "warmup_epochs",
+                                                                               "resume"),
+               "they are other trainers' options (a repository model's fine-tuning keeps no resumable state)")
         loaded = load_repo_checkpoint(path)
         size = request.imgsz or loaded.imgsz or DEFAULT_IMGSZ
         device = resolve_device(request.device).torch
