@@ -218,3 +218,84 @@ def test_write_failures_name_the_path_and_the_cause(tmp_path):
     assert "no space left to write" in str(full) and str(dest) in str(full) and "free" in str(full)
     assert str(denied) == f"cannot write {dest}: Permission denied"
     assert write_failure(dest, ValueError("a bug"), None) is None  # with space left, not the disk's fault
+
+
+NON_SQUARE_CFG = """[net]
+width=128
+height=96
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=24
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=3
+num=3
+"""
+
+
+@pytest.fixture(scope="module")
+def wide_cfg(tmp_path_factory) -> Path:
+    from cfg_codegen.build import random_model
+    from cfg_codegen.parser import parse_cfg
+    from cfg_codegen.weights import write_weights
+
+    root = tmp_path_factory.mktemp("wide-cfg")
+    cfg = root / "wide.cfg"
+    cfg.write_text(NON_SQUARE_CFG)
+    write_weights(root / "wide.weights", parse_cfg(cfg), random_model(parse_cfg(cfg), 96, 128, seed=0)[1])
+    return cfg
+
+
+def _ir_input_and_head(folder: Path) -> tuple[list[int], list[int]]:
+    import numpy as np
+    import openvino as ov
+
+    model = ov.Core().compile_model(next(folder.glob("*.xml")), "CPU")
+    shape = list(model.inputs[0].shape)
+    out = model(np.random.default_rng(0).random(shape, dtype=np.float32))[model.outputs[0]]
+    return shape, list(out.shape)
+
+
+@pytest.mark.parametrize("size", [["160", "224"], ["160x224"]])
+def test_cfg2ir_takes_height_and_width(wide_cfg, tmp_path, size):
+    done = cli("cfg2ir", wide_cfg, wide_cfg.with_suffix(".weights"), "--imgsz", *size, "--out", tmp_path / "ir",
+               "--precision", "fp32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    shape, head = _ir_input_and_head(tmp_path / "ir")
+    assert shape == [1, 3, 160, 224] and head[-2:] == [40, 56]  # the raw head map at stride 4: H/4 x W/4
+
+
+def test_a_non_square_cfg_deploys_at_its_own_height_and_width(wide_cfg, tmp_path):
+    done = cli("cfg2ir", wide_cfg, "--out", tmp_path / "ir", "--precision", "fp32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _ir_input_and_head(tmp_path / "ir")[0] == [1, 3, 96, 128]
+
+
+def test_a_non_square_size_for_a_square_only_model_is_one_sentence(kit, tmp_path):
+    line = one_error_line(cli("deploy", "onnx", kit["model"], "--imgsz", "160", "224", "--out", tmp_path / "o"))
+    assert "Ultralytics checkpoint" in line and "square --imgsz" in line, line
+    line = one_error_line(cli("eval", kit["model"], "--data", kit["data"], "--imgsz", "160x224"))
+    assert "not square" in line, line

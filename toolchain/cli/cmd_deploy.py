@@ -40,7 +40,7 @@ def _common(func):
                      help="YOLO data.yaml: INT8 calibration images (train split) and the artifact's mAP (val split)."),
         click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
                      help="Calibration images for INT8."),
-        imgsz_option(),
+        imgsz_option(rect=True),
         input_shape_option,
         click.option("--no-eval", is_flag=True, help="Skip the artifact's mAP evaluation on --data."),
         click.option("--dynamic-shape", is_flag=True,
@@ -67,6 +67,10 @@ def run_deploy(target_name, model, out, weights, precision, max_drop, data, cali
         max_drop=precision in ("fp32", "fp16") and f"with --precision {precision} (it bounds auto and INT8)",
         no_eval=not data and "without --data (nothing is evaluated)",
     )
+    if isinstance(imgsz, tuple):  # H W: the input shape of a Darknet cfg or plain module (3 channels)
+        if input_shape is not None:
+            raise click.UsageError("give --imgsz H W or --input-shape, not both")
+        input_shape, imgsz = (1, 3, *imgsz), None
     imgsz = resolve_imgsz(model, imgsz) if input_shape is None else imgsz
     with stdout_to_stderr(as_json), progress(f"deploying to {target_name} ({precision})") as status:
         result = edgeprune.deploy(model, target_name, out, precision=precision, data=data, imgsz=imgsz,

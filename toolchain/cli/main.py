@@ -62,6 +62,19 @@ def _end_as_interrupted() -> None:
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO)
 
 
+def _joined_sizes(argv: list[str]) -> list[str]:
+    """``--imgsz H W`` as ``--imgsz HxW``: Click options take a fixed number of values, sizes one or two."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--imgsz" and i + 2 < len(argv) and argv[i + 1].isdigit() and argv[i + 2].isdigit():
+            out += ["--imgsz", f"{argv[i + 1]}x{argv[i + 2]}"]
+            i += 3
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 class _NoteHandler(logging.Handler):
     """Library notes (:func:`toolchain.core.progress.note`) as one line each on the stderr of the moment.
 
@@ -88,7 +101,7 @@ class EdgepruneGroup(click.Group):
     """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = _joined_sizes(list(sys.argv[1:] if args is None else args))
         as_json = "--json" in argv
         try:
             code = super().main(args=argv, prog_name="edgeprune", complete_var=complete_var,

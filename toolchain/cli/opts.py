@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 
@@ -69,12 +71,46 @@ cache_option = click.option("--cache", is_flag=True,
                             help="Keep decoded training images in RAM (Ultralytics cache=ram): less CPU per epoch.")
 
 
-def imgsz_option():
+class ImageSize(click.ParamType):
+    """``--imgsz``: one side (``640``), or height and width (``384x640``, ``384,640``, or ``--imgsz 384 640``).
+
+    Non-square sizes (``rect``) are for models whose input is not square by nature, Darknet cfgs
+    (``[net]`` width/height) and plain modules; they arrive as ``(height, width)``, a square as one int.
+    """
+
+    name = "size"
+
+    def __init__(self, rect: bool = False):
+        self.rect = rect
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, tuple)):
+            return value
+        shape = "640" + (", or H W / HxW such as 384x640" if self.rect else "")
+        try:
+            sides = [int(part) for part in re.split(r"[x,]", str(value).strip().lower())]
+        except ValueError:
+            self.fail(f"expected a size in pixels such as {shape}; got {value!r}", param, ctx)
+        if len(sides) not in (1, 2) or not all(32 <= side <= 4096 for side in sides):
+            self.fail(f"expected {'one or two sides' if self.rect else 'one side'} of 32 to 4096 pixels; got {value!r}",
+                      param, ctx)
+        if len(sides) == 1 or sides[0] == sides[1]:
+            return sides[0]
+        if not self.rect:
+            self.fail(f"{value} is not square; this command takes one side (non-square sizes: deploy and cfg2ir of "
+                      "Darknet cfgs and plain modules)", param, ctx)
+        return tuple(sides)
+
+
+def imgsz_option(rect: bool = False):
     """``--imgsz``; unset means "the size the checkpoint was trained at" (see :func:`resolve_imgsz`)."""
     return click.option(
-        "--imgsz", type=click.IntRange(min=32, max=4096), default=None,
-        help="Square input size in pixels (multiple of 32 for YOLO). "
-             "Default: the size the checkpoint was trained at (its train_args; 640 when it does not say).",
+        "--imgsz", type=ImageSize(rect), default=None,
+        help=("Input size in pixels: one side (multiple of 32 for YOLO), or H W (also HxW) for a Darknet cfg or a "
+              "plain module. Default: the model's own (a checkpoint's training size, a cfg's [net] width/height)."
+              if rect else
+              "Square input size in pixels (multiple of 32 for YOLO). "
+              "Default: the size the checkpoint was trained at (its train_args; 640 when it does not say)."),
     )
 
 

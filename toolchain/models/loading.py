@@ -283,8 +283,8 @@ def example_input(loaded: LoadedModel, imgsz: int | None, input_shape: tuple[int
     """
     if loaded.is_yolo:
         if input_shape is not None:  # an option that would be ignored is refused
-            raise ModelMismatchError(f"--input-shape is for plain nn.Module files; {loaded.path} is an Ultralytics "
-                                     "checkpoint, give --imgsz instead")
+            raise ModelMismatchError(f"--input-shape and non-square --imgsz are for plain nn.Module files and Darknet "
+                                     f"cfgs; {loaded.path} is an Ultralytics checkpoint: give one square --imgsz")
         imgsz = imgsz or loaded.train_imgsz or DEFAULT_IMGSZ
         check_stride(imgsz)
         return torch.randn(1, 3, imgsz, imgsz)
