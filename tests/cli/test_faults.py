@@ -299,3 +299,25 @@ def test_a_non_square_size_for_a_square_only_model_is_one_sentence(kit, tmp_path
     assert "Ultralytics checkpoint" in line and "square --imgsz" in line, line
     line = one_error_line(cli("eval", kit["model"], "--data", kit["data"], "--imgsz", "160x224"))
     assert "not square" in line, line
+
+
+def test_a_darknet_run_killed_after_an_epoch_resumes_only_with_its_own_settings(kit, wide_cfg, tmp_path):
+    cfg = tmp_path / "square.cfg"
+    cfg.write_text(NON_SQUARE_CFG.replace("height=96", "height=128"))
+    out = tmp_path / "run"
+    args = ("train", cfg, "--data", kit["data"], "--out", out, "--epochs", "3", "--imgsz", "64", "--batch", "4",
+            "--workers", "0")
+    proc = start(*args)
+    state = lambda: next(iter(tmp_path.glob(".run.ep*/weights/state.pt")), None)  # noqa: E731
+    wait_for(state, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    line = one_error_line(cli(*args, "--resume", "--lr0", "0.5"))
+    assert "other settings" in line and "learning_rate" in line, line
+    assert state() is not None, "a refused resume must keep the state it refused"
+    resumed = cli(*args, "--resume")
+    assert resumed.returncode == 0 and "resumed after epoch" in resumed.stderr, resumed.stderr[-3000:]
+    rows = (out / "results.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]
+    assert not (out / "weights" / "state.pt").exists() and (out / "weights" / "best.weights").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "square.cfg"]

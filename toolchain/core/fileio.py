@@ -136,7 +136,8 @@ def staged_folder(dest: str | os.PathLike, replace: bool = True, resume: bool = 
     and failed writes as in :func:`atomic_output`.
 
     With ``resume`` the staging folder a killed run left for ``dest`` (the newest, when several)
-    is taken over, renamed as this run's, instead of a new one; :class:`OutputError` when there is none.
+    is taken over, renamed as this run's, instead of a new one (:class:`OutputError` when there is
+    none); if this run fails too, the folder is kept for another ``--resume``.
     """
     dest = Path(dest)
     with output_lock(dest):
@@ -171,7 +172,10 @@ def staged_folder(dest: str | os.PathLike, replace: bool = True, resume: bool = 
         except Exception as exc:
             _raise_as_output_error(dest, exc, tmp)
         finally:
-            if tmp.exists():
+            if resume and not done and tmp.exists():
+                # earlier runs' work the user asked to continue: a refused option or a second failure must not lose it
+                note(f"kept {tmp} for another --resume")
+            elif tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             if not done:
                 _remove_empty(created)
