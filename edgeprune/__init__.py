@@ -24,10 +24,19 @@ from toolchain.core.errors import EdgepruneError
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing is downloaded at run time
 
-__all__ = ["EdgepruneError", "autotune", "bench", "board_bench", "cfg2py", "cfg_prune", "compare", "deploy",
-           "dpu_rewrite", "evaluate", "finetune", "load", "optimize", "preflight", "prune", "report", "sparsify", "sweep",
-           "synth", "train", "use_repository"]
+__all__ = ["EdgepruneError", "Stream", "autotune", "bench", "board_bench", "cfg2py", "cfg_prune", "compare", "deploy",
+           "dpu_rewrite", "evaluate", "finetune", "load", "optimize", "preflight", "prune", "report", "sparsify", "stream",
+           "sweep", "synth", "train", "use_repository"]
 
 from edgeprune.api import (autotune, bench, board_bench, cfg2py, cfg_prune, compare, deploy,  # noqa: E402
-                           dpu_rewrite, evaluate, finetune, load, optimize, preflight, prune, report, sparsify, sweep,
-                           synth, train, use_repository)
+                           dpu_rewrite, evaluate, finetune, load, optimize, preflight, prune, report, sparsify,
+                           stream, sweep, synth, train, use_repository)
+
+
+def __getattr__(name: str):
+    """``edgeprune.Stream`` is imported when first used: it loads the runtimes, ``import edgeprune`` does not."""
+    if name == "Stream":
+        from toolchain.pipelines.stream import Stream
+
+        return Stream
+    raise AttributeError(f"module 'edgeprune' has no attribute {name!r}")

@@ -260,6 +260,23 @@ def _bench_config(**fields):
     return cfg
 
 
+def stream(artifact: str, sources: list[str], *, out: str | None = None, video_dir: str | None = None,
+           show: bool = False, splice: int | None = None, requests: int | None = None, device: str = "cpu",
+           threads: int | None = None, capacity: int = 4, drop: str | None = None, conf: float | None = None,
+           iou: float | None = None, progress: Callable | None = None):
+    """Run a deployed ``artifact`` over video ``sources`` (files, image folders, camera indices, RTSP/HTTP URLs)
+    to their end: detections per stream and frame as JSON lines at ``out``, annotated videos in
+    ``video_dir``, windows with ``show``. ``splice`` tiles the streams into one square frame of that
+    side. Returns :class:`toolchain.pipelines.stream.StreamReport`; for detections as they come,
+    iterate :class:`edgeprune.Stream`.
+    """
+    from toolchain.pipelines.stream import run_stream
+
+    return run_stream(artifact, sources, out=out, video_dir=video_dir, show=show, splice=splice, requests=requests,
+                      device=device, threads=threads, capacity=capacity, drop=drop, conf=conf, iou=iou,
+                      progress=progress)
+
+
 def bench(artifact: str, *, device: str = "cpu", hint: str = "latency", batch: int = 1, iterations: int | None = None,
           duration: float = 10.0, threads: int | None = None, requests: int | None = None,
           infer_precision: str = "auto", warmup: int = 5, e2e: bool = False, streams: int = 0, splice: int | None = None, source: str = "synthetic",

@@ -67,6 +67,19 @@ def _median_ms(values: list[float]) -> float:
     return float(np.median(values) * 1000) if values else 0.0
 
 
+# The three places a pipelined frame spends time, each on its own thread (see targets.stream).
+PIPELINE_STAGES = {"decode": ("decode",), "pre/post-processing": ("preprocess", "postprocess"),
+                   "inference": ("inference",)}
+
+
+def bound_by(stage_ms: dict) -> str:
+    """Which stage limits a pipelined frame rate: the slowest of decode (its own thread per source), the
+    pre/post-processing (the main thread) and inference (the runtime), from sequential stage medians."""
+    totals = {name: sum(stage_ms.get(k, 0.0) for k in keys) for name, keys in PIPELINE_STAGES.items()}
+    name = max(totals, key=totals.get)
+    return f"{name} ({totals[name]:.2f} ms of {sum(totals.values()):.2f} ms per frame)"
+
+
 def measure_e2e(detector: Detector, artifact: str, cfg: BenchConfig, source, frame_interval: int = 1) -> BenchResult:
     """Frames per second through the whole pipeline; detection runs on every ``frame_interval``-th frame."""
     cfg.validate()
@@ -91,6 +104,7 @@ def measure_e2e(detector: Detector, artifact: str, cfg: BenchConfig, source, fra
         frame_latency.append(time.perf_counter() - t_frame)
         n_frames += 1
     wall = time.perf_counter() - start
+    medians = {k: _median_ms(v) for k, v in timings.items()}
     extra = {
         "source": source.describe,
         "frame_interval": frame_interval,
@@ -98,7 +112,8 @@ def measure_e2e(detector: Detector, artifact: str, cfg: BenchConfig, source, fra
         "detections_run": n_detections,
         "effective_fps": n_frames / wall,
         "detection_fps": n_detections / wall,
-        "stage_median_ms": {k: _median_ms(v) for k, v in timings.items()},
+        "stage_median_ms": medians,
+        "bound_by": bound_by(medians),
         "conf": detector.conf,
         "iou": detector.iou,
     }

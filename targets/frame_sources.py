@@ -1,8 +1,12 @@
-"""Frame sources for the bench harness: synthetic moving shapes, a video file, an image folder, a camera.
+"""Frame sources for the bench harness and the stream runner: synthetic moving shapes, a video file,
+an image folder, a camera, a network stream (RTSP/HTTP).
 
 Why a synthetic default: benchmarks must run anywhere (CI, a board without a camera) and be
 repeatable; moving shapes from edgeprune's own generator give the detector real work. The
-others use OpenCV, as the field tools do.
+others use OpenCV, as the field tools do. ``frames()`` loops (a benchmark needs frames for as
+long as it measures); ``play()`` goes through a source once, with each frame's time, as a video
+application sees it. ``live`` sources (cameras, network streams) produce frames whether or not
+they are read, so a reader that falls behind must drop some.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ class SyntheticSource:
             truth.append((s.cls, np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)))
         return frame, truth
 
+    live = False
+    fps = 30.0
+
     def frames(self) -> Iterator[np.ndarray]:
         while True:
             frame, _ = self.render()
@@ -87,18 +94,44 @@ class SyntheticSource:
             for s in self.shapes:
                 self._step(s)
 
+    def play(self) -> Iterator[tuple[float | None, np.ndarray]]:
+        """Endless, at a nominal 30 frames per second of source time."""
+        for index, frame in enumerate(self.frames()):
+            yield index / self.fps, frame
+
 
 class VideoSource:
-    """A video file or a camera index through ``cv2.VideoCapture``; a file loops at its end."""
+    """A video file, a camera index or a network stream (RTSP/HTTP URL) through ``cv2.VideoCapture``."""
 
     def __init__(self, spec: str | int):
         self.spec = spec
+        self.live = isinstance(spec, int) or "://" in str(spec)
         cap = cv2.VideoCapture(spec)
         if not cap.isOpened():
-            kind = "camera" if isinstance(spec, int) else "video file"
+            kind = "camera" if isinstance(spec, int) else "stream" if self.live else "video file"
             raise InputFileError(f"{kind} {spec} cannot be opened by OpenCV")
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.size = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         cap.release()
-        self.describe = f"camera {spec}" if isinstance(spec, int) else f"video {spec}"
+        self.describe = (f"camera {spec}" if isinstance(spec, int) else f"stream {spec}" if self.live
+                         else f"video {spec}") + (f" ({self.size[1]}x{self.size[0]}, {self.fps:g} fps)"
+                                                  if self.size[0] else "")
+
+    def play(self) -> Iterator[tuple[float | None, np.ndarray]]:
+        """Each frame once with its time: the position in a file, the seconds since opening for a live source."""
+        import time
+
+        cap = cv2.VideoCapture(self.spec)
+        opened = time.perf_counter()
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                when = time.perf_counter() - opened if self.live else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                yield when, frame
+        finally:
+            cap.release()
 
     def frames(self) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(self.spec)
@@ -126,6 +159,16 @@ class FolderSource:
             raise InputFileError(f"image folder {folder} holds no images")
         self.describe = f"image folder {folder} ({len(self.files)} images)"
 
+    live = False
+
+    def play(self) -> Iterator[tuple[float | None, np.ndarray]]:
+        """Each image once, in name order; images have no time (None)."""
+        for path in self.files:
+            frame = cv2.imread(str(path))
+            if frame is None:
+                raise InputFileError(f"image {path} cannot be read")
+            yield None, frame
+
     def frames(self) -> Iterator[np.ndarray]:
         for path in itertools.cycle(self.files):
             frame = cv2.imread(str(path))
@@ -135,14 +178,16 @@ class FolderSource:
 
 
 def open_source(spec: str, size: int = 416, seed: int = 0):
-    """``synthetic`` | a camera index (``0``) | a video file | an image folder."""
+    """``synthetic`` | a camera index (``0``) | a video file | an image folder | an ``rtsp://``/``http://`` URL."""
     if spec == "synthetic":
         return SyntheticSource(size=size, seed=seed)
     if spec.isdigit():
         return VideoSource(int(spec))
+    if "://" in spec:
+        return VideoSource(spec)
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path)
     if path.is_file():
         return VideoSource(str(path))
-    raise InputFileError(f"--source {spec} is not 'synthetic', a camera index, a video file or an image folder")
+    raise InputFileError(f"source {spec} is not 'synthetic', a camera index, a video file, an image folder or a URL")

@@ -78,7 +78,8 @@ class OpenVINORunner(Runner):
     """A compiled IR. ``compiled`` is public so callers can use the very same compiled model."""
 
     def __init__(self, xml: Path, device: str, precision: str, threads: int | None, hint: str = "latency",
-                 requests: int | None = None, input_hw: tuple[int, int] | None = None, batch: int = 1):
+                 requests: int | None = None, input_hw: tuple[int, int] | None = None, batch: int = 1,
+                 u8_input: bool = False):
         import openvino as ov
 
         core = _core()
@@ -111,6 +112,11 @@ class OpenVINORunner(Runner):
             dims[0] = batch
             with opening(xml, f"OpenVINO IR at batch {batch}"):
                 self.model.reshape({self.model.inputs[0]: ov.PartialShape(dims)})
+        if u8_input and not self.accepts_u8_bgr:
+            # the stream runner's default: uint8 -> float, BGR -> RGB and /255 run inside the request, on the
+            # runtime's threads, instead of in numpy on the thread that also decodes boxes
+            self.model = _u8_bgr_input(self.model)
+            self.accepts_u8_bgr = True
         config: dict = {"PERFORMANCE_HINT": hint.upper()}
         if precision != "auto":
             if precision not in FORCEABLE:
@@ -349,6 +355,7 @@ class OpenVINOTarget(Target):
 
     def open(self, artifact: Path, device: str = "cpu", precision: str = "auto", threads: int | None = None,
              hint: str = "latency", requests: int | None = None, input_hw: tuple[int, int] | None = None,
-             batch: int = 1) -> OpenVINORunner:
+             batch: int = 1, u8_input: bool = False) -> OpenVINORunner:
+        """``u8_input``: put the input conversion into the graph with PrePostProcessor (what ``stream`` runs)."""
         return OpenVINORunner(self.xml_of(artifact), self.check_device(device), precision, threads, hint, requests,
-                              input_hw, batch)
+                              input_hw, batch, u8_input)

@@ -128,6 +128,7 @@ def test_two_runs_on_one_output_one_refuses_naming_the_other(kit, tmp_path):
     assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".xml", ".onnx")) == [".xml"]
 
 
+@pytest.mark.full  # 30 s: two deploys one after the other; the refusal above is the make-test case
 def test_with_wait_the_second_run_queues_and_its_result_is_left(kit, tmp_path):
     out = tmp_path / "cc"
     first = start("deploy", "openvino", kit["model"], "--out", out, "--imgsz", "64")

@@ -26,6 +26,7 @@ from toolchain.cli import (
     cmd_eval,
     cmd_optimize,
     cmd_prune,
+    cmd_stream,
     cmd_sweep,
     cmd_train,
     cmd_vitis,
@@ -146,6 +147,7 @@ cli.add_command(cmd_train.train)
 cli.add_command(cmd_train.finetune)
 cli.add_command(cmd_prune.prune)
 cli.add_command(cmd_eval.eval_cmd)
+cli.add_command(cmd_stream.stream)
 cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_optimize.optimize)
 cli.add_command(cmd_cfg.cfg2py)

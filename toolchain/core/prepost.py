@@ -139,6 +139,43 @@ def unsplice(detections, tile, grid=2, min_side=1.0):
     return [np.array(s, dtype=np.float32).reshape(-1, 6) for s in streams]
 
 
+def splice_fit(frames, tile, grid=2, mode="letterbox"):
+    """Fit frames of any size into their tiles of one ``tile*grid`` square canvas, row-major, keeping aspect.
+
+    ``frames[i]`` None leaves tile ``i`` grey (a stream that has ended). Returns the canvas and, per
+    tile, the :class:`Letterbox` that :func:`unsplice_to_frames` maps that stream's boxes back with.
+    """
+    canvas = np.full((tile * grid, tile * grid, 3), PAD_VALUE, dtype=np.uint8)
+    fits = []
+    for i, frame in enumerate(frames):
+        if frame is None:
+            fits.append(None)
+            continue
+        fitted, box = fit(frame, tile, mode)
+        x, y = tile_origin(i, tile, grid)
+        canvas[y:y + tile, x:x + tile] = fitted
+        fits.append(box)
+    return canvas, fits
+
+
+def unsplice_to_frames(detections, fits, shapes_hw, tile, grid=2, min_side=1.0):
+    """Detections of a :func:`splice_fit` canvas as ``(n, 6)`` per stream, in each stream's own pixels.
+
+    A box belongs to the tile holding its centre, is clipped to that tile and then to its frame
+    (so an object cut by a tile border is reported once, inside its stream); None for grey tiles.
+    """
+    out = []
+    for dets, box, shape in zip(unsplice(detections, tile, grid, min_side), fits, shapes_hw):
+        if box is None:
+            out.append(None)
+            continue
+        mapped = dets.copy()
+        mapped[:, :4] = box.to_original(dets[:, :4], shape)
+        keep = (mapped[:, 2] - mapped[:, 0] >= min_side) & (mapped[:, 3] - mapped[:, 1] >= min_side)
+        out.append(mapped[keep])
+    return out
+
+
 # ---------------------------------------------------------------- decode and NMS
 
 def sigmoid(x):

@@ -6,6 +6,7 @@ Why apart from the CLI: the sweep (issue 7) and the demo measure through the sam
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,12 @@ from toolchain.models.sources import check_weights, default_imgsz
 
 
 def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int] | None = None,
-                weights: str | None = None):
-    """The runner for ``artifact`` with the bench settings applied (``weights``: a Darknet cfg's .weights)."""
+                weights: str | None = None, input_in_graph: bool = False):
+    """The runner for ``artifact`` with the bench settings applied (``weights``: a Darknet cfg's .weights).
+
+    ``input_in_graph``: where the runtime can (OpenVINO's PrePostProcessor), the runner takes the
+    letterboxed uint8 BGR image and converts it inside the graph.
+    """
 
     path = resolve_artifact(Path(artifact))
     target = target_for_artifact(path) if cfg.backend == "auto" else get_target(cfg.backend)
@@ -30,6 +35,8 @@ def open_runner(artifact: str | Path, cfg: BenchConfig, input_hw: tuple[int, int
         raise EdgepruneError(f"{artifact} is not a {cfg.backend} artifact")
     check_weights(path, weights)
     extra = {"weights": weights} if weights is not None else {}
+    if input_in_graph and target.name == "openvino":
+        extra["u8_input"] = True
     return target.open(path, cfg.device, cfg.precision, threads=cfg.threads, hint=cfg.hint, requests=cfg.requests,
                        input_hw=input_hw, batch=cfg.batch, **extra)
 
@@ -84,10 +91,27 @@ def run_bench(artifact: str, cfg: BenchConfig, e2e: bool = False, streams: int =
 
 
 def _measure_e2e(runner, artifact: str, cfg: BenchConfig, source: str = "synthetic", frame_interval: int = 1):
-    """End-to-end FPS of an opened runner on frames of ``source`` at its input size."""
+    """End-to-end FPS of an opened runner on frames of ``source`` at its input size: one frame after another
+    (with each stage's time), then pipelined as ``edgeprune stream`` runs it, for the same duration."""
     side = int(runner.info.input_shape[-1])
-    return measure_e2e(Detector(runner, class_count(artifact, runner)), artifact, cfg, open_source(source, side),
-                       frame_interval)
+    detector = Detector(runner, class_count(artifact, runner))
+    result = measure_e2e(detector, artifact, cfg, open_source(source, side), frame_interval)
+    if frame_interval == 1:
+        result.extra.update(_pipelined(detector, cfg, open_source(source, side)))
+    return result
+
+
+def _pipelined(detector: Detector, cfg: BenchConfig, source) -> dict:
+    """Frames per second through :class:`targets.stream.StreamRunner` (decode thread, request queue)."""
+    from targets.stream import StreamRunner
+
+    requests = cfg.requests or 2
+    stream = StreamRunner(detector, [source], requests=requests, drop="never")
+    started = time.perf_counter()
+    limit = (lambda: stream.stats[0].frames_detected >= cfg.iterations) if cfg.iterations else \
+        (lambda: time.perf_counter() - started >= cfg.duration)
+    stream.run(lambda result: None, should_stop=limit)
+    return {"pipelined_fps": stream.stats[0].frames_detected / stream.wall_s, "pipelined_requests": requests}
 
 
 @dataclass
