@@ -48,24 +48,26 @@ def make_video(path: Path, size_hw: tuple[int, int], seconds: float, seed: int) 
     return path
 
 
-def ultralytics_fps(export: str, videos: list[Path], imgsz: int) -> float:
-    """Frames per second of Ultralytics' predict over ``videos`` (advanced in turn when several)."""
+def ultralytics_fps(export: str, videos: list[Path], imgsz: int) -> tuple[float, dict]:
+    """Frames per second of Ultralytics' predict over ``videos`` (advanced in turn when several), and the
+    median of its own per-image stage times (``Results.speed``: preprocess, inference, postprocess ms)."""
     from ultralytics import YOLO
 
     models = [YOLO(export, task="detect") for _ in videos]
     streams = [m.predict(str(v), stream=True, imgsz=imgsz, conf=CONF, iou=IOU, verbose=False, device="cpu")
                for m, v in zip(models, videos)]
     next(streams[0])  # the first call loads and compiles the model: not a frame rate
-    frames, start = 1, time.perf_counter()
+    frames, start, speeds = 1, time.perf_counter(), []
     live = list(streams)
     while live:
         for stream in list(live):
             try:
-                next(stream)
+                speeds.append(next(stream).speed)
                 frames += 1
             except StopIteration:
                 live.remove(stream)
-    return (frames - 1) / (time.perf_counter() - start)
+    fps = (frames - 1) / (time.perf_counter() - start)
+    return fps, {k: statistics.median(s[k] for s in speeds) for k in speeds[0]}
 
 
 def edgeprune_fps(artifact: str, videos: list[Path], splice: int | None = None) -> tuple[float, str]:
@@ -101,15 +103,17 @@ def main() -> None:
                              evaluate=False)
         pruned[precision] = str(folder)
     spliced = {}
-    for name, model in (("unpruned", args.unpruned), ("pruned", args.pruned)):
-        folder = out / f"{name}-dynamic-fp32"
+    for name, model, precision in (("unpruned", args.unpruned, "fp32"), ("pruned", args.pruned, "fp32"),
+                                   ("pruned", args.pruned, "int8")):
+        folder = out / f"{name}-dynamic-{precision}"
         if not folder.exists():
-            edgeprune.deploy(model, "openvino", str(folder), precision="fp32", imgsz=side, dynamic=True,
-                             evaluate=False)
-        spliced[name] = str(folder)
+            edgeprune.deploy(model, "openvino", str(folder), precision=precision, data=args.data, imgsz=side,
+                             dynamic=True, evaluate=False)
+        spliced[f"{name} {precision}"] = str(folder)
 
     runs: dict[str, list[float]] = {}
     executed: dict[str, str] = {}
+    stages: dict[str, dict] = {}  # Ultralytics' own stage medians per row
 
     def record(key: str, fps: float) -> None:
         runs.setdefault(key, []).append(fps)
@@ -119,18 +123,38 @@ def main() -> None:
         print(f"round {round_ + 1}/{args.rounds}", flush=True)
         for label, video in videos.items():
             for ref in exports:
-                record(f"{label}|ultralytics|{ref.label}", ultralytics_fps(ref.artifact, [video], side))
+                fps, stages[f"{label}|ultralytics|{ref.label}"] = ultralytics_fps(ref.artifact, [video], side)
+                record(f"{label}|ultralytics|{ref.label}", fps)
                 fps, executed[ref.label] = edgeprune_fps(ref.artifact, [video])
                 record(f"{label}|edgeprune (a)|{ref.label}", fps)
             for precision, folder in pruned.items():
                 fps, executed[f"pruned {precision}"] = edgeprune_fps(folder, [video])
                 record(f"{label}|edgeprune (b)|pruned {precision}", fps)
         for ref in exports:
-            record(f"4x{side}|ultralytics|{ref.label}", ultralytics_fps(ref.artifact, four, side))
+            fps, stages[f"4x{side}|ultralytics|{ref.label}"] = ultralytics_fps(ref.artifact, four, side)
+            record(f"4x{side}|ultralytics|{ref.label}", fps)
         for precision, folder in pruned.items():
             record(f"4x{side}|edgeprune (b) separate|pruned {precision}", edgeprune_fps(folder, four)[0])
         for name, folder in spliced.items():
-            record(f"4x{side}|edgeprune splice {2 * side}|{name} fp32", edgeprune_fps(folder, four, 2 * side)[0])
+            record(f"4x{side}|edgeprune splice {2 * side}|{name}", edgeprune_fps(folder, four, 2 * side)[0])
+
+    # what bounds each edgeprune row: bench --e2e's stage medians on the same video, and the inference-only
+    # rate with the same requests (the ceiling no pipeline can pass)
+    bounds: dict[str, tuple[str, float]] = {}
+    artifacts = {**{ref.label: ref.artifact for ref in exports}, **{f"pruned {p}": f for p, f in pruned.items()}}
+    for label, video in videos.items():
+        for name, artifact in artifacts.items():
+            inference, e2e = edgeprune.bench(artifact, e2e=True, source=str(video), duration=3, hint="throughput",
+                                             requests=2)
+            bounds[f"{label}|{name}"] = (e2e.extra["bound_by"], inference.throughput_fps)
+
+    def bound(key: str) -> str:
+        video, pipeline, model = key.split("|")
+        if pipeline == "ultralytics":
+            speed = stages.get(key, {})
+            return "one thread: " + ", ".join(f"{k} {v:.1f} ms" for k, v in speed.items())
+        found = bounds.get(f"{video}|{model}")
+        return f"{found[0]}; inference alone {found[1]:.1f} FPS" if found else "-"
 
     mean = {key: statistics.mean(values) for key, values in runs.items()}
     rows = []
@@ -138,18 +162,20 @@ def main() -> None:
         entries = {key.split("|", 1)[1]: fps for key, fps in mean.items() if key.split("|")[0] == label}
         best_ref = max((fps, key) for key, fps in entries.items() if key.startswith("ultralytics"))
         for key, fps in sorted(entries.items(), key=lambda kv: -kv[1]):
-            rows.append((label, key, fps, fps / best_ref[0], key == best_ref[1]))
+            rows.append((label, key, fps, fps / best_ref[0], key == best_ref[1], bound(f"{label}|{key}")))
     device = (f"{cpu_name()}, {os.cpu_count()} logical CPUs, OpenVINO CPU plugin (latency hint for Ultralytics' "
               f"single request; edgeprune 2 requests in flight), batch 1, decode + pre/post-processing included")
     print(f"\n{device}; mean of {args.rounds} interleaved rounds, {args.seconds:g} s videos at 30 fps\n")
-    print("| video | pipeline | model / export | FPS | vs best Ultralytics |")
-    print("|---|---|---|---|---|")
-    for label, key, fps, ratio, is_best in rows:
+    print("| video | pipeline | model / export | FPS | vs best Ultralytics | bounded by |")
+    print("|---|---|---|---|---|---|")
+    for label, key, fps, ratio, is_best, why in rows:
         pipeline, model = key.split("|", 1)
-        print(f"| {label} | {pipeline} | {model}{' (best Ultralytics)' if is_best else ''} | {fps:.1f} | {ratio:.2f}x |")
+        print(f"| {label} | {pipeline} | {model}{' (best Ultralytics)' if is_best else ''} | {fps:.1f} | "
+              f"{ratio:.2f}x | {why} |")
     (out / "e2e_vs_ultralytics.json").write_text(json.dumps(
         {"device": device, "platform": platform.platform(), "rounds": args.rounds, "seconds": args.seconds,
-         "runs": runs, "mean": mean, "executed_precision": executed}, indent=2))
+         "runs": runs, "mean": mean, "executed_precision": executed, "ultralytics_stage_ms": stages,
+         "edgeprune_bound": bounds}, indent=2))
 
 
 if __name__ == "__main__":

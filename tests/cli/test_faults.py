@@ -322,3 +322,16 @@ def test_a_darknet_run_killed_after_an_epoch_resumes_only_with_its_own_settings(
     assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]
     assert not (out / "weights" / "state.pt").exists() and (out / "weights" / "best.weights").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "square.cfg"]
+
+
+def test_optimize_resumes_a_training_step_a_killed_run_left(tmp_path):
+    from toolchain.pipelines.optimize import OptimizeConfig, _train_config
+
+    cfg = OptimizeConfig(data="data.yaml")
+    out = tmp_path / "run" / "finetune"
+    assert not _train_config(cfg, 5, 64, out).resume
+    left = tmp_path / "run" / f".finetune.ep{2 ** 22 + 7}-1-abcdefgh"  # its process is gone
+    (left / "weights").mkdir(parents=True)
+    assert not _train_config(cfg, 5, 64, out).resume  # nothing to continue from: not even one epoch
+    (left / "weights" / "last.pt").write_bytes(b"state")
+    assert _train_config(cfg, 5, 64, out).resume

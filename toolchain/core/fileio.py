@@ -202,6 +202,12 @@ def _remove(left: list[Path]) -> None:
         note(f"removed {entry}: staging left by process {pid}, which is no longer running")
 
 
+def left_by_killed_run(dest: str | os.PathLike) -> Path | None:
+    """The newest staging folder a run that is no longer running left for ``dest`` (what ``resume`` takes over)."""
+    folders = [entry for entry in _dead_staging(Path(dest)) if entry.is_dir()]
+    return folders[0] if folders else None
+
+
 def remove_stale_staging(dest: str | os.PathLike) -> None:
     """Remove what runs that died (``kill -9``, a power cut) left staged for ``dest``, saying so."""
     _remove(_dead_staging(Path(dest)))

@@ -30,7 +30,7 @@ from typing import Callable
 from targets.base import ExportConfig
 from targets.bench import BenchConfig
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.fileio import atomic_output
+from toolchain.core.fileio import atomic_output, left_by_killed_run
 from toolchain.models.loading import check_model_fits_data, load_model
 from toolchain.models.prune_job import prune_file
 from toolchain.models.pruning import PruneConfig
@@ -147,9 +147,16 @@ class _Steps:
         return record
 
 
-def _train_config(cfg: OptimizeConfig, epochs: int, imgsz: int):
+def _train_config(cfg: OptimizeConfig, epochs: int, imgsz: int, out: Path):
+    """The trainer's settings for a training step into ``out``; it resumes the epochs of a killed run of it.
+
+    Why automatic: rerunning ``optimize`` with the same ``--out`` is how the recipe resumes, step
+    by step; a step killed mid-training (its trainer state is staged beside ``out`` every epoch)
+    continues from its last epoch instead of starting that step over.
+    """
+    left = left_by_killed_run(out)
     return TrainConfig(epochs=epochs, imgsz=imgsz, batch=cfg.batch, workers=cfg.workers, device=cfg.train_device,
-                       cache=cfg.cache)
+                       cache=cfg.cache, resume=left is not None and (left / "weights" / "last.pt").exists())
 
 
 def _prune_config(cfg: OptimizeConfig, search: dict | None, imgsz: int):
@@ -209,7 +216,7 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
     sparse = steps.run("sparsify", lambda: sparsify(
         model, cfg.data, out / "sparsify", SparsityConfig(prune=prune_cfg, train=_train_config(cfg, sparsify_epochs,
-                                                                                                imgsz)),
+                                                                                                imgsz, out / "sparsify")),
         on_epoch=lambda s: log(f"sparsify epoch {s.epoch}: {s.below.get('0.01', 0):.1%} of gamma below 0.01, "
                                f"mAP50-95 {s.map50_95 if s.map50_95 is not None else float('nan'):.3f}")))
 
@@ -221,7 +228,8 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
     teacher = {"unpruned": model, "sparsified": sparse["weights"], None: None}[cfg.teacher]
     tuned = steps.run("finetune", lambda: finetune(str(pruned), cfg.data, out / "finetune",
-                                                   _train_config(cfg, finetune_epochs, imgsz), teacher=teacher))
+                                                   _train_config(cfg, finetune_epochs, imgsz, out / "finetune"),
+                                                   teacher=teacher))
     steps.run("deploy", lambda: _deploy(tuned["weights"], cfg, imgsz, out / "deploy"))
     steps.run("compare", lambda: _compare(steps.done["deploy"], model, cfg, imgsz, log))
     result.steps = steps.done
