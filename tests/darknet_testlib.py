@@ -168,3 +168,44 @@ def opencv_labelled_set(root: Path, val: int = 24, seed: int = 11, size: int = 2
         labels += len(lines)
     assert labels >= min_labels, f"only {labels} OpenCV detections: the reference would be too thin to judge a decode"
     return cfg, weights, data
+
+
+_TINY_CFG = """[net]
+width={width}
+height={height}
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=24
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=3
+num=3
+"""
+
+
+def tiny_cfg(width: int = 64, height: int = 64) -> str:
+    """A three-layer detector cfg (two conv-BN-leaky, a linear 1x1 conv, one [yolo] head of 3 classes)."""
+    return _TINY_CFG.format(width=width, height=height)

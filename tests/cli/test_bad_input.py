@@ -23,43 +23,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from darknet_testlib import tiny_cfg
 from toolchain.cli.main import cli
 from toolchain.core.fileio import sha256_of
 
-TINY_CFG = """[net]
-width=64
-height=64
-channels=3
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=24
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=3
-num=3
-"""
+TINY_CFG = tiny_cfg()
 
 
 def _copy_data(src: Path, dest: Path) -> Path:

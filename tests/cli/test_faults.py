@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from darknet_testlib import tiny_cfg
 from toolchain.core.fileio import atomic_output, staged_folder, write_failure
 from toolchain.core.jsonl import append_records, read_records
 from toolchain.core.owners import owner_tag, process_start
@@ -221,40 +222,7 @@ def test_write_failures_name_the_path_and_the_cause(tmp_path):
     assert write_failure(dest, ValueError("a bug"), None) is None  # with space left, not the disk's fault
 
 
-NON_SQUARE_CFG = """[net]
-width=128
-height=96
-channels=3
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=24
-activation=linear
-
-[yolo]
-mask=0,1,2
-anchors=10,14, 23,27, 37,58
-classes=3
-num=3
-"""
+NON_SQUARE_CFG = tiny_cfg(128, 96)
 
 
 @pytest.fixture(scope="module")
