@@ -38,10 +38,10 @@ def test_the_readme_api_example_runs(synth_data, tmp_path, monkeypatch):
 def test_the_api_lists_what_it_exports_and_documents_it():
     import edgeprune
 
-    assert set(edgeprune.__all__) == {"EdgepruneError", "autotune", "bench", "board_bench", "cfg2py", "cfg_prune",
-                                      "compare", "deploy", "dpu_rewrite", "evaluate", "finetune", "load", "optimize",
-                                      "preflight", "prune", "report", "sparsify", "sweep", "synth", "train",
-                                      "use_repository"}
+    assert set(edgeprune.__all__) == {"EdgepruneError", "Stream", "autotune", "bench", "board_bench", "cfg2py",
+                                      "cfg_prune", "compare", "deploy", "dpu_rewrite", "evaluate", "finetune", "load",
+                                      "optimize", "preflight", "prune", "report", "sparsify", "stream", "sweep",
+                                      "synth", "train", "use_repository"}
     for name in edgeprune.__all__:
         assert getattr(edgeprune, name).__doc__, name
     assert os.environ.get("YOLO_OFFLINE") == "1"
