@@ -59,9 +59,14 @@ def main() -> None:
     (out / "label_free.json").write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2))
     print(f"\n| model | MMACs | right after prune | labelled {args.epochs} ep | label-free {args.epochs} ep |")
     print("|---|---|---|---|---|")
+    def cell(value) -> str:
+        return "" if value is None else f"{value:.3f}"
+
     for row in rows:
-        print(f"| {row['model']} | {row.get('macs_m', 0):.1f} | {row.get('after_prune', row['map50_95'])} | "
-              f"{row.get('labelled', '')} | {row.get('label_free', '')} |")
+        start = row["after_prune"] if "after_prune" in row else row["map50_95"]  # the unpruned row: its own score
+        macs = f"{row['macs_m']:.1f}" if "macs_m" in row else ""
+        print(f"| {row['model']} | {macs} | {cell(start)} | {cell(row.get('labelled'))} | "
+              f"{cell(row.get('label_free'))} |")
 
 
 if __name__ == "__main__":
