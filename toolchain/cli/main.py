@@ -9,9 +9,11 @@ stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -33,30 +35,29 @@ from toolchain.cli import (
 )
 from toolchain.cli.render import fail
 from toolchain.core.errors import EdgepruneError
-from toolchain.core.owners import set_waiting_for_outputs
+from toolchain.core.owners import release_all_outputs, set_waiting_for_outputs
 
 # No weights or fonts may be fetched at run time; users can still set YOLO_OFFLINE=0.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 def _end_as_interrupted() -> None:
-    """Let the interrupt end the process by SIGINT, after Python's normal shutdown.
+    """End the process by SIGINT now that the interrupted command has cleaned up.
 
     A program that catches Ctrl-C to clean up should then die by SIGINT, so that a calling shell
-    or ``make`` stops too (a plain ``exit 130`` does not tell them). Python does exactly that for a
-    KeyboardInterrupt that reaches the top, once finalisation has run; only its traceback is
-    silenced here, the one line is printed already. ``sys.exit(130)`` was not even reliable: once
-    in CI the process still died by SIGINT after printing the line (CPython does that at exit when
-    it has recorded an unhandled KeyboardInterrupt), so the status depended on timing.
+    or ``make`` stops too (a shell reports 130). By the time this runs, the KeyboardInterrupt has
+    passed through every ``finally`` of the command (staged outputs are removed) and the line is
+    printed. Python's own shutdown is not waited for: it joins every non-daemon thread, and a
+    library's worker thread still computing kept an interrupted ``prune`` alive for minutes after
+    its "interrupted" line (seen in CI); ``sys.exit(130)`` had the same wait, and once even ended
+    by SIGINT anyway.
     """
-    previous = sys.excepthook
-
-    def quiet(kind, value, tb):
-        if not issubclass(kind, KeyboardInterrupt):
-            previous(kind, value, tb)
-
-    sys.excepthook = quiet
-    raise KeyboardInterrupt from None
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    release_all_outputs()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 # Failures of the machine, not of edgeprune, that a writer did not already turn into an OutputError.

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -100,18 +101,16 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     dest = Path(path)
     with output_lock(dest):
         created = _missing_parents(dest)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_staging(dest)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{owner_tag()}-", suffix=suffix or dest.suffix,
-                                       dir=dest.parent)
-        except OSError as exc:
-            _remove_empty(created)
-            raise write_failure(dest, exc, None) or exc from None
-        os.close(fd)
-        tmp_path = Path(tmp)
+        # named before it exists, so that an interrupt arriving just after it is created still removes it
+        tmp_path = dest.parent / f".{dest.name}.{owner_tag()}-{secrets.token_hex(4)}{suffix or dest.suffix}"
         done = False
         try:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_staging(dest)
+                os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError as exc:
+                raise write_failure(dest, exc, None) or exc from None
             yield tmp_path
             apply_umask(tmp_path)
             os.replace(tmp_path, dest)
@@ -142,20 +141,20 @@ def staged_folder(dest: str | os.PathLike, replace: bool = True, resume: bool = 
     dest = Path(dest)
     with output_lock(dest):
         created = _missing_parents(dest)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            left = _dead_staging(dest)
-            if resume:
-                tmp = _take_over(dest, left)
-                left = [entry for entry in left if entry.exists()]
-            _remove(left)
-            if not resume:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner_tag()}-", dir=dest.parent))
-        except OSError as exc:
-            _remove_empty(created)
-            raise write_failure(dest, exc, None) or exc from None
+        tmp = dest.parent / f".{dest.name}.{owner_tag()}-{secrets.token_hex(4)}"  # named first, as in atomic_output
         done = False
         try:
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                left = _dead_staging(dest)
+                if resume:
+                    _take_over(dest, left, tmp)
+                    left = [entry for entry in left if entry.exists()]
+                _remove(left)
+                if not resume:
+                    tmp.mkdir(mode=0o700)
+            except OSError as exc:
+                raise write_failure(dest, exc, None) or exc from None
             yield tmp
             apply_umask(tmp)
             if dest.exists() and not replace:
@@ -213,15 +212,14 @@ def remove_stale_staging(dest: str | os.PathLike) -> None:
     _remove(_dead_staging(Path(dest)))
 
 
-def _take_over(dest: Path, left: list[Path]) -> Path:
+def _take_over(dest: Path, left: list[Path], mine: Path) -> None:
+    """Rename the newest folder a killed run left for ``dest`` to this run's staging name ``mine``."""
     folders = [entry for entry in left if entry.is_dir()]
     if not folders:
         raise OutputError(f"--resume: nothing to resume for {dest}: no run that was killed left its staging "
                           f"folder beside it (a run that failed or was interrupted with Ctrl-C cleans up)")
-    mine = dest.parent / f".{dest.name}.{owner_tag()}-resumed"
     folders[0].rename(mine)
     note(f"resuming from {folders[0]}, left by a run that is no longer running")
-    return mine
 
 
 def _raise_as_output_error(dest: Path, exc: Exception, staged: Path) -> NoReturn:

@@ -142,7 +142,11 @@ def _release(key: str) -> None:
 
 
 @atexit.register
-def _release_all() -> None:
-    """Locks taken while parsing a command line that then failed are never exited; remove their files."""
+def release_all_outputs() -> None:
+    """Release every output this process holds and remove the lock files (the kernel would release the locks).
+
+    At exit, for locks taken while parsing a command line that then failed (never exited); and by
+    the CLI before it ends itself on Ctrl-C, without Python's shutdown.
+    """
     for key in list(_HELD):
         _release(key)
