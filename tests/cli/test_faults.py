@@ -270,6 +270,7 @@ def test_a_non_square_size_for_a_square_only_model_is_one_sentence(kit, tmp_path
     assert "not square" in line, line
 
 
+@pytest.mark.full  # 17 s; make test keeps the Ultralytics kill -9 and --resume cases
 def test_a_darknet_run_killed_after_an_epoch_resumes_only_with_its_own_settings(kit, wide_cfg, tmp_path):
     cfg = tmp_path / "square.cfg"
     cfg.write_text(NON_SQUARE_CFG.replace("height=96", "height=128"))
