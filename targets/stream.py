@@ -34,10 +34,8 @@ import numpy as np
 
 from targets.e2e import Detector
 from toolchain.core.errors import EdgepruneError, library_reason
+from toolchain.core.dropqueue import DROP_POLICIES, DropQueue
 from toolchain.core.prepost import splice_fit, unsplice_to_frames
-
-DROP_POLICIES = ("never", "oldest")
-
 
 @dataclass
 class StreamStats:
@@ -76,54 +74,34 @@ class FrameResult:
 
 
 class _Reader:
-    """Decodes one source on its own thread into a queue of at most ``capacity`` frames."""
+    """Decodes one source on its own thread into a :class:`DropQueue` of at most ``capacity`` frames."""
 
     def __init__(self, index: int, source, capacity: int, drop: str):
-        self.index, self.source, self.capacity, self.drop = index, source, capacity, drop
+        self.index, self.source = index, source
         self.stats = StreamStats(source.describe)
-        self.queue: collections.deque = collections.deque()
-        self.cond = threading.Condition()
-        self.done = self.stopping = False
+        self.queue = DropQueue(capacity, drop)
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"edgeprune-decode-{index}")
 
     def _run(self) -> None:
         try:
             for when, frame in self.source.play():
-                with self.cond:
-                    while len(self.queue) >= self.capacity and not self.stopping:
-                        if self.drop == "oldest":
-                            self.queue.popleft()
-                            self.stats.frames_dropped += 1
-                        else:
-                            self.cond.wait(0.1)
-                    if self.stopping:
-                        return
-                    self.queue.append((self.stats.frames_read, when, frame))
-                    self.stats.frames_read += 1
-                    self.cond.notify_all()
+                if not self.queue.put((self.stats.frames_read, when, frame)):
+                    return
+                self.stats.frames_read += 1
+                self.stats.frames_dropped = self.queue.dropped
             self.stats.ended = "end of source"
         except Exception as exc:  # noqa: BLE001 - a source that fails ends its stream, not the others
             self.stats.ended = f"failed: {library_reason(exc)}"
         finally:
-            with self.cond:
-                self.done = True
-                self.cond.notify_all()
+            self.stats.frames_dropped = self.queue.dropped
+            self.queue.finish()
 
     def take(self) -> tuple | None:
         """The next ``(frame number, time, image)``, waiting for it; None once the source has ended."""
-        with self.cond:
-            while not self.queue and not self.done and not self.stopping:
-                self.cond.wait(0.1)
-            if not self.queue:
-                return None
-            item = self.queue.popleft()
-            self.cond.notify_all()
-            return item
+        return self.queue.get()
 
     def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
+        self.queue.close()
         self.thread.join(timeout=5)
 
 

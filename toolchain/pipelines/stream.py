@@ -9,7 +9,6 @@ frame; ``oldest``: the oldest undelivered result is dropped and counted), so mem
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import os
@@ -26,7 +25,8 @@ from targets.artifacts import read_metadata, resolve_artifact
 from targets.bench import BenchConfig
 from targets.e2e import Detector
 from targets.frame_sources import open_source
-from targets.stream import DROP_POLICIES, FrameResult, StreamRunner, StreamStats
+from targets.stream import FrameResult, StreamRunner, StreamStats
+from toolchain.core.dropqueue import DropQueue
 from toolchain.core.errors import EdgepruneError
 from toolchain.core.fileio import atomic_output, staged_folder
 from toolchain.pipelines.bench import class_count, open_runner
@@ -83,11 +83,8 @@ class Stream:
         sources = [sources] if isinstance(sources, str) else list(sources)
         self.runner = open_stream(artifact, sources, splice=splice, requests=requests, device=device, threads=threads,
                                   capacity=capacity, drop=drop, keep_frames=keep_frames, conf=conf, iou=iou)
-        self.capacity, self.drop = results, self.runner.drop
-        self.dropped_results = 0
-        self._queue: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self._stopping = self._finished = False
+        self.drop = self.runner.drop
+        self._queue = DropQueue(results, self.drop)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -100,6 +97,11 @@ class Stream:
         """Results produced and not yet read (never more than ``results``)."""
         return len(self._queue)
 
+    @property
+    def dropped_results(self) -> int:
+        """Results dropped unread by the ``oldest`` policy."""
+        return self._queue.dropped
+
     def start(self) -> Stream:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, daemon=True, name="edgeprune-stream")
@@ -108,44 +110,22 @@ class Stream:
 
     def _run(self) -> None:
         try:
-            self.runner.run(self._put, should_stop=lambda: self._stopping)
+            self.runner.run(self._queue.put, should_stop=lambda: self._queue.closed)
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
             self._error = exc
         finally:
-            with self._cond:
-                self._finished = True
-                self._cond.notify_all()
-
-    def _put(self, result: FrameResult) -> None:
-        with self._cond:
-            while len(self._queue) >= self.capacity and not self._stopping:
-                if self.drop == "oldest":
-                    self._queue.popleft()
-                    self.dropped_results += 1
-                else:
-                    self._cond.wait(0.1)
-            self._queue.append(result)
-            self._cond.notify_all()
+            self._queue.finish()
 
     def __iter__(self) -> Iterator[FrameResult]:
         self.start()
-        while True:
-            with self._cond:
-                while not self._queue and not self._finished:
-                    self._cond.wait(0.1)
-                if not self._queue:
-                    break
-                result = self._queue.popleft()
-                self._cond.notify_all()
+        while (result := self._queue.get()) is not None:
             yield result
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
         """Stop the pipeline and its decoding threads (results not yet read are discarded)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+        self._queue.close()
         if self._thread is not None:
             self._thread.join(timeout=30)
 
