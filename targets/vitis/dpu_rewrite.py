@@ -121,16 +121,38 @@ def has_host_decode(model: nn.Module) -> bool:
     return any(getattr(m, HOST_DECODE_ATTR, False) for m in model.modules())
 
 
-def _rewrite_loaded(loaded: LoadedModel, out: str | Path, act: str, source: str) -> RewriteReport:
-    replaced, slopes, marked = rewrite_module(loaded.model, act)
+def _rewrite_and_save(model: nn.Module, ckpt: dict, out: str | Path, act: str, source: str, save) -> RewriteReport:
+    """Rewrite ``model`` in place, record what changed in the checkpoint's edgeprune note, ``save(model, out,
+    note)`` in the source's own format."""
+    replaced, slopes, marked = rewrite_module(model, act)
     report = RewriteReport(str(source), str(out), act, replaced, slopes, marked)
     if report.changed_function:
         report.warnings.append(FINETUNE_WARNING.format(out=out))
-    note = dict(loaded.ckpt.get("edgeprune") or {})
+    note = dict(ckpt.get("edgeprune") or {})
     note["dpu_rewrite"] = {"act": act, "replaced": replaced, "leaky_slopes_fixed": slopes, "host_decode": marked,
                            "source": str(source)}
-    save_model(loaded, loaded.model, out, note=note)
+    save(model, out, note)
     return report
+
+
+def _rewrite_loaded(loaded: LoadedModel, out: str | Path, act: str, source: str) -> RewriteReport:
+    return _rewrite_and_save(loaded.model, loaded.ckpt, out, act, source,
+                             lambda model, dest, note: save_model(loaded, model, dest, note=note))
+
+
+def dpu_rewrite_repo(model_path: str | Path, out: str | Path, act: str = "hardswish") -> RewriteReport:
+    """A YOLOv5/YOLOv7 repository checkpoint rewritten for the DPU, saved as the repository saves one.
+
+    Only activations change (YOLOv5's SiLU; YOLOv7-tiny's LeakyReLU(0.1) gets the DPU's slope): the
+    head needs no mark, since ``deploy vitis`` always cuts a repository model at its prediction convs.
+    """
+    from toolchain.models.sources.yolo_repo import load_repo_checkpoint, save_repo_checkpoint
+
+    _check_act(act)
+    ensure_not_input(out, model_path)
+    loaded = load_repo_checkpoint(model_path)
+    return _rewrite_and_save(loaded.model, loaded.ckpt, out, act, str(model_path),
+                             lambda model, dest, note: save_repo_checkpoint(loaded, model, dest, note=note))
 
 
 def dpu_rewrite_file(model_path: str | Path, out: str | Path, act: str = "hardswish") -> RewriteReport:
@@ -202,7 +224,8 @@ def dpu_rewrite_cfg(cfg: str | Path, out: str | Path, act: str = "leaky", weight
 
 # How each model source is rewritten, and its default activation (a registry keyed by the source's name).
 REWRITERS = {"pytorch": ("hardswish", lambda model, out, act, weights: dpu_rewrite_file(model, out, act)),
-             "darknet": ("leaky", lambda model, out, act, weights: dpu_rewrite_cfg(model, out, act, weights))}
+             "darknet": ("leaky", lambda model, out, act, weights: dpu_rewrite_cfg(model, out, act, weights)),
+             "yolo-repo": ("hardswish", lambda model, out, act, weights: dpu_rewrite_repo(model, out, act))}
 
 
 def dpu_rewrite(model: str | Path, out: str | Path, act: str | None = None, weights: str | None = None

@@ -69,6 +69,8 @@ SOURCES = (
 )
 HOST_POSTPROCESS = ("DFL softmax and expectation", "anchor grid and box decode", "class sigmoid", "NMS")
 DARKNET_POSTPROCESS = ("[yolo] decode: sigmoid, anchors, scale_x_y", "objectness x class scores", "NMS")
+REPO_POSTPROCESS = ("sigmoid", "anchor grid and box decode (2 sigmoid - 0.5 + cell; (2 sigmoid)^2 anchor)",
+                    "objectness x class scores", "NMS")
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
     """Trace ``model_path`` (any model source) at ``imgsz`` and judge every op against ``target``'s DPU.
 
     A Darknet cfg is judged as ``deploy vitis`` builds it: up to its [yolo] layers, with the
-    DPU's leaky slope (:class:`targets.vitis.graph.DarknetDPUGraph`).
+    DPU's leaky slope (:class:`targets.vitis.graph.DarknetDPUGraph`); so is a YOLOv5/YOLOv7
+    repository checkpoint, up to its prediction convs (:class:`targets.vitis.graph.RepoDPUGraph`).
 
     Raises:
         EdgepruneError: unknown target; model errors from the model source.
@@ -182,6 +185,12 @@ def preflight(model_path: str | Path, target: str = "kv260", imgsz: int | None =
                                "the Darknet model up to its [yolo] layers, as deploy vitis builds it "
                                + "; ".join(["(decode on the board's CPU)"] + module.adaptations), rows, subgraphs,
                                list(DARKNET_POSTPROCESS))
+    if (source.head or {}).get("format") == "yolo-rows":  # repository heads: always cut at the prediction convs
+        module = dpu_graph(source)
+        rows, subgraphs = analyse(trace_ops(module, source.example), arch, module.head_scopes)
+        return PreflightReport(str(model_path), target, arch.name, source.imgsz,
+                               "; ".join(["the repository model up to its prediction convs, as deploy vitis builds it"]
+                                         + module.adaptations), rows, subgraphs, list(REPO_POSTPROCESS))
     host_decode = source.task != "module" and has_host_decode(source.module)
     if host_decode:
         module = dpu_graph(source)

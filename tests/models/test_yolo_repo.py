@@ -222,3 +222,49 @@ def test_a_sweep_prunes_deploys_and_measures_repository_points(repo_ckpt, micro_
     unpruned, pruned = sorted(result.points, key=lambda p: p.ratio)
     assert pruned.macs < 0.5 * unpruned.macs and pruned.fps > 0 and unpruned.fps > 0
     assert torch.load(pruned.model, map_location="cpu", weights_only=False)["opt"]["imgsz"] == IMGSZ  # its format
+
+
+def test_the_dpu_graph_and_the_boards_decode_give_the_repositorys_rows(repo_ckpt):
+    """Deploy for the KV260 cuts the model at its prediction convs; the board's decode must give its rows."""
+    from repo_testlib import dpu_maps_vs_rows
+
+    rows, decoded = dpu_maps_vs_rows(repo_ckpt, IMGSZ)
+    assert decoded.shape == rows.shape and rows[:, 4:].max() > 0.3  # real detections, not all-zero scores
+    assert np.abs(decoded - rows).max() <= 1e-4 * np.abs(rows).max()
+
+
+def test_vitis_dry_run_writes_a_workspace_for_a_repository_checkpoint(pruned, micro_data, tmp_path):
+    out, _report, _ = pruned
+    run = _invoke("deploy", "vitis", str(out), "--out", str(tmp_path / "kv260"), "--data", str(micro_data),
+                  "--calib-images", "3", "--eval-images", "2", "--dry-run")
+    assert run.exit_code == 0, run.output[-3000:]
+    config = json.loads((tmp_path / "kv260" / "workspace" / "config.json").read_text())
+    assert config["imgsz"] == [IMGSZ, IMGSZ] and config["head"]["format"] == "darknet"
+    heads = config["head"]["heads"]
+    assert [h["stride"] for h in heads] == [[8, 8], [16, 16], [32, 32]]
+    assert heads[0]["anchors"] == [[10, 13], [16, 30], [33, 23]]  # yolov5n.yaml's P3 anchors, in pixels
+    assert all(h["new_coords"] and h["host_logistic"] and h["scale_x_y"] == 2.0 for h in heads)
+    graph = json.loads((tmp_path / "kv260" / "workspace" / "model" / "graph.json").read_text())
+    assert "sigmoid" not in {node["op"] for node in graph["nodes"]}  # the decode stays on the board
+
+
+def test_dpu_rewrite_fits_the_dpu_in_the_repositorys_format(pruned, tmp_path):
+    """YOLOv5's SiLU has no DPU implementation: preflight says so, dpu-rewrite fixes it, the repository reads it."""
+    out, _report, _ = pruned
+    before = _invoke("preflight", str(out), "--json")
+    assert before.exit_code == 0, before.output[-3000:]
+    before = json.loads(before.output[before.output.index("{"):])
+    assert before["expected_dpu_subgraphs"] > 1 and "prediction convs" in before["graph"]
+    assert "silu" in {r["op"] for r in before["rows"] if r["device"] == "CPU"}
+    assert any("objectness" in step for step in before["host_postprocess"])
+
+    rewritten = tmp_path / "dpu.pt"
+    run = _invoke("dpu-rewrite", str(out), "--out", str(rewritten), "--json")
+    assert run.exit_code == 0, run.output[-3000:]
+    report = json.loads(run.output[run.output.index("{"):])
+    assert report["replaced"].get("SiLU", 0) > 40 and report["changed_function"]
+    after_run = _invoke("preflight", str(rewritten), "--json")
+    after = json.loads(after_run.output[after_run.output.index("{"):])
+    assert after["expected_dpu_subgraphs"] == 1 and not [r for r in after["rows"] if r["device"] == "CPU"]
+    loaded = _attempt_load(rewritten)  # the repository's own loader, edgeprune not importable
+    assert loaded["rows"][-1] == 5 + 3

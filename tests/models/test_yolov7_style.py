@@ -94,3 +94,12 @@ def test_label_free_finetune_deploy_and_eval(v7_pruned, micro_data, tmp_path):
         runner = get_target(target).open(str(tmp_path / target / deployed["artifact"]), precision="f32")
         got = np.asarray(runner(x.numpy()))
         assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max(), target
+
+
+def test_the_dpu_graph_folds_the_implicit_layers_and_decodes_as_idetect(v7_ckpt):
+    from repo_testlib import dpu_maps_vs_rows
+
+    use_repository(ROOT)
+    rows, decoded = dpu_maps_vs_rows(v7_ckpt, IMGSZ, perturb_implicit=True)
+    assert decoded.shape == rows.shape
+    assert np.abs(decoded - rows).max() <= 1e-4 * np.abs(rows).max()

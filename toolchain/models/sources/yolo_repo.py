@@ -88,6 +88,9 @@ def use_repository(path: str | os.PathLike) -> Path:
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
+    if (root / "__init__.py").is_file() and str(root.parent) not in sys.path:
+        # the yolov5 pip package: checkpoints saved with it pickle its classes as 'yolov5.models...'
+        sys.path.append(str(root.parent))
     return root
 
 
