@@ -182,8 +182,10 @@ def prediction_convs(head: nn.Module) -> list[nn.Module]:
 
 
 def implicit_inputs(head: nn.Module) -> list[tuple[nn.Parameter, int]]:
-    """YOLOv7's ImplicitA parameters, added to each prediction conv's input: pruned with it (dim 1)."""
-    return [(ia.implicit, 1) for ia in getattr(head, "ia", [])]
+    """YOLOv7's implicit parameters, each declared with its channel dimension (1): ImplicitA, added to a
+    prediction conv's input, is pruned with it; ImplicitM scales a prediction conv's output, which is never
+    pruned (declared so Torch-Pruning does not guess, and warn, about it)."""
+    return [(ia.implicit, 1) for ia in getattr(head, "ia", [])] + [(im.implicit, 1) for im in getattr(head, "im", [])]
 
 
 def save_repo_checkpoint(checkpoint: RepoCheckpoint, model: nn.Module, out: str | os.PathLike,
