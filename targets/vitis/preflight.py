@@ -129,7 +129,23 @@ class PreflightReport:
 
 
 def count_dpu_subgraphs(graph: OpGraph, devices: dict[int, str]) -> int:
-    """Connected regions of DPU ops (edges between a DPU producer and a DPU consumer)."""
+    """DPU subgraphs as a partitioner must cut them: connected DPU ops that no CPU op lies between.
+
+    Connectivity alone undercounts: in YOLOv7-tiny's SPP the 9x9 and 13x13 pools run on the CPU
+    beside a 5x5 pool on the DPU, so the DPU ops before and after them stay connected through the
+    5x5 branch, yet the concat after them needs the CPU's results, so the DPU's work splits in two.
+    Each op gets a stage, the number of CPU -> DPU hand-overs on the way to it; DPU ops are joined
+    only along DPU -> DPU edges within one stage.
+    """
+    stage: dict[int, int] = {}
+    for node in graph.nodes:  # execution order: inputs come first
+        here = 0
+        for ref in node.inputs:
+            if ref.node == GRAPH_INPUT or ref.node not in stage:
+                continue
+            handed_over = devices.get(ref.node) != DPU and devices.get(node.index) == DPU
+            here = max(here, stage[ref.node] + handed_over)
+        stage[node.index] = here
     parent = {i: i for i, d in devices.items() if d == DPU}
 
     def find(i: int) -> int:
@@ -142,7 +158,7 @@ def count_dpu_subgraphs(graph: OpGraph, devices: dict[int, str]) -> int:
         if node.index not in parent:
             continue
         for ref in node.inputs:
-            if ref.node != GRAPH_INPUT and ref.node in parent:
+            if ref.node != GRAPH_INPUT and ref.node in parent and stage[ref.node] == stage[node.index]:
                 parent[find(ref.node)] = find(node.index)
     return len({find(i) for i in parent})
 

@@ -95,6 +95,26 @@ def test_subgraph_estimate_counts_dpu_regions_cut_by_cpu_ops(act, subgraphs):
     assert count == subgraphs
 
 
+class _SPP(nn.Module):
+    """YOLOv7-tiny's SPP: pools of 5, 9 and 13 side by side, concatenated; the DPU pools up to 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.cv1, self.cv2 = nn.Conv2d(3, 8, 1), nn.Conv2d(32, 8, 1)
+        self.pools = nn.ModuleList(nn.MaxPool2d(k, 1, k // 2) for k in (5, 9, 13))
+
+    def forward(self, x):
+        x = self.cv1(x)
+        return self.cv2(torch.cat([x] + [pool(x) for pool in self.pools], 1))
+
+
+def test_a_cpu_op_beside_a_dpu_branch_still_splits_the_dpu_graph():
+    """The 5x5 branch keeps the DPU ops connected, but the concat waits for the CPU's pools: two subgraphs."""
+    rows, count = analyse(trace_ops(_SPP().eval(), torch.rand(1, 3, 32, 32)), KV260)
+    assert [r.detail for r in rows if r.device == "CPU"] == ["k9 s1 p4", "k13 s1 p6"]
+    assert count == 2
+
+
 def test_cli_prints_the_fallback_table_and_json(baseline_pt, tmp_path):
     table = invoke("preflight", baseline_pt)
     assert table.exit_code == 0, table.output
