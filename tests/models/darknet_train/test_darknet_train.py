@@ -132,7 +132,7 @@ def test_sparsify_prune_finetune_recovers_to_within_3_points_of_the_sparsified_m
 
     sparse = _cli_json("sparsify", CFG, "--data", synth_data, "--s", 0.05, "--lr0", 0.01, "--epochs", 20,
                        "--out", tmp_path / "sparse")
-    sparse_cfg, sparse_weights = Path(sparse["cfg"]), Path(sparse["weights"])
+    sparse_cfg, sparse_weights = Path(sparse["train"]["cfg"]), Path(sparse["weights"])  # sparsify reports its training
     assert sparse_weights.name == "last.weights"  # the sparsest epoch, not the early best one
     gammas = _gammas(sparse_cfg, sparse_weights)
     assert (gammas < 1e-2).mean() > 0.4 and gammas.sum() < 0.2 * _gammas(CFG, WEIGHTS).sum()
