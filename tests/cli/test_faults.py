@@ -165,12 +165,20 @@ def test_kill_9_then_a_new_run_removes_the_dead_runs_staging(kit, tmp_path):
 
 def test_kill_9_then_resume_completes_the_epochs_asked(kit, tmp_path):
     out = tmp_path / "run"
-    _kill_after_first_epoch(kit, out)
+    left = _kill_after_first_epoch(kit, out)
+    # As if killed while epoch 2 was being saved: its row written, its checkpoint half (the trainer writes a
+    # temporary file renamed over last.pt, so last.pt is epoch 1 whole).
+    csv = left / "results.csv"
+    rows = csv.read_text().splitlines()
+    assert len(rows) == 2, rows
+    csv.write_text("\n".join([*rows, rows[1].replace(rows[1].split(",")[0], "2", 1)]) + "\n")
+    (left / "weights" / ".last.pt.partial").write_bytes(b"PK\x03\x04 torn")
     resumed = cli(*_finetune(kit, out, "--resume"))
     assert resumed.returncode == 0 and "resuming from" in resumed.stderr, resumed.stderr[-3000:]
     rows = (out / "results.csv").read_text().strip().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3]  # epoch 1 from the killed run, 2-3 resumed
     assert (out / "weights" / "best.pt").exists() and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert not list((out / "weights").glob(".*")), list((out / "weights").iterdir())
 
 
 def test_resume_without_a_killed_run_is_one_sentence(kit, tmp_path):

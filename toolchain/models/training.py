@@ -9,6 +9,7 @@ override ``get_model`` to train the loaded module object itself, keeping its arc
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from toolchain.core.device import open_yolo, resolve_device
 from toolchain.core.errors import EdgepruneError, ModelMismatchError
-from toolchain.core.fileio import staged_folder
+from toolchain.core.fileio import atomic_output, staged_folder
 from toolchain.models.datasets import prepare_dataset
 from toolchain.models.distill import install, load_teacher, recorded_teacher
 from toolchain.models.loading import check_model_fits_data, check_stride, load_model, read_data_yaml
@@ -169,6 +170,8 @@ def run_staged(yolo, out: Path, resume: bool = False, **train_kwargs) -> TrainRe
     """
 
     prepare_dataset(train_kwargs["data"], ("train", "val"))
+    if _atomic_checkpoints not in yolo.callbacks["on_pretrain_routine_start"]:
+        yolo.add_callback("on_pretrain_routine_start", _atomic_checkpoints)
     with staged_folder(out, replace=False, resume=resume) as stage:
         if resume:
             yolo = _resume(yolo, stage, train_kwargs)
@@ -177,6 +180,45 @@ def run_staged(yolo, out: Path, resume: bool = False, **train_kwargs) -> TrainRe
         result = _result(yolo, stage, yolo.trainer.epochs)
     weights = out / Path(result.weights).relative_to(stage)
     return replace(result, weights=str(weights), run_dir=str(out))
+
+
+def _atomic_checkpoints(trainer) -> None:
+    """Make ``trainer`` write ``last.pt``/``best.pt`` whole or not at all (a temporary file renamed over them).
+
+    Why: Ultralytics writes them in place (``Path.write_bytes``), so a ``kill -9`` or power cut
+    during the write leaves a truncated ``last.pt`` and nothing to ``--resume`` from; the epoch
+    before it is lost too. A rename is atomic on one filesystem, so the file is always a whole epoch.
+    """
+    save = trainer.save_model
+
+    def save_model():
+        final = {"last": trainer.last, "best": trainer.best}
+        staged = {k: p.with_name(f".{p.name}.partial") for k, p in final.items()}
+        trainer.last, trainer.best = staged["last"], staged["best"]
+        try:
+            saved = save()
+        finally:
+            trainer.last, trainer.best = final["last"], final["best"]
+        for key, path in staged.items():
+            if path.exists():
+                os.replace(path, final[key])
+        return saved
+
+    trainer.save_model = save_model
+
+
+def _keep_completed_rows(csv: Path, epochs_done: int) -> None:
+    """Drop the rows of ``results.csv`` after the resumed checkpoint's epoch.
+
+    Why: the trainer appends an epoch's row before it saves that epoch's ``last.pt``; a run killed
+    between the two would otherwise show that epoch twice once it is trained again.
+    """
+    if not csv.exists():
+        return
+    lines = csv.read_text().splitlines(keepends=True)
+    if len(lines) > epochs_done + 1:
+        with atomic_output(csv) as tmp:
+            tmp.write_text("".join(lines[:epochs_done + 1]))
 
 
 def _resume(yolo, stage: Path, train_kwargs: dict):
@@ -194,7 +236,10 @@ def _resume(yolo, stage: Path, train_kwargs: dict):
     trainer = train_kwargs.get("trainer")
     if trainer is not None and issubclass(trainer, _FromScratch):
         trainer = _keep_architecture_trainer(trainer.edgeprune_task)
+    for partial in last.parent.glob(".*.partial"):  # a checkpoint the killed run was writing
+        partial.unlink()
     resumed = open_yolo(str(last))
+    _keep_completed_rows(stage / "results.csv", int(resumed.ckpt.get("epoch", -1)) + 1)
     resumed.callbacks = yolo.callbacks
     resumed.train(resume=True, trainer=trainer, save_dir=str(stage), data=train_kwargs["data"],
                   device=train_kwargs.get("device"))
