@@ -47,6 +47,7 @@ def main() -> None:
     for ratio in [float(r) for r in args.ratios.split(",")]:
         pruned = out / f"p{ratio}.pt"
         report = edgeprune.prune(args.model, str(pruned), ratio, data=args.data)
+        rows[0]["macs_m"] = report.before.macs / 1e6  # the unpruned model, as prune measured it
         row = {"model": f"ratio {ratio}", "macs_m": report.after.macs / 1e6, "after_prune": report.after.map50_95}
         for name, kwargs in (("labelled", {"data": args.data}), ("label_free", {"data": args.data, "images": images})):
             started = time.perf_counter()
