@@ -276,8 +276,9 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
             _write_results(stage, history, atomic_output)
             if (row.map50, row.map50_95) > best_key:
                 best_key = (row.map50, row.map50_95)
-                for suffix in (".cfg", ".weights"):
-                    shutil.copyfile(folder / f"last{suffix}", folder / f"best{suffix}")
+                for suffix in (".cfg", ".weights"):  # whole or not at all: a kill here must not tear best
+                    with atomic_output(folder / f"best{suffix}", suffix=suffix) as tmp:
+                        shutil.copyfile(folder / f"last{suffix}", tmp)
             with atomic_output(folder / STATE) as tmp:
                 torch.save({"epoch": epoch + 1, "iteration": iteration, "seen": seen, "best_key": best_key,
                             "model": model.state_dict(), "ema": ema.ema.state_dict(), "ema_updates": ema.updates,
