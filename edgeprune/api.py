@@ -147,10 +147,11 @@ def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, i
     """Fine-tune a (pruned) model keeping its architecture; ``teacher="auto"`` distils from the
     unpruned model ``prune`` recorded, a path distils from that checkpoint, ``None`` trains on labels
     alone. A Darknet ``.cfg`` (e.g. ``cfg-prune``'s output) starts from ``weights`` (default: the
-    .weights beside it) and has no teacher.
+    .weights beside it) and learns from no teacher on labels.
 
     With ``images`` (any folder of images, no labels) the model learns its teacher's outputs instead
-    (label-free distillation, every model source); ``data`` is then optional and, given, scores the
+    (label-free distillation, every model source; a Darknet cfg's teacher is the cfg it was pruned
+    from, its .weights beside it); ``data`` is then optional and, given, scores the
     result. ``resume`` as in :func:`train`. Returns :class:`toolchain.models.training.TrainResult`.
     """
     from dataclasses import replace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from click.testing import CliRunner
@@ -55,3 +56,32 @@ def test_a_plain_module_learns_a_given_teacher(micro_data, tmp_path):
     assert losses[-1] < 0.5 * losses[0], losses
     trained = torch.load(record["weights"], weights_only=False)
     assert isinstance(trained, torch.nn.Sequential) and trained[0].out_channels == 4
+
+
+def test_a_pruned_darknet_cfg_learns_the_cfg_it_was_pruned_from(micro_data, tmp_path):
+    import cv2
+
+    from cfg_codegen.build import build_model
+    from cfg_codegen.parser import parse_cfg
+    from cfg_codegen.weights import read_weights
+    cfg = Path(__file__).resolve().parents[2] / "assets" / "darknet" / "yolov4-tiny-synth.cfg"  # `make darknet-baseline`, weights beside it
+    pruned = _json(CliRunner().invoke(cli, ["cfg-prune", str(cfg), str(cfg.with_suffix(".weights")),
+                                            "--global-percent", "0.3", "--out", str(tmp_path / "p"), "--json"]))
+    student = tmp_path / "p" / "pruned.cfg"
+    images = micro_data.parent / "images" / "train"
+    args = ["finetune", str(student), "--images", str(images), "--data", str(micro_data), "--epochs", "3",
+            "--batch", "4", "--out", str(tmp_path / "ft")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "--distill" in refused.output and not (tmp_path / "ft").exists()
+    record = _json(CliRunner().invoke(cli, [*args, "--distill", str(cfg), "--json"]))
+    losses = _losses(tmp_path / "ft")
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert record["teacher"] == str(cfg) and record["map50_95"] is not None  # --data scored the result
+    best_cfg, best_weights = tmp_path / "ft" / "weights" / "best.cfg", tmp_path / "ft" / "weights" / "best.weights"
+    assert record["weights"] == str(best_weights) and best_cfg.read_text() == student.read_text()
+    # Saved as Darknet saves: OpenCV's importer reads it, and the weights moved from where the prune left them.
+    assert not cv2.dnn.readNetFromDarknet(str(best_cfg), str(best_weights)).empty()
+    network = parse_cfg(student)
+    before = build_model(network, read_weights(str(pruned["weights"]), network)).state_dict()
+    after = build_model(network, read_weights(str(best_weights), network)).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())

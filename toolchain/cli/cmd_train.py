@@ -170,7 +170,8 @@ def _notes(result) -> None:
 @click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; weights go to OUT/weights/.")
 @click.option("--distill", "teacher", type=existing_file, default=None,
               help="Teacher checkpoint to distil from (its class probabilities and box distributions). "
-                   "Default: the unpruned model `prune` recorded, when it is still there unchanged.")
+                   "Default: the unpruned model `prune` recorded, when it is still there unchanged. A Darknet cfg "
+                   "with --images: the cfg it was pruned from (its .weights beside it).")
 @click.option("--no-distill", is_flag=True, help="Fine-tune on the labels alone.")
 @click.option("--distill-weight", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Scale of the distillation loss against the task loss.")

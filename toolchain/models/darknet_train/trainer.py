@@ -260,9 +260,7 @@ def train_darknet(cfg_path: str, data: str, out: str | Path, config: DarknetTrai
                 seen += images.shape[0]
                 iteration += 1
                 advance(i + 1, per_epoch)
-            last = _save(folder, "last", cfg_path, network, extract_weights(ema.ema, network,
-                                                                              WeightsHeader(seen=seen)),
-                         write_weights, atomic_output)
+            last = save_darknet(folder, "last", cfg_path, network, ema.ema, seen)
             step(f"epoch {epoch + 1}/{config.epochs}: validating")
             scores = evaluate(last[0], last[1], size)
             g = gammas(ema.ema)
@@ -326,12 +324,14 @@ def _load_state(path: Path, config: DarknetTrainConfig) -> dict:
     return state
 
 
-def _save(folder: Path, name: str, cfg_path: str, network, params, write_weights, atomic_output) -> tuple[Path, Path]:
-    """``name.cfg`` (the training cfg, unchanged) and ``name.weights`` in ``folder``."""
+def save_darknet(folder: Path, name: str, cfg_path: str | Path, network, model: torch.nn.Module,
+                 seen: int = 0) -> tuple[Path, Path]:
+    """``name.cfg`` (the training cfg, unchanged) and ``name.weights`` (``model``'s parameters, the header
+    counting ``seen`` images) in ``folder``, each written whole or not at all."""
     cfg_out, weights_out = folder / f"{name}.cfg", folder / f"{name}.weights"
     with atomic_output(cfg_out, suffix=".cfg") as tmp:
         shutil.copyfile(cfg_path, tmp)
-    write_weights(weights_out, network, params)
+    write_weights(weights_out, network, extract_weights(model, network, WeightsHeader(seen=seen)))
     return cfg_out, weights_out
 
 

@@ -27,10 +27,12 @@ from cfg_codegen.prune import PruneConfig as DarknetPrune
 from cfg_codegen.prune import prune_darknet
 from cfg_codegen.shapes import infer_shapes
 from cfg_codegen.weights import read_weights
+from toolchain.core.device import resolve_device
 from toolchain.core.errors import EdgepruneError, InputFileError, ModelMismatchError, UnsupportedModelError
 from toolchain.core.fileio import sha256_of
-from toolchain.models.darknet_train.trainer import DarknetTrainConfig, train_darknet
+from toolchain.models.darknet_train.trainer import DarknetTrainConfig, save_darknet, train_darknet
 from toolchain.models.evaluation import evaluate_source
+from toolchain.models.label_free import LabelFreeConfig, recover
 from toolchain.models.loading import read_data_yaml
 from toolchain.models.model_stats import model_stats
 from toolchain.models.sources import companion_weights, prepare, register_source
@@ -139,10 +141,42 @@ class _DarknetOperations:
         return self._run(path, data, out, request, request.weights, on_epoch)[0]
 
     def finetune(self, path: Path, data: str, out: Path, request, on_epoch=None):
-        refuse(path, "a Darknet cfg", request.given("images"), "label-free distillation is built for Ultralytics, "
-                                                               "repository and plain torch models; fine-tune a cfg on "
-                                                               "labels with --data")
+        if request.images:
+            return self._label_free(path, out, request, on_epoch)
         return self._run(path, data, out, request, self._start(path, request.weights, "fine-tuning"), on_epoch)[0]
+
+    def _label_free(self, path: Path, out: Path, request, on_epoch=None):
+        """``finetune --images``: the (pruned) cfg learns the raw head maps of the cfg it was pruned from.
+
+        A cfg records no source, so the teacher is given: ``--distill TEACHER.cfg`` with its .weights
+        beside it of the same name (as ``cfg-prune`` reads them). Images are fitted as the cfg says
+        (stretched, or letterboxed with ``letter_box=1``); the result is ``weights/best.cfg`` +
+        ``best.weights``, like a labelled run's.
+        """
+        refuse(path, "fine-tuning a Darknet cfg without labels",
+               request.given("resume", "burn_in", "distill_weight", *self.ULTRALYTICS_ONLY),
+               "they are the labelled trainers' (label-free runs are minutes long and keep no state)")
+        if request.teacher in (None, "auto"):
+            raise ModelMismatchError(f"--images learns a teacher's outputs and {path} records none: give --distill "
+                                     "TEACHER.cfg (the cfg it was pruned from, its .weights beside it)")
+        teacher = Path(request.teacher)
+        teacher_weights = default_weights(teacher) if teacher.suffix == ".cfg" else None
+        if teacher_weights is None:
+            raise ModelMismatchError(f"--distill {teacher}: a Darknet cfg learns from a Darknet cfg with its .weights "
+                                     f"beside it ({teacher.with_suffix('.weights').name}), the model it was pruned "
+                                     "from")
+        student = prepare(path, request.imgsz, weights=self._start(path, request.weights, "fine-tuning"))
+        tutor = prepare(teacher, input_shape=tuple(student.example.shape), weights=str(teacher_weights))
+        network = parse_cfg(path)
+        cfg = LabelFreeConfig(epochs=request.epochs, batch=request.batch, seed=request.seed,
+                              lr=request.lr0 or LabelFreeConfig().lr, device=resolve_device(request.device).torch)
+
+        def save(model: nn.Module, dest: Path) -> Path:
+            return save_darknet(dest.parent, "best", path, network, model)[1]
+
+        result = recover(student.module, tutor.module, request.images, out, student.input_hw, student.resize, cfg,
+                         save, str(teacher), on_epoch)
+        return replace(result, cfg=str(Path(result.weights).with_suffix(".cfg")))
 
     def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
         prune_options = [name for name in ("ratio", "method", "round_to", "hold") if getattr(request, name) is not None]
