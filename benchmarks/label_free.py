@@ -3,13 +3,14 @@
 Usage:
     python benchmarks/label_free.py MODEL.pt --data DATA.yaml [--ratios 0.3,0.5] [--epochs 5] [--out DIR]
         [--repo DIR]   # a YOLOv5/YOLOv7 repository checkpoint (benchmarks/yolov5_repo_baseline.py makes one)
+    python benchmarks/label_free.py MODEL.cfg --data DATA.yaml ...   # a Darknet cfg, its .weights beside it
 
-For each ratio: ``prune MODEL --ratio R`` (L1, local), its mAP50-95 right after the prune, then
-two fine-tunes of the same pruned model for the same epochs, both distilled from MODEL:
+For each ratio: ``prune MODEL --ratio R`` (L1, local; a cfg: ``cfg-prune --global-percent R``), its
+mAP50-95 right after the prune, then two fine-tunes of the same pruned model for the same epochs:
 
 * labelled: ``finetune --data DATA`` (Ultralytics: the labels plus distillation from the unpruned
-  model; a repository checkpoint: the repository's own loss on the labels);
-* label-free: ``finetune --images DATA's train images`` (the unpruned model's outputs only; the
+  model; a repository checkpoint: the repository's own loss on the labels; a cfg: Darknet's loss);
+* label-free: ``finetune --images DATA's train images`` (the unpruned model MODEL's outputs only; the
   labels of DATA score the result and nothing else).
 
 Prints one table (mAP50-95 of the validation split, the Ultralytics validator) and writes it as
@@ -43,13 +44,17 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = str(Path(args.data).parent / "images" / "train")  # the synthetic layout: images/train beside data.yaml
+    if args.model.endswith(".cfg"):
+        prune, teacher = _cfg_prune, args.model  # a cfg records no source: the label-free run is told its teacher
+    else:
+        prune, teacher = _prune, "auto"
     rows = [{"model": "unpruned", "map50_95": edgeprune.evaluate(args.model, args.data).map50_95}]
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        pruned = out / f"p{ratio}.pt"
-        report = edgeprune.prune(args.model, str(pruned), ratio, data=args.data)
-        rows[0]["macs_m"] = report.before.macs / 1e6  # the unpruned model, as prune measured it
-        row = {"model": f"ratio {ratio}", "macs_m": report.after.macs / 1e6, "after_prune": report.after.map50_95}
-        for name, kwargs in (("labelled", {"data": args.data}), ("label_free", {"data": args.data, "images": images})):
+        pruned, before_macs, after_macs, after_map = prune(args.model, out, ratio, args.data)
+        rows[0]["macs_m"] = before_macs / 1e6
+        row = {"model": f"ratio {ratio}", "macs_m": after_macs / 1e6, "after_prune": after_map}
+        for name, kwargs in (("labelled", {"data": args.data}),
+                             ("label_free", {"data": args.data, "images": images, "teacher": teacher})):
             started = time.perf_counter()
             result = edgeprune.finetune(str(pruned), out=str(out / f"ft-{name}-{ratio}"), epochs=args.epochs,
                                         batch=args.batch, workers=0, **kwargs)
@@ -68,6 +73,26 @@ def main() -> None:
         macs = f"{row['macs_m']:.1f}" if "macs_m" in row else ""
         print(f"| {row['model']} | {macs} | {cell(start)} | {cell(row.get('labelled'))} | "
               f"{cell(row.get('label_free'))} |")
+
+
+def _prune(model: str, out: Path, ratio: float, data: str) -> tuple[Path, float, float, float]:
+    """``prune --ratio``: the pruned file, MACs before and after, mAP50-95 right after."""
+    pruned = out / f"p{ratio}.pt"
+    report = edgeprune.prune(model, str(pruned), ratio, data=data)
+    return pruned, report.before.macs, report.after.macs, report.after.map50_95
+
+
+def _cfg_prune(cfg: str, out: Path, ratio: float, data: str) -> tuple[Path, float, float, float]:
+    """``cfg-prune --global-percent`` of a cfg with its .weights beside it, measured as :func:`_prune` is."""
+    from toolchain.models.sources import source_for
+
+    weights = str(Path(cfg).with_suffix(".weights"))
+    report = edgeprune.cfg_prune(cfg, weights, str(out / f"p{ratio}"), global_percent=ratio)
+    source = source_for(cfg)
+    size = source.default_imgsz(Path(cfg))[0]
+    before = source.stats(Path(cfg), size, weights).macs
+    after = source.stats(Path(report.cfg), size, report.weights).macs
+    return Path(report.cfg), before, after, edgeprune.evaluate(report.cfg, data).map50_95
 
 
 if __name__ == "__main__":
