@@ -23,7 +23,7 @@ IMGSZ = 128
 QUICK = {"yolo26n.yaml", "yolov9t.yaml", "yolov10n.yaml", "yolov8n-seg.yaml", "yolo11n-obb.yaml",
          "yolo26n-pose.yaml", "yolo12n-cls.yaml"}
 CASES = [pytest.param(f, t, y, id=y[:-5], marks=() if y in QUICK else pytest.mark.full) for f, t, y in matrix()]
-GLOBAL_QUICK = {"yolo26n.yaml", "yolov9t.yaml"}  # make test ranks globally on these two; make test-full on all
+GLOBAL_QUICK = {"yolo26n.yaml"}  # make test ranks globally on this one; make test-full on all
 PRUNE_CASES = [pytest.param(f, t, y, g, id=f"{y[:-5]}-{'global' if g else 'local'}",
                             marks=() if y in QUICK and (not g or y in GLOBAL_QUICK) else pytest.mark.full)
                for f, t, y in matrix() for g in (False, True)]

@@ -61,7 +61,7 @@ def test_loads_and_reports_the_training_size(baseline_pt, tmp_path):
     assert a.nc == 3
 
 
-@pytest.mark.slow
+@pytest.mark.full  # 43 s; make test keeps the foreign checkpoints' prune at 640 below
 def test_prune_finetune_eval_a_foreign_checkpoint(baseline_pt, synth_data, tmp_path):
     src = _legacy_ultralytics_checkpoint(baseline_pt, tmp_path / "foreign.pt", imgsz=256)
     digest = sha256_of(src)

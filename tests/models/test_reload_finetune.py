@@ -64,6 +64,7 @@ def test_pruned_checkpoint_predicts_validates_and_exports(pruned50, synth_data, 
     assert np.abs(onnx_out - torch_out).max() < 1e-3 * max(1.0, np.abs(torch_out).max())
 
 
+@pytest.mark.full  # 59 s; make test keeps fine-tuning in test_distill and test_label_free
 def test_short_finetune_keeps_architecture_and_recovers_most_accuracy(pruned50, pruned50_eval, synth_data, tmp_path):
     pruned, report = pruned50
     result = finetune(str(pruned), str(synth_data), tmp_path / "ft", TrainConfig(epochs=QUICK_EPOCHS))
