@@ -56,6 +56,23 @@ def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):
     assert not torch.allclose(first.weight, trained_first.weight)
 
 
+
+def test_reinitialise_starts_where_ultralytics_starts_a_model_from_its_yaml(baseline_pt):
+    """Every tensor Ultralytics fixes at build time (BatchNorm, head biases, DFL's integral) equals a yaml build's."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from toolchain.models.loading import load_model
+
+    trained = load_model(str(baseline_pt)).model
+    fresh = reinitialise(copy.deepcopy(trained)).state_dict()
+    built = DetectionModel("yolov8n.yaml", nc=trained.nc, verbose=False).state_dict()
+    assert list(fresh) == list(built)
+    random_init = {k for k, v in built.items() if v.ndim == 4 and ".dfl." not in k}  # conv kernels: drawn at random
+    assert len(random_init) > 50
+    differing = [k for k in built if k not in random_init and not torch.equal(fresh[k], built[k])]
+    assert differing == []
+    assert torch.equal(fresh["model.22.dfl.conv.weight"].flatten(), torch.arange(16, dtype=torch.float))
+
 @pytest.mark.slow
 def test_train_from_scratch_keeps_the_pruned_architecture(pruned50, small_data, tmp_path):
     from toolchain.models.loading import load_model

@@ -40,11 +40,16 @@ def reinitialise(model: nn.Module) -> nn.Module:
 
     Why: "is pruning plus fine-tuning better than the pruned architecture trained from scratch for
     the same epochs?" is the control every recovery claim needs; this is that starting point.
+    A DFL's convolution is not a weight but the fixed integral 0..reg_max-1 that turns the box
+    distribution into a distance (Ultralytics never trains it), so it is kept: randomised, the
+    boxes of a model "trained from scratch" could never be right.
     """
+    from ultralytics.nn.modules.block import DFL
     from ultralytics.utils.torch_utils import initialize_weights
 
+    fixed = {id(m) for dfl in model.modules() if isinstance(dfl, DFL) for m in dfl.modules()}
     for m in model.modules():
-        if m is not model and hasattr(m, "reset_parameters"):
+        if m is not model and id(m) not in fixed and hasattr(m, "reset_parameters"):
             m.reset_parameters()
     initialize_weights(model)
     head = model.model[-1] if isinstance(getattr(model, "model", None), nn.Sequential) else None
