@@ -72,8 +72,8 @@ def optimize(model, data, ratio, speedup, budget_epochs, method, global_pruning,
     render(result)
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def _num(value, fmt: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, fmt) + suffix
 
 
 def render(result) -> None:
@@ -95,7 +95,7 @@ def render(result) -> None:
     rows = [[("[bold]" if r["is_base"] else "") + r["model"] + (" (base)[/bold]" if r["is_base"] else ""),
              r["stored_executed"], _num(r["macs"] and r["macs"] / 1e6, ",.1f"), _num(r["map50_95"], ".4f"),
              _num(r["drop_points"], "+.2f"), f"{r['fps']:.1f}", f"{r['speedup']:.2f}x", _num(r["e2e_fps"], ".1f"),
-             _num(r["e2e_speedup"], ".2f")] for r in result.table]
+             _num(r["e2e_speedup"], ".2f", "x")] for r in result.table]
     first = steps["compare"]["rows"][0]
     console().print(table(
         "Against Ultralytics' own exports of the unpruned model",
