@@ -65,6 +65,32 @@ def test_zeroing_the_planned_channels_makes_the_bn_prune_lossless(baseline_pt, g
     assert _prediction_diff(loaded.model.float().eval(), untouched, x) > 1e-2
 
 
+
+def test_a_global_prune_of_a_sparsified_model_removes_what_its_ratio_says(baseline_pt):
+    """With 70 % of the gammas exactly zero, --global --ratio 0.1 removes about 10 %, not every zero at once."""
+    from toolchain.models.loading import load_model
+
+    loaded = load_model(baseline_pt)
+    x = torch.rand(1, 3, 128, 128)
+    plan = plan_channels(loaded, PruneConfig(ratio=0.7, method="bn", imgsz=128), x)
+    zeroed = copy.deepcopy(loaded.model).float().eval()
+    named = dict(zeroed.named_modules())
+    with torch.no_grad():
+        for name, idxs in plan.items():
+            named[name].weight[idxs] = 0
+            named[name].bias[idxs] = 0
+    g = gammas(zeroed)
+    assert float((g == 0).float().mean()) > 0.6
+    prepared = dataclasses.replace(loaded, model=zeroed)
+    removed = {}
+    for ratio in (0.1, 0.4):
+        cfg = PruneConfig(ratio=ratio, method="bn", global_pruning=True, imgsz=128, round_to=1)
+        outcome = prune_structured(prepared, cfg, x)
+        removed[ratio] = 1 - gammas(outcome.model).numel() / g.numel()
+        assert _prediction_diff(zeroed, outcome.model, x) < 1e-4  # only zeros went: lossless
+    assert removed[0.1] == pytest.approx(0.1, abs=0.05)
+    assert removed[0.4] == pytest.approx(0.4, abs=0.05)
+
 @pytest.fixture(scope="module")
 def sparse_run(baseline_pt, small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sparsify") / "run"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch_pruning as tp
 
 from toolchain.core.errors import EdgepruneError
@@ -83,3 +84,31 @@ def _taylor():
 def _random():
     """Random scores: the baseline every criterion must beat."""
     return tp.importance.RandomImportance()
+
+
+class TieBroken(tp.importance.Importance):
+    """An importance whose equal scores are made distinct, for global ranking.
+
+    Why: Torch-Pruning's global ranking removes every channel scoring ``<=`` the k-th smallest
+    score in the network. After ``sparsify`` thousands of BatchNorm scales are exactly 0, so the
+    k-th smallest is 0 for every ratio below their share, and ``prune --global --ratio 0.1`` of a
+    yolov8n sparsified for 0.7 removed 73 % of its channels, the same as 0.7. Each score gets a
+    fixed offset by (layer, channel) position, at most ~1e-6, so ties are ordered by where the
+    channel sits and the ranking of unequal scores is left as it was; the offsets are a function of
+    the channel alone, so a plan and the prune that follows it (and repeated calls) agree.
+    """
+
+    STEP = 1e-12
+    WIDTH = 4096  # channels per layer before two layers' offsets could meet
+
+    def __init__(self, importance, model):
+        self.importance = importance
+        self.position = {id(m): i for i, m in enumerate(model.modules())}
+
+    def __call__(self, group, *args, **kwargs):
+        scores = self.importance(group, *args, **kwargs)
+        if scores is None:
+            return None
+        layer = self.position.get(id(group[0].dep.target.module), 0)
+        channel = torch.arange(scores.numel(), device=scores.device, dtype=torch.float64)
+        return scores + ((layer * self.WIDTH + channel) * self.STEP).to(scores.dtype).view_as(scores)

@@ -25,7 +25,7 @@ from toolchain.models.blocks import SplitChunk, chunk_couplings, restore_stock_b
 from toolchain.models.calibration import yolo_batches, yolo_loss
 from toolchain.models.contract import contract_shapes, flat_tensors, protected_layers, trace_training_branches
 from toolchain.models.coupling import couple_groups
-from toolchain.models.importance import create_importance, needs_gradients
+from toolchain.models.importance import TieBroken, create_importance, needs_gradients
 from toolchain.models.loading import LoadedModel
 from toolchain.models.model_stats import ModelStats, model_stats
 
@@ -239,6 +239,8 @@ def _session(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> _S
         if cfg.global_pruning or not loaded.is_yolo:
             raise PruningError("per-layer ratios apply to local pruning of Ultralytics models")
         ratio_dict = {model.model[int(i)]: float(r) for i, r in cfg.layer_ratios.items() if float(r) > 0}
+    if cfg.global_pruning:  # one threshold for the network: equal scores (sparsify's zeros) must not all go at once
+        importance = TieBroken(importance, model)
     try:
         with trace_training_branches(model):
             pruner = tp.pruner.BasePruner(
