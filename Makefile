@@ -15,7 +15,7 @@ BASELINE      := assets/yolov8n-synth.pt
 BASELINE_DATA := .cache/synth-default
 DEMO_DIR      ?= demo-run
 
-.PHONY: setup test test-full test-deps yolov5-repo demo demo-full baseline baseline-640 darknet-baseline legacy-checkpoint clean families-table \
+.PHONY: setup test test-full test-deps yolov5-repo demo demo-full baseline baseline-converged baseline-640 darknet-baseline legacy-checkpoint clean families-table \
 	family-checkpoints
 
 setup: $(STAMP)
@@ -63,12 +63,25 @@ $(YOLOV5_REPO)/.installed:
 	  huggingface-hub==0.24.7
 	touch $@
 
-# Reproduce the committed baseline (about 12 minutes on 2 cores): synthetic data, yolov8n from scratch.
+# Reproduce the tests' committed baseline (about 12 minutes on 2 cores): synthetic data, yolov8n from scratch, 40 epochs.
 baseline: setup
 	rm -rf $(BASELINE_DATA) .cache/baseline-run
 	$(BIN)/edgeprune data synth $(BASELINE_DATA)
 	$(BIN)/edgeprune train $(BASELINE_DATA)/data.yaml --model yolov8n.yaml --epochs 40 --imgsz 256 --out .cache/baseline-run
 	$(BIN)/python scripts/baseline_card.py .cache/baseline-run/weights/best.pt $(BASELINE_DATA)/data.yaml $(BASELINE)
+
+# The baseline accuracy claims compare against: yolov8n trained from scratch until converged
+# (mAP50-95 gained < 0.3 points over its last 20 epochs; 300 is only the cap; 184 epochs, about 63 minutes on 2 cores).
+# The 40-epoch baseline above stays the tests' and the demo's model (see README: the demo on this one).
+BASELINE_CONVERGED := assets/yolov8n-synth-converged.pt
+CONVERGED_TRAIN    := edgeprune train $(BASELINE_DATA)/data.yaml --model yolov8n.yaml --epochs 300 --converge 20 \
+	--imgsz 256 --cache --out .cache/baseline-converged-run
+baseline-converged: setup
+	test -f $(BASELINE_DATA)/data.yaml || $(BIN)/edgeprune data synth $(BASELINE_DATA)
+	rm -rf .cache/baseline-converged-run
+	$(BIN)/$(CONVERGED_TRAIN)
+	$(BIN)/python scripts/baseline_card.py .cache/baseline-converged-run/weights/best.pt $(BASELINE_DATA)/data.yaml \
+	  $(BASELINE_CONVERGED) 256 "edgeprune data synth $(BASELINE_DATA)" "$(CONVERGED_TRAIN)"
 
 # A baseline trained at 640, the resolution most users run (about 25 minutes on 2 cores): the 256 baseline
 # fine-tuned 10 epochs on a 640 px synthetic set, so its train_args say 640.

@@ -5,11 +5,13 @@ Usage (see `make baseline`, `make baseline-640`, `make darknet-baseline`):
     python scripts/baseline_card.py BEST.weights DATA.yaml OUT.weights [IMGSZ [RECIPE_LINE ...]]
 (a Darknet run's BEST.weights is scored with the BEST.cfg beside it, by edgeprune's pipeline).
 The card (OUT.json) records how the model was made and what it scores, so tests can check
-the committed file against a regenerated data set.
+the committed file against a regenerated data set, and (from the run's results.csv) how many
+epochs it trained and what it gained over the last 20: whether a claim's baseline was converged.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -34,6 +36,22 @@ def _darknet_scores(best: str, data: str, imgsz: int):
     return evaluate_artifact(str(Path(best).with_suffix(".cfg")), data, imgsz=imgsz, weights=best)
 
 
+def _training(best: str) -> dict | None:
+    """Epochs trained and the mAP50-95 gained over the last 20 (train --converge's criterion), from results.csv."""
+    from toolchain.models.training import CONVERGED_GAIN, Convergence
+
+    results = Path(best).parents[1] / "results.csv"
+    if not results.exists():
+        return None
+    with results.open() as f:
+        maps = [float(row["metrics/mAP50-95(B)"]) for row in csv.DictReader(f, skipinitialspace=True)]
+    watch = Convergence(20)
+    watch.maps = maps
+    gain = watch.gain()
+    return {"epochs": len(maps), "best_map50_95": max(maps), "gain_last_20_epochs": gain,
+            "converged": gain is not None and gain < CONVERGED_GAIN}
+
+
 def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str) -> None:
     darknet = best.endswith(".weights")
     result = _darknet_scores(best, data, int(imgsz)) if darknet else evaluate(best, data, imgsz=int(imgsz))
@@ -44,6 +62,7 @@ def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str) -> No
         "imgsz": int(imgsz),
         "synth": read_data_yaml(data).get("edgeprune_synth"),
         "sha256": sha256_of(out),
+        "training": None if darknet else _training(best),
         "val": {"map50": result.map50, "map50_95": result.map50_95, "precision": result.precision,
                 "recall": result.recall},
     }
