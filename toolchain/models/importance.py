@@ -93,13 +93,14 @@ class TieBroken(tp.importance.Importance):
     score in the network. After ``sparsify`` thousands of BatchNorm scales are exactly 0, so the
     k-th smallest is 0 for every ratio below their share, and ``prune --global --ratio 0.1`` of a
     yolov8n sparsified for 0.7 removed 73 % of its channels, the same as 0.7. Each score gets a
-    fixed offset by (layer, channel) position, at most ~1e-6, so ties are ordered by where the
-    channel sits and the ranking of unequal scores is left as it was; the offsets are a function of
-    the channel alone, so a plan and the prune that follows it (and repeated calls) agree.
+    fixed offset by (module, channel) position (``STEP`` per place: about 1e-6 at most in a
+    yolov8n), so ties are ordered by where the channel sits and scores that differ by more than
+    that keep their order; the offsets depend on the position alone, so a plan and the prune that
+    follows it (and repeated calls on one group) agree.
     """
 
     STEP = 1e-12
-    WIDTH = 4096  # channels per layer before two layers' offsets could meet
+    WIDTH = 4096  # channels per module before two modules' offsets could meet
 
     def __init__(self, importance, model):
         self.importance = importance
