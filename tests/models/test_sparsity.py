@@ -31,6 +31,17 @@ def _prediction_diff(reference, candidate, x) -> float:
     return float((ref - got).abs().max() / ref.abs().max())
 
 
+def _zero_planned(model, plan: dict[str, list[int]]):
+    """A float copy of ``model`` with the planned BatchNorm channels' scale and shift at zero (what sparsify ends with)."""
+    zeroed = copy.deepcopy(model).float().eval()
+    named = dict(zeroed.named_modules())
+    with torch.no_grad():
+        for name, idxs in plan.items():
+            named[name].weight[idxs] = 0
+            named[name].bias[idxs] = 0
+    return zeroed
+
+
 def test_prox_l1_shrinks_towards_zero_and_stops_there():
     bn = torch.nn.BatchNorm2d(4)
     with torch.no_grad():
@@ -50,12 +61,7 @@ def test_zeroing_the_planned_channels_makes_the_bn_prune_lossless(baseline_pt, g
     plan = plan_channels(loaded, cfg, x)
     modules = dict(loaded.model.named_modules())
     assert plan and all(isinstance(modules[name], torch.nn.BatchNorm2d) for name in plan)
-    zeroed = copy.deepcopy(loaded.model).float().eval()
-    named = dict(zeroed.named_modules())
-    with torch.no_grad():
-        for name, idxs in plan.items():
-            named[name].weight[idxs] = 0
-            named[name].bias[idxs] = 0
+    zeroed = _zero_planned(loaded.model, plan)
     prepared = dataclasses.replace(loaded, model=zeroed)
     outcome = prune_structured(prepared, cfg, x)
     assert outcome.after.macs < 0.6 * outcome.before.macs
@@ -65,7 +71,6 @@ def test_zeroing_the_planned_channels_makes_the_bn_prune_lossless(baseline_pt, g
     assert _prediction_diff(loaded.model.float().eval(), untouched, x) > 1e-2
 
 
-
 def test_a_global_prune_of_a_sparsified_model_removes_what_its_ratio_says(baseline_pt):
     """With 70 % of the gammas exactly zero, --global --ratio 0.1 removes about 10 %, not every zero at once."""
     from toolchain.models.loading import load_model
@@ -73,12 +78,7 @@ def test_a_global_prune_of_a_sparsified_model_removes_what_its_ratio_says(baseli
     loaded = load_model(baseline_pt)
     x = torch.rand(1, 3, 128, 128)
     plan = plan_channels(loaded, PruneConfig(ratio=0.7, method="bn", imgsz=128), x)
-    zeroed = copy.deepcopy(loaded.model).float().eval()
-    named = dict(zeroed.named_modules())
-    with torch.no_grad():
-        for name, idxs in plan.items():
-            named[name].weight[idxs] = 0
-            named[name].bias[idxs] = 0
+    zeroed = _zero_planned(loaded.model, plan)
     g = gammas(zeroed)
     assert float((g == 0).float().mean()) > 0.6
     prepared = dataclasses.replace(loaded, model=zeroed)
@@ -90,6 +90,7 @@ def test_a_global_prune_of_a_sparsified_model_removes_what_its_ratio_says(baseli
         assert _prediction_diff(zeroed, outcome.model, x) < 1e-4  # only zeros went: lossless
     assert removed[0.1] == pytest.approx(0.1, abs=0.05)
     assert removed[0.4] == pytest.approx(0.4, abs=0.05)
+
 
 @pytest.fixture(scope="module")
 def sparse_run(baseline_pt, small_data, tmp_path_factory):
