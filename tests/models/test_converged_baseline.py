@@ -1,4 +1,4 @@
-"""The converged baseline (what accuracy claims and the demo compare against) is what its card says.
+"""The converged baseline (what accuracy claims compare against; the demo keeps the 40-epoch one) is what its card says.
 
 `make baseline-converged` trains yolov8n from scratch until mAP50-95 gains < 0.3 points over 20
 epochs and writes the card from the run's results.csv; these tests hold the committed file to it.
