@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from toolchain.core.errors import PruningError
@@ -25,6 +24,7 @@ from toolchain.models.blocks import SplitChunk, chunk_couplings, restore_stock_b
 from toolchain.models.calibration import yolo_batches, yolo_loss
 from toolchain.models.contract import contract_shapes, flat_tensors, protected_layers, trace_training_branches
 from toolchain.models.coupling import couple_groups
+from toolchain.models.floored_pruner import FlooredPruner
 from toolchain.models.importance import TieBroken, create_importance, needs_gradients
 from toolchain.models.loading import LoadedModel
 from toolchain.models.model_stats import ModelStats, model_stats
@@ -243,10 +243,10 @@ def _session(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> _S
         importance = TieBroken(importance, model)
     try:
         with trace_training_branches(model):
-            pruner = tp.pruner.BasePruner(
+            pruner = FlooredPruner(
                 model, example, importance=importance, global_pruning=cfg.global_pruning,
                 pruning_ratio=cfg.ratio, pruning_ratio_dict=ratio_dict, iterative_steps=cfg.steps,
-                ignored_layers=protected, round_to=cfg.round_to, in_channel_groups={}, out_channel_groups={},
+                ignored_layers=protected, round_to=cfg.round_to or 1, in_channel_groups={}, out_channel_groups={},
                 num_heads={},
             )
     except Exception as exc:
@@ -261,7 +261,8 @@ def _step_groups(session: _Session) -> list:
     if session.grad_step is not None:
         session.grad_step(session.model)
     pruner = session.pruner
-    return couple_groups(pruner.DG, pruner.importance, list(pruner.step(interactive=True)), session.pairs)
+    chosen = [g for g in pruner.step(interactive=True) if len(g[0].idxs)]  # a layer at its floor loses nothing
+    return couple_groups(pruner.DG, pruner.importance, chosen, session.pairs)
 
 
 def _stock_name(model: nn.Module, name: str) -> tuple[str, int]:

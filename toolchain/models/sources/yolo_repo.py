@@ -38,7 +38,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from toolchain.core.errors import (
@@ -51,6 +50,7 @@ from toolchain.core.errors import (
 from toolchain.core.device import resolve_device
 from toolchain.core.fileio import atomic_output, ensure_not_input, sha256_of, staged_folder, zip_compressed_size
 from toolchain.models.evaluation import evaluate_source
+from toolchain.models.floored_pruner import FlooredPruner
 from toolchain.models.importance import create_importance
 from toolchain.models.label_free import LabelFreeConfig, recover
 from toolchain.models.loading import read_data_yaml
@@ -393,10 +393,10 @@ def prune_repo_checkpoint(path: str | Path, out: str | Path, cfg: PruneConfig, u
         p.requires_grad_(True)
     try:
         with raw_head(head):
-            pruner = tp.pruner.BasePruner(
+            pruner = FlooredPruner(
                 model, example, importance=create_importance(cfg.method), global_pruning=cfg.global_pruning,
                 pruning_ratio=cfg.ratio, iterative_steps=cfg.steps, ignored_layers=prediction_convs(head),
-                round_to=cfg.round_to, unwrapped_parameters=implicit_inputs(head))
+                round_to=cfg.round_to or 1, unwrapped_parameters=implicit_inputs(head))
             for step in range(cfg.steps):
                 pruner.step()
                 if progress:
