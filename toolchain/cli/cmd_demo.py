@@ -27,7 +27,7 @@ def demo(out, ratio, budget, as_json) -> None:
     optimize: sparsify (the channels --ratio removes are ramped to zero while the rest trains) →
     prune --method bn → fine-tune distilled from the baseline → OpenVINO FP32 and INT8 IRs →
     measured against Ultralytics' own FP32/FP16/INT8 exports of the baseline in the same run
-    (9 minutes measured on 2 quiet CPU cores, 2026-12-05). A rerun skips finished steps.
+    (8 minutes measured on 2 quiet CPU cores, 2026-12-05). A rerun skips finished steps.
     """
     from toolchain.cli.cmd_optimize import render
 
