@@ -53,3 +53,5 @@ def test_finetune_distils_from_the_recorded_source_and_saves_a_stock_checkpoint(
         row = next(csv.DictReader(fh))
     assert float(row["train/kd_loss"]) > 0 and float(row["val/kd_loss"]) > 0
     assert reload_without_edgeprune(result.weights, 256)["results"] == 1
+    # one optimizer step per batch (Ultralytics would accumulate to 64 images: 1 step in this epoch, not 4)
+    assert torch.load(result.weights, weights_only=False)["train_args"]["nbs"] == 16

@@ -125,6 +125,7 @@ def test_each_epoch_reports_gamma_fractions_and_map(sparse_run):
     record = json.loads((run / "sparsity.json").read_text())
     assert record["prune"]["ratio"] == 0.5 and record["channels"] == result.channels
     assert set(record["snapshots"][-1]["below"]) == {"0.001", "0.01", "0.1"}
+    assert torch.load(result.weights, weights_only=False)["train_args"]["nbs"] == TINY.batch  # a step per batch
     pngs = sorted(run.glob("gamma_hist_*.png"))
     assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 

@@ -48,7 +48,8 @@ from toolchain.core.fileio import atomic_output
 from toolchain.models.importance import list_importances, needs_gradients
 from toolchain.models.loading import check_model_fits_data, load_model
 from toolchain.models.pruning import PruneConfig, plan_channels
-from toolchain.models.training import TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer, run_staged
+from toolchain.models.training import (TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer,
+                                      recovery_overrides, run_staged)
 from toolchain.models.validator import evaluate
 
 THRESHOLDS = (1e-3, 1e-2, 0.1)
@@ -321,7 +322,7 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     ramp.attach(yolo)
     yolo.add_callback("on_fit_epoch_end", record)
     trained = run_staged(yolo, out, cfg.train.resume, trainer=_keep_architecture_trainer(loaded.task), data=str(data),
-                         **cfg.train.overrides())
+                         **recovery_overrides(cfg.train))
     histograms = plot_histograms(history, out)
     channels = sum(len(idxs) for idxs in ramp.channels.values())
     zeroed = channels / max(snapshots[0].count, 1)
