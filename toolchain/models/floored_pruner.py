@@ -19,9 +19,12 @@ import torch_pruning as tp
 class FlooredPruner(tp.pruner.BasePruner):
     """:class:`torch_pruning.pruner.BasePruner` whose rounding keeps at least ``round_to`` channels per layer.
 
-    Pass ``round_to=1`` rather than None for no rounding: Torch-Pruning only calls the rounding
-    when ``round_to`` is set, and the floor of one channel lives there.
+    ``round_to=None`` (no rounding) becomes 1: Torch-Pruning only calls the rounding when ``round_to``
+    is set, and the floor of one channel lives there.
     """
+
+    def __init__(self, *args, round_to: int | None = None, **kwargs):
+        super().__init__(*args, round_to=round_to or 1, **kwargs)
 
     def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
         keep = current_channels - n_pruned

@@ -246,7 +246,7 @@ def _session(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> _S
             pruner = FlooredPruner(
                 model, example, importance=importance, global_pruning=cfg.global_pruning,
                 pruning_ratio=cfg.ratio, pruning_ratio_dict=ratio_dict, iterative_steps=cfg.steps,
-                ignored_layers=protected, round_to=cfg.round_to or 1, in_channel_groups={}, out_channel_groups={},
+                ignored_layers=protected, round_to=cfg.round_to, in_channel_groups={}, out_channel_groups={},
                 num_heads={},
             )
     except Exception as exc:

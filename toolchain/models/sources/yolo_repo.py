@@ -396,7 +396,7 @@ def prune_repo_checkpoint(path: str | Path, out: str | Path, cfg: PruneConfig, u
             pruner = FlooredPruner(
                 model, example, importance=create_importance(cfg.method), global_pruning=cfg.global_pruning,
                 pruning_ratio=cfg.ratio, iterative_steps=cfg.steps, ignored_layers=prediction_convs(head),
-                round_to=cfg.round_to or 1, unwrapped_parameters=implicit_inputs(head))
+                round_to=cfg.round_to, unwrapped_parameters=implicit_inputs(head))
             for step in range(cfg.steps):
                 pruner.step()
                 if progress:
