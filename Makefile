@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgeprune-installed
 export YOLO_OFFLINE := 1
 export MPLBACKEND := Agg
+# CI installs torch's CUDA build (several GB) into a clean clone; a wheel cache would take as much again on its disk.
+export PIP_NO_CACHE_DIR := 1
 
 # Torch builds that lie on this machine's disk; PyPI's torchvision does not import beside the 2.13 CPU wheel.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
