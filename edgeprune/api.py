@@ -57,13 +57,14 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
           data: str | None = None, unstructured: bool = False, input_shape: tuple[int, ...] | None = None,
           latency_iters: int = 30, latency_target: float | None = None, speedup: float | None = None,
           target: str = "openvino", device: str = "CPU", dpu_friendly: bool = False, dpu_act: str = "hardswish",
-          progress=None):
+          head_ratio: float | None = None, progress=None):
     """Structured (default), layer (``layers=K``) or unstructured pruning of ``model`` into ``out``.
 
     With ``latency_target`` (ms) or ``speedup`` (x the fastest Ultralytics export of the unpruned
     model) the per-block ratios are searched from latencies measured on ``target``/``device``
     instead of one ``ratio``. The saved checkpoint loads in plain Ultralytics. ``imgsz`` None =
-    the size the checkpoint was trained at. Returns :class:`toolchain.models.prune_job.PruneReport`.
+    the size the checkpoint was trained at. ``head_ratio``: the task head's inner convs get this ratio
+    instead (0: they keep their width). Returns :class:`toolchain.models.prune_job.PruneReport`.
     """
     from toolchain.models.pruning import PruneConfig
     from toolchain.models.sources import source_for
@@ -73,10 +74,14 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
     if for_device and (ratio is not None or layers or global_pruning or unstructured):
         raise EdgepruneError("--latency-target/--speedup choose the ratios themselves: drop --ratio, --layers, "
                              "--global and --unstructured")
+    if head_ratio is not None and (unstructured or layers and not for_device):
+        raise EdgepruneError("--head-ratio sets the head's share of a channel prune (--ratio, --speedup, "
+                             "--latency-target); drop it with --layers and --unstructured")
     if not for_device and (ratio is None) == (not layers):
         raise EdgepruneError("give exactly one of --ratio (channels) and --layers (residual units)")
     cfg = PruneConfig(ratio=ratio or 0.0, method=method, global_pruning=global_pruning,
-                      round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data)
+                      round_to=None if round_to == 1 else round_to, steps=steps, imgsz=imgsz, data=data,
+                      head_ratio=head_ratio)
     found = None
     with reporting_to(progress):
         if for_device:
@@ -173,18 +178,19 @@ def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, i
     return result
 
 def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, method: str | None = None,
-             global_pruning: bool = False, round_to: int | None = None, hold: float | None = None,
-             strength: float | None = None, epochs: int = 10, imgsz: int | None = None, batch: int = 16,
-             workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None, device: str = "auto",
+             global_pruning: bool = False, round_to: int | None = None, head_ratio: float | None = None,
+             hold: float | None = None, strength: float | None = None, epochs: int = 10, imgsz: int | None = None,
+             batch: int = 16, workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None,
+             device: str = "auto",
              weights: str | None = None, burn_in: int | None = None, seed: int = 0, cache: bool = False,
              resume: bool = False, strict: bool = False, on_epoch: Callable | None = None):
     """Sparsity-train ``model`` so that the prune that follows removes only dead channels.
 
     An Ultralytics checkpoint is prepared for the prune ``ratio`` (default 0.5) / ``method`` (``bn``) /
-    ``global_pruning`` / ``round_to`` (8) describe: the BatchNorm scale and shift of exactly the
-    channels that prune removes are ramped to zero while the rest trains, and held there for the
-    last ``hold`` (0.4) of the run. A Darknet ``.cfg`` is trained from ``weights`` (default: beside it)
-    with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
+    ``global_pruning`` / ``round_to`` (8) / ``head_ratio`` (as ``prune``'s) describe: the BatchNorm scale
+    and shift of exactly the channels that prune removes are ramped to zero while the rest trains, and
+    held there for the last ``hold`` (0.4) of the run. A Darknet ``.cfg`` is trained from ``weights``
+    (default: beside it) with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
     :class:`toolchain.models.sparsity.SparsityResult` (γ snapshots and mAP per epoch, histograms);
     ``on_epoch`` gets each epoch's record; ``resume`` as in :func:`train` (the γ record then starts
     at the resumed epoch).
@@ -196,27 +202,31 @@ def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, met
         train=_train_request(epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, seed=seed, lr0=lr0,
                              device=device, cache=cache, warmup_epochs=warmup_epochs, burn_in=burn_in,
                              weights=weights, resume=resume),
-        ratio=ratio, method=method, global_pruning=global_pruning, round_to=round_to, hold=hold, strength=strength)
+        ratio=ratio, method=method, global_pruning=global_pruning, round_to=round_to, head_ratio=head_ratio, hold=hold,
+        strength=strength)
     return source_for(model).sparsify(Path(model), data, Path(out), request, on_epoch=on_epoch)
 
 
 def optimize(model: str, data: str, out: str, *, ratio: float | None = None, speedup: float | None = None,
              budget_epochs: int = 40, method: str = "bn", global_pruning: bool = False, round_to: int | None = 8,
-             teacher: str | None = "unpruned", target: str = "openvino", device: str = "CPU",
-             train_device: str = "auto", imgsz: int | None = None, batch: int = 16, workers: int = 2,
-             cache: bool = False, bench_seconds: float = 10.0, strict: bool = False, progress=None, log: Callable[[str], None] | None = None):
+             head_ratio: float | None = None, teacher: str | None = "unpruned", target: str = "openvino",
+             device: str = "CPU", train_device: str = "auto", imgsz: int | None = None, batch: int = 16,
+             workers: int = 2, cache: bool = False, bench_seconds: float = 10.0, strict: bool = False, progress=None,
+             log: Callable[[str], None] | None = None):
     """The whole recipe on an Ultralytics checkpoint: sparsify → prune (``ratio``, or the per-block ratios that
     reach ``speedup`` × the fastest Ultralytics export on ``target``/``device``) → fine-tune distilled from
     ``teacher`` → FP32 and INT8 artifacts → compared with Ultralytics' own exports of ``model`` in one run.
-    ``budget_epochs`` is the training added in all. Resumable: rerun with the same ``out``. Returns
-    :class:`toolchain.pipelines.optimize.OptimizeResult` (every step's result and the final table).
+    ``budget_epochs`` is the training added in all; the task head's inner convs lose ``head_ratio`` (None:
+    the recipe's :data:`toolchain.pipelines.optimize.HEAD_RATIO`). Resumable: rerun with the same ``out``.
+    Returns :class:`toolchain.pipelines.optimize.OptimizeResult` (every step's result and the final table).
     """
     _check_inputs(imgsz, data, strict=strict)
-    from toolchain.pipelines.optimize import OptimizeConfig
+    from toolchain.pipelines.optimize import HEAD_RATIO, OptimizeConfig
     from toolchain.pipelines.optimize import optimize as run_optimize
 
     cfg = OptimizeConfig(data=data, ratio=ratio, speedup=speedup, budget_epochs=budget_epochs, method=method,
-                         global_pruning=global_pruning, round_to=None if round_to == 1 else round_to, teacher=teacher,
+                         global_pruning=global_pruning, round_to=None if round_to == 1 else round_to,
+                         head_ratio=HEAD_RATIO if head_ratio is None else head_ratio, teacher=teacher,
                          target=target, device=device, train_device=train_device, imgsz=imgsz, batch=batch,
                          workers=workers, cache=cache, bench_seconds=bench_seconds)
     with reporting_to(progress):

@@ -111,9 +111,13 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
                                                     str(tmp_path / "opt")])
     assert args == (pt, data, str(tmp_path / "opt")) and kw["speedup"] == 2.5 and kw["ratio"] is None
     assert kw["budget_epochs"] == 12 and kw["teacher"] is None and kw["train_device"] == "auto"
+    assert kw["head_ratio"] is None  # not given: the recipe's own default, chosen in the API
     args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--ratio", "0.6", "--global",
                                                     "--out", str(tmp_path / "sp")])
     assert kw["ratio"] == 0.6 and kw["global_pruning"] is True and kw["method"] is None and kw["strength"] is None
+    args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--ratio", "0.6", "--head-ratio",
+                                                    "0", "--out", str(tmp_path / "sp")])
+    assert kw["head_ratio"] == 0.0
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False

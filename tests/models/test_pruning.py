@@ -132,6 +132,51 @@ def test_a_higher_ratio_never_keeps_more_and_no_layer_is_skipped(random_yolo, gl
     assert macs[0] > macs[1], macs
 
 
+def _head_widths(model: nn.Module) -> dict[str, int]:
+    """Out channels of the Detect head's inner convs (its cv2/cv3 branches, not the prediction convs)."""
+    protected = {id(m) for m in protected_layers(model)}
+    return {n: m.out_channels for n, m in model.named_modules()
+            if n.startswith("model.22.") and isinstance(m, nn.Conv2d) and id(m) not in protected}
+
+
+@pytest.mark.parametrize("global_pruning", [False, True])
+def test_head_ratio_sets_the_heads_own_share(random_yolo, global_pruning):
+    """The head's inner convs lose --head-ratio (0: none) while the body loses --ratio; without it they lose --ratio."""
+    loaded = load_model(random_yolo("yolov8n.yaml"))
+    x = torch.zeros(1, 3, 128, 128)
+    stock = _head_widths(loaded.model)
+    assert set(stock.values()) == {64}, stock
+    kept = {}
+    for head_ratio in (None, 0.0, 0.5):
+        cfg = PruneConfig(ratio=0.7, method="l1", global_pruning=global_pruning, imgsz=128, head_ratio=head_ratio)
+        outcome = prune_structured(loaded, cfg, x)
+        kept[head_ratio] = (_head_widths(outcome.model), outcome.after.macs)
+        body = {n: m.out_channels for n, m in outcome.model.named_modules()
+                if n.startswith("model.2.") and isinstance(m, nn.Conv2d)}
+        assert sum(body.values()) < 0.6 * sum(m.out_channels for n, m in loaded.model.named_modules()
+                                              if n.startswith("model.2.") and isinstance(m, nn.Conv2d))
+    assert kept[0.0][0] == stock  # the head keeps its width
+    if global_pruning:  # the head is ranked on its own: half its channels, wherever they are weakest
+        half = kept[0.5][0].values()
+        assert all(w % 8 == 0 for w in half) and 0.4 <= sum(half) / sum(stock.values()) <= 0.6, kept[0.5][0]
+    else:
+        assert set(kept[0.5][0].values()) == {32}  # 64 * (1 - 0.5) in every branch
+        assert set(kept[None][0].values()) == {16}  # the body's 0.7: 64 * 0.3 = 19, rounded down to 8s
+    assert kept[None][1] < kept[0.5][1] < kept[0.0][1]
+
+
+def test_head_ratio_is_refused_where_it_cannot_apply(tmp_path, random_yolo):
+    import edgeprune
+    from toolchain.core.errors import EdgepruneError
+
+    with pytest.raises(EdgepruneError, match="--head-ratio"):
+        edgeprune.prune(str(random_yolo("yolov8n.yaml")), str(tmp_path / "p.pt"), 0.5, unstructured=True,
+                        head_ratio=0.2)
+    loaded = load_model(random_yolo("yolov8n.yaml"))
+    with pytest.raises(PruningError, match="head's pruning ratio"):
+        prune_structured(loaded, PruneConfig(ratio=0.5, imgsz=128, head_ratio=1.0), torch.zeros(1, 3, 128, 128))
+
+
 @pytest.mark.parametrize("yaml_name", ["yolov5nu.yaml", "yolo11n.yaml", "yolov8n-pose.yaml", "yolo11n-pose.yaml"])
 def test_other_families_prune_reload_and_run(random_yolo, tmp_path, yaml_name):
     from ultralytics import YOLO

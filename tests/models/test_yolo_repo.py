@@ -121,6 +121,13 @@ def test_prune_takes_the_size_from_opt_and_the_repository_loads_the_result(repo_
     assert saved["opt"]["imgsz"] == IMGSZ and saved["ema"] is None and saved["model"].model[-1].nc == 3
 
 
+def test_head_ratio_is_refused_in_one_sentence_for_a_repository_checkpoint(repo_ckpt, tmp_path):
+    """The repositories' Detect has only its prediction convs: a head share cannot apply, and nothing is written."""
+    result = _invoke("prune", str(repo_ckpt), "--ratio", "0.5", "--head-ratio", "0.2", "--out", str(tmp_path / "p.pt"))
+    assert result.exit_code == 2 and "--head-ratio" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_decodes_rows_with_objectness_as_the_repository_nms_does(repo_ckpt, micro_data):
     """edgeprune's decode + NMS on the model's rows gives the boxes the repository's own NMS gives.
 

@@ -14,7 +14,8 @@ from toolchain.pipelines.optimize import OptimizeConfig, optimize
 def test_options_are_checked_before_any_work(baseline_pt, micro_data, tmp_path):
     for bad, why in [({}, "exactly one"), ({"ratio": 0.5, "speedup": 2.0}, "exactly one"),
                      ({"ratio": 1.5}, "--ratio"), ({"ratio": 0.5, "budget_epochs": 1}, "--budget-epochs"),
-                     ({"speedup": 2.0, "global_pruning": True}, "--global"), ({"ratio": 0.5, "teacher": "x"}, "teacher")]:
+                     ({"speedup": 2.0, "global_pruning": True}, "--global"),
+                     ({"ratio": 0.5, "teacher": "x"}, "teacher"), ({"ratio": 0.5, "head_ratio": 1.0}, "--head-ratio")]:
         with pytest.raises(EdgepruneError, match=why):
             optimize(str(baseline_pt), tmp_path / "o", OptimizeConfig(data=str(micro_data), **bad), log=lambda _m: None)
     assert not (tmp_path / "o").exists()
@@ -34,6 +35,7 @@ def test_steps_chain_compare_with_the_best_ultralytics_export_and_resume(baselin
     assert steps["finetune"]["teacher"] == str(baseline_pt)  # distilled from the unpruned input
     # the prune removed only channels sparsify had zeroed: the same mAP right after pruning
     assert steps["prune"]["after"]["macs"] < 0.6 * steps["prune"]["before"]["macs"]
+    assert steps["prune"]["head_ratio"] == 0.3  # the recipe's own share for the head, recorded
     assert steps["prune"]["after"]["map50_95"] == pytest.approx(steps["sparsify"]["map50_95"], abs=0.01)
     # the base of every ratio is the fastest of Ultralytics' own exports, measured in the same run
     rows = steps["compare"]["rows"]

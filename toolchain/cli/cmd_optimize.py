@@ -8,6 +8,7 @@ from toolchain.cli.opts import (
     OutputPath,
     cache_option,
     existing_file,
+    head_ratio_option,
     imgsz_option,
     json_option,
     method_choice,
@@ -31,6 +32,7 @@ from toolchain.core.device import DEVICE_HELP
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers (with --ratio).")
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
               help="Channel multiple (with --ratio; --speedup measures it).")
+@head_ratio_option(default="0.3, whatever --ratio is")
 @click.option("--teacher", type=click.Choice(["unpruned", "sparsified", "none"]), default="unpruned",
               show_default=True, help="Whom the fine-tune distils from (none: labels only).")
 @click.option("--target", type=click.Choice(["openvino", "onnx"]), default="openvino", show_default=True,
@@ -45,8 +47,8 @@ from toolchain.core.device import DEVICE_HELP
               help="Seconds per measurement in the comparison.")
 @click.option("--out", required=True, type=OutputPath("dir"), help="Run folder; rerunning skips finished steps.")
 @json_option
-def optimize(model, data, ratio, speedup, budget_epochs, method, global_pruning, round_to, teacher, target, device,
-             train_device, imgsz, batch, workers, cache, bench_seconds, out, as_json) -> None:
+def optimize(model, data, ratio, speedup, budget_epochs, method, global_pruning, round_to, head_ratio, teacher, target,
+             device, train_device, imgsz, batch, workers, cache, bench_seconds, out, as_json) -> None:
     """Make MODEL faster at the same accuracy, and show it against Ultralytics' own best export.
 
     Runs, each as the library function of the single command: eval (the unpruned mAP) → [search on
@@ -61,7 +63,8 @@ def optimize(model, data, ratio, speedup, budget_epochs, method, global_pruning,
     with stdout_to_stderr(as_json), progress("optimize") as status:
         result = edgeprune.optimize(
             model, data, out, ratio=ratio, speedup=speedup, budget_epochs=budget_epochs, method=method,
-            global_pruning=global_pruning, round_to=round_to, teacher=None if teacher == "none" else teacher,
+            global_pruning=global_pruning, round_to=round_to, head_ratio=head_ratio,
+            teacher=None if teacher == "none" else teacher,
             target=target, device=device, train_device=train_device, imgsz=imgsz, batch=batch, workers=workers,
             cache=cache, bench_seconds=bench_seconds, progress=status, log=lambda msg: err.print(f"[bold]optimize[/bold] {msg}"))
     for note in result.notes:

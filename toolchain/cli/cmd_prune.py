@@ -7,6 +7,7 @@ import click
 from toolchain.cli.opts import (
     OutputPath,
     existing_file,
+    head_ratio_option,
     imgsz_option,
     input_shape_option,
     json_option,
@@ -30,6 +31,7 @@ from toolchain.core.formatting import human_bytes
               help="Keep channel counts multiples of this (1 = no rounding).")
 @click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
               help="Prune iteratively in this many steps.")
+@head_ratio_option()
 @imgsz_option()
 @click.option("--data", type=existing_file, default=None,
               help="YOLO data.yaml: checked against the model's classes, both models scored by the Ultralytics "
@@ -53,8 +55,9 @@ from toolchain.core.formatting import human_bytes
               help="With --latency-target/--speedup: the runtime measured.")
 @click.option("--device", default="CPU", show_default=True, help="With --latency-target/--speedup: its device.")
 @json_option
-def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, data, input_shape, unstructured,
-          latency_iters, out, dpu_friendly, dpu_act, latency_target, speedup, target, device, as_json) -> None:
+def prune(model, ratio, layers, method, global_pruning, round_to, steps, head_ratio, imgsz, data, input_shape,
+          unstructured, latency_iters, out, dpu_friendly, dpu_act, latency_target, speedup, target, device,
+          as_json) -> None:
     """Prune MODEL (an Ultralytics checkpoint or a pickled nn.Module) and save it to OUT.
 
     Structured pruning removes whole channels, so the model gets smaller and faster on every
@@ -69,7 +72,7 @@ def prune(model, ratio, layers, method, global_pruning, round_to, steps, imgsz, 
             model, out, ratio, layers=layers or 0, method=method, global_pruning=global_pruning, round_to=round_to,
             steps=steps, imgsz=imgsz, data=data, unstructured=unstructured, input_shape=input_shape,
             latency_iters=latency_iters, latency_target=latency_target, speedup=speedup, target=target,
-            device=device, dpu_friendly=dpu_friendly, dpu_act=dpu_act, progress=status)
+            device=device, dpu_friendly=dpu_friendly, dpu_act=dpu_act, head_ratio=head_ratio, progress=status)
     for note in report.notes:  # on stderr, so --json output stays parseable
         console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
     if as_json:
@@ -103,6 +106,8 @@ def _render(report) -> None:
         ratios = found["layer_ratios"]
         what = (f", method {report.method}, per-block ratios measured on the device ({min(ratios.values()):.2f}-"
                 f"{max(ratios.values()):.2f}), channels rounded to {found['round_to']}")
+    if report.head_ratio is not None:
+        what += f", head {report.head_ratio}"
     caption = [f"{report.mode} pruning{what}, input {report.input_shape}"]
     if report.latency_measured:
         m = report.latency_measured

@@ -10,6 +10,7 @@ from toolchain.cli.opts import (
     resume_option,
     deploy_target_choice,
     existing_file,
+    head_ratio_option,
     imgsz_option,
     json_option,
     method_choice,
@@ -46,6 +47,7 @@ def _ratios(ctx, param, value):
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers (as `prune --global`).")
 @click.option("--round-to", type=click.IntRange(min=1), default=None,
               help="Channel multiple of that prune (as `prune --round-to`). [default: 8]")
+@head_ratio_option()
 @click.option("--hold", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Final fraction of the run with those channels held at zero (the network adapts to their "
                    "absence). [default: 0.4]")
@@ -70,13 +72,13 @@ def _ratios(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True, help="Darknet cfgs: seed of the data order.")
 @strict_option
 @json_option
-def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strength, epochs, imgsz, batch, workers, lr0,
-             warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
+def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, hold, strength, epochs, imgsz, batch,
+             workers, lr0, warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
     """Sparsity-train MODEL so that the prune you will run removes only dead channels.
 
     The BatchNorm scale and shift of exactly the channels `prune --ratio R --method bn` (with the
-    same --global and --round-to) would remove are ramped to zero while the rest of the network
-    trains, then held at zero for the last --hold of the run; each epoch prints the share of
+    same --global, --round-to and --head-ratio) would remove are ramped to zero while the rest of the
+    network trains, then held at zero for the last --hold of the run; each epoch prints the share of
     gammas below 1e-3/1e-2/0.1 and the mAP50-95. Prune OUT/weights/last.pt with those settings
     and `--method bn`: no output changes. A Darknet .cfg trains from --weights (default: the
     .weights beside it) with the L1 penalty --s instead; prune its OUT/weights/last.cfg +
@@ -88,10 +90,11 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, hold, strengt
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
-                                    round_to=round_to, hold=hold, strength=strength, epochs=epochs, imgsz=imgsz,
-                                    batch=batch, workers=workers, lr0=lr0, warmup_epochs=warmup_epochs, device=device,
-                                    weights=weights, burn_in=burn_in, seed=seed, cache=cache, resume=resume,
-                                    strict=strict, on_epoch=_epoch_printer(as_json))
+                                    round_to=round_to, head_ratio=head_ratio, hold=hold, strength=strength,
+                                    epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, lr0=lr0,
+                                    warmup_epochs=warmup_epochs, device=device, weights=weights, burn_in=burn_in,
+                                    seed=seed, cache=cache, resume=resume, strict=strict,
+                                    on_epoch=_epoch_printer(as_json))
     if as_json:
         print_json(result)
         return

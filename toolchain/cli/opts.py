@@ -136,6 +136,14 @@ def resolve_imgsz(model_path: str, imgsz: int | None, fallback: int | None = Non
     return size
 
 
+def head_ratio_option(default: str = "--ratio's"):
+    """``--head-ratio``: the task head's own share of a channel prune (see ``PruneConfig.head_ratio``)."""
+    return click.option(
+        "--head-ratio", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+        help="Fraction of the task head's inner channels (box and class branches) to remove instead of --ratio; "
+             f"0 keeps the head whole. Its branches are at Ultralytics' floor widths already. [default: {default}]")
+
+
 def open_ratio(ctx, param, value):
     """Accept only 0 < value < 1."""
     if value is not None and not 0.0 < value < 1.0:

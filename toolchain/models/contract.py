@@ -103,6 +103,13 @@ def protected_layers(model: nn.Module) -> list[nn.Module]:
     return protected
 
 
+def heads(model: nn.Module) -> list[nn.Module]:
+    """The task heads (``Detect`` and its Segment/Pose/OBB/v10 subclasses, ``Classify``) of an Ultralytics model."""
+    from ultralytics.nn.modules.head import Classify, Detect
+
+    return [m for m in model.modules() if isinstance(m, (Detect, Classify))]
+
+
 def flat_tensors(out) -> list[torch.Tensor]:
     """All tensors in a nested model output (tuples, lists, dicts)."""
     return tp.utils.flatten_as_list(out)

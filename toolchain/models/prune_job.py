@@ -61,6 +61,7 @@ class PruneReport:
     split_blocks: int = 0
     protected_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    head_ratio: float | None = None  # the task head's own ratio (None: ``ratio``)
     latency_measured: dict | None = None  # how both latency rows were measured (device, precision, threads...)
     device_search: dict | None = None  # latency-aware pruning: the target, the device profile and every probe
 
@@ -205,5 +206,6 @@ def prune_file(
         model=str(model_path), out=str(out), mode=note["mode"], method=cfg.method, ratio=cfg.ratio,
         global_pruning=cfg.global_pruning, steps=cfg.steps, round_to=cfg.round_to,
         input_shape=tuple(example.shape), before=before, after=after, stock_blocks=stock,
-        split_blocks=split, protected_layers=protected_names, notes=notes, latency_measured=measured,
+        split_blocks=split, protected_layers=protected_names, notes=notes, head_ratio=cfg.head_ratio,
+        latency_measured=measured,
     )

@@ -22,7 +22,7 @@ from torch import nn
 from toolchain.core.errors import PruningError
 from toolchain.models.blocks import SplitChunk, chunk_couplings, restore_stock_blocks, split_chunk_blocks
 from toolchain.models.calibration import yolo_batches, yolo_loss
-from toolchain.models.contract import contract_shapes, flat_tensors, protected_layers, trace_training_branches
+from toolchain.models.contract import contract_shapes, flat_tensors, heads, protected_layers, trace_training_branches
 from toolchain.models.coupling import couple_groups
 from toolchain.models.floored_pruner import FlooredPruner
 from toolchain.models.importance import TieBroken, create_importance, needs_gradients
@@ -51,6 +51,11 @@ class PruneConfig:
         calib_batches: batches of ``data`` used per step by gradient-based criteria.
         layer_ratios: per Ultralytics layer index, the ratio of that block (others get ``ratio``);
             what latency-aware pruning chooses (:mod:`toolchain.pipelines.latency_aware`). Local pruning only.
+        head_ratio: the ratio of the task head's inner convs (Ultralytics models; None: ``ratio``, 0:
+            the head keeps its width). Why separate: the head's branches are already at Ultralytics'
+            floor widths (box branch = 4 x reg_max = 64 channels, class branch >= the P3 width), and
+            on a converged yolov8n cutting them with the body at 0.7 is what collapsed the class
+            branch (``benchmarks/recovery.md``). Under ``global_pruning`` the head is ranked on its own.
     """
 
     ratio: float
@@ -62,6 +67,7 @@ class PruneConfig:
     data: str | None = None
     calib_batches: int = 4
     layer_ratios: dict | None = None
+    head_ratio: float | None = None
 
 
 @dataclass
@@ -238,7 +244,14 @@ def _session(loaded: LoadedModel, cfg: PruneConfig, example: torch.Tensor) -> _S
     if cfg.layer_ratios:
         if cfg.global_pruning or not loaded.is_yolo:
             raise PruningError("per-layer ratios apply to local pruning of Ultralytics models")
-        ratio_dict = {model.model[int(i)]: float(r) for i, r in cfg.layer_ratios.items() if float(r) > 0}
+        # a ratio of 0 keeps the block whole
+        ratio_dict = {model.model[int(i)]: float(r) for i, r in cfg.layer_ratios.items()}
+    if cfg.head_ratio is not None:
+        if not 0.0 <= cfg.head_ratio < 1.0:
+            raise PruningError(f"the head's pruning ratio must be at least 0 and below 1, got {cfg.head_ratio}")
+        if not loaded.is_yolo:
+            raise PruningError(f"{loaded.path} has no Ultralytics task head: a head ratio does not apply")
+        ratio_dict = {**(ratio_dict or {}), **{head: cfg.head_ratio for head in heads(model)}}
     if cfg.global_pruning:  # one threshold for the network: equal scores (sparsify's zeros) must not all go at once
         importance = TieBroken(importance, model)
     try:

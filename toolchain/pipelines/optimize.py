@@ -10,7 +10,8 @@ single command runs, with the settings the next step needs:
 3. **sparsify** — the channels that prune removes are ramped to zero while the rest trains
    (:mod:`toolchain.models.sparsity`), a share of the epoch budget.
 4. **prune** — ``--method bn`` with the same settings: only dead channels go, so its mAP right
-   after pruning equals the sparsified model's (both are recorded).
+   after pruning equals the sparsified model's (both are recorded). The task head's inner convs
+   lose their own, smaller share (:data:`HEAD_RATIO`) in steps 3 and 4.
 5. **finetune** — the rest of the budget, distilled from the unpruned model.
 6. **deploy** — FP32 and INT8 artifacts of the fine-tuned model for the target.
 7. **compare** — those artifacts against Ultralytics' own FP32/FP16/INT8 exports of the unpruned
@@ -42,6 +43,10 @@ from toolchain.pipelines.deploy import deploy
 from toolchain.pipelines.latency_aware import DeviceGoal, search
 
 SPARSIFY_SHARE = 0.4  # of the epoch budget; the rest fine-tunes the pruned model
+# The task head's inner convs lose this share whatever --ratio is: cut with the body at 0.7, the converged
+# 256 px yolov8n's class branch collapsed (sparsified 0.321; head at 0.3: 0.641, whole: 0.651), see
+# benchmarks/recovery.md "The head".
+HEAD_RATIO = 0.3
 DEFAULT_BUDGET = 40
 STEPS = ("eval", "search", "sparsify", "prune", "finetune", "deploy", "compare")
 
@@ -57,6 +62,7 @@ class OptimizeConfig:
             ``target``/``device`` (the prune is then searched on the device).
         budget_epochs: training epochs added in all (sparsify + fine-tune).
         method, global_pruning, round_to: the prune's criterion, ranking and channel multiple.
+        head_ratio: the share of the task head's inner channels removed (``ratio`` for the same as the body's).
         teacher: ``"unpruned"`` (the input model), ``"sparsified"`` or None (labels only).
         target, device: the runtime the model is deployed to and measured on.
         train_device: where training runs (``auto``: a GPU when present).
@@ -72,6 +78,7 @@ class OptimizeConfig:
     method: str = "bn"
     global_pruning: bool = False
     round_to: int | None = 8
+    head_ratio: float = HEAD_RATIO
     teacher: str | None = "unpruned"
     target: str = "openvino"
     device: str = "CPU"
@@ -91,6 +98,8 @@ class OptimizeConfig:
             raise EdgepruneError(f"--speedup must be above 1, got {self.speedup}")
         if self.speedup is not None and self.global_pruning:
             raise EdgepruneError("--speedup searches per-block ratios (local pruning); drop --global")
+        if not 0 <= self.head_ratio < 1:
+            raise EdgepruneError(f"--head-ratio must be at least 0 and below 1, got {self.head_ratio}")
         if self.budget_epochs < 2:
             raise EdgepruneError(f"--budget-epochs must be at least 2 (sparsify and fine-tune), got {self.budget_epochs}")
         if self.teacher not in ("unpruned", "sparsified", None):
@@ -162,9 +171,9 @@ def _train_config(cfg: OptimizeConfig, epochs: int, imgsz: int, out: Path):
 def _prune_config(cfg: OptimizeConfig, search: dict | None, imgsz: int):
     if search:
         return PruneConfig(ratio=0.0, method=cfg.method, round_to=search["round_to"], imgsz=imgsz,
-                           layer_ratios=search["layer_ratios"])
+                           layer_ratios=search["layer_ratios"], head_ratio=cfg.head_ratio)
     return PruneConfig(ratio=cfg.ratio, method=cfg.method, global_pruning=cfg.global_pruning, round_to=cfg.round_to,
-                       imgsz=imgsz)
+                       imgsz=imgsz, head_ratio=cfg.head_ratio)
 
 
 def comparison_table(steps: dict, baseline_map: float) -> list[dict]:
@@ -242,7 +251,8 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
 
 def _search(model: str, cfg: OptimizeConfig, imgsz: int, log) -> dict:
     found = search(model, DeviceGoal(cfg.target, cfg.device, None, cfg.speedup, cfg.data),
-                   PruneConfig(ratio=0.0, method=cfg.method, round_to=cfg.round_to, imgsz=imgsz), log)
+                   PruneConfig(ratio=0.0, method=cfg.method, round_to=cfg.round_to, imgsz=imgsz,
+                               head_ratio=cfg.head_ratio), log)
     return found.to_json()
 
 

@@ -219,6 +219,7 @@ class SparsifyRequest:
     method: str | None = None
     global_pruning: bool = False
     round_to: int | None = None
+    head_ratio: float | None = None
     hold: float | None = None
     strength: float | None = None
 

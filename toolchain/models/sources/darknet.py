@@ -179,7 +179,8 @@ class _DarknetOperations:
         return replace(result, cfg=str(Path(result.weights).with_suffix(".cfg")))
 
     def sparsify(self, path: Path, data: str, out: Path, request, on_epoch=None):
-        prune_options = [name for name in ("ratio", "method", "round_to", "hold") if getattr(request, name) is not None]
+        prune_options = [name for name in ("ratio", "method", "round_to", "head_ratio", "hold")
+                         if getattr(request, name) is not None]
         prune_options += ["global"] if request.global_pruning else []
         refuse(path, "a Darknet cfg", prune_options, "a cfg is sparsity-trained with the L1 penalty --s, then pruned "
                                                      "with `cfg-prune --global-percent`")

@@ -140,7 +140,8 @@ class _UltralyticsOperations:
                "it is a Darknet cfg's L1 strength; give the prune to prepare for with --ratio")
         prune = PruneConfig(ratio=0.5 if request.ratio is None else request.ratio, method=request.method or "bn",
                             global_pruning=request.global_pruning,
-                            round_to=None if request.round_to == 1 else (request.round_to or 8))
+                            round_to=None if request.round_to == 1 else (request.round_to or 8),
+                            head_ratio=request.head_ratio)
         hold = 0.4 if request.hold is None else request.hold
         return sparsify(str(path), data, out, SparsityConfig(prune=prune, hold=hold,
                                                              train=_train_config(path, request.train)),

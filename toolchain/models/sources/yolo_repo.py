@@ -371,9 +371,11 @@ def prune_repo_checkpoint(path: str | Path, out: str | Path, cfg: PruneConfig, u
         PruningError: options that do not apply (unstructured, residual units, per-layer ratios,
             gradient criteria), Torch-Pruning failing, or a changed output contract.
     """
-    if unstructured or layers or cfg.layer_ratios or cfg.steps != 1 and cfg.global_pruning:
+    given_per_layer = cfg.layer_ratios or cfg.head_ratio is not None
+    if unstructured or layers or given_per_layer or cfg.steps != 1 and cfg.global_pruning:
         raise PruningError("YOLOv5/YOLOv7 repository checkpoints prune by --ratio (local or --global, --steps); "
-                           "--unstructured, --layers and per-block ratios are for Ultralytics checkpoints")
+                           "--unstructured, --layers, per-block ratios and --head-ratio (their heads have no inner "
+                           "convolutions) are for Ultralytics checkpoints")
     if cfg.method == "taylor":
         raise PruningError("--method taylor scores channels with the Ultralytics loss; use l1, l2, lamp or bn")
     if input_shape is not None:
