@@ -365,8 +365,9 @@ def evaluate(model: str, data: str, *, imgsz: int | None = None, batch: int = 16
 
 def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_RATIOS, target: str = "openvino",
           max_drop: float = 0.02, finetune_epochs: int = 0, method: str = "l1", global_pruning: bool = False,
-          round_to: int | None = 8, steps: int = 1, imgsz: int | None = None, refine: bool = False,
-          refine_steps: int = 3, bench_iterations: int = 50, device: str = "cpu", train_device: str = "auto",
+          round_to: int | None = 8, head_ratio: float | None = None, steps: int = 1, imgsz: int | None = None,
+          refine: bool = False, refine_steps: int = 3, bench_iterations: int = 50, device: str = "cpu",
+          train_device: str = "auto",
           weights: str | None = None,
           shortcuts: int = 0, keep: float = 0.01, shortcut_grid: Sequence[int] = (), finetune_chosen: int = 0,
           executor: str = "local", ray_address: str | None = None,
@@ -375,6 +376,8 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
     point within ``max_drop`` that beats the unpruned model (resumable: rerun with the same ``out``).
     A Darknet cfg's chosen percent is then tried with each ``shortcut_grid`` count of residual
     units removed; ``finetune_chosen`` epochs fine-tune the final choice (``result.finetuned``).
+    ``head_ratio`` (as ``prune``'s) gives the task head its own share at every point: a sweep of a model
+    sparsified with ``sparsify --head-ratio`` must cut the head as that did.
 
     ``on_point(point)`` is called as each point is measured. Returns :class:`toolchain.pipelines.sweep.SweepResult`.
     """
@@ -384,7 +387,8 @@ def sweep(model: str, data: str, out: str, *, ratios: Sequence[float] = DEFAULT_
     from toolchain.pipelines.sweep import sweep as run_sweep
 
     cfg = SweepConfig(data=data, ratios=tuple(ratios), method=method, global_pruning=global_pruning,
-                      round_to=None if round_to == 1 else round_to, steps=steps, finetune_epochs=finetune_epochs,
+                      round_to=None if round_to == 1 else round_to, head_ratio=head_ratio, steps=steps,
+                      finetune_epochs=finetune_epochs,
                       target=target, imgsz=imgsz, max_drop=max_drop, refine=refine, refine_steps=refine_steps,
                       bench_iterations=bench_iterations, device=device, train_device=train_device, weights=weights,
                       shortcuts=shortcuts, keep=keep,

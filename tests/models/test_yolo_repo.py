@@ -20,6 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from toolchain.cli.main import cli
+from toolchain.core.errors import EdgepruneError
 from toolchain.core.prepost import nms, predictions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +127,15 @@ def test_head_ratio_is_refused_in_one_sentence_for_a_repository_checkpoint(repo_
     result = _invoke("prune", str(repo_ckpt), "--ratio", "0.5", "--head-ratio", "0.2", "--out", str(tmp_path / "p.pt"))
     assert result.exit_code == 2 and "--head-ratio" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_refuses_a_head_ratio_before_measuring_anything(repo_ckpt, micro_data, tmp_path):
+    from toolchain.pipelines import sweep as sweep_mod
+
+    cfg = sweep_mod.SweepConfig(data=str(micro_data), ratios=(0.5,), head_ratio=0.2, target="onnx")
+    with pytest.raises(EdgepruneError, match=r"--head-ratio does not apply to .*repository checkpoint"):
+        sweep_mod.sweep(str(repo_ckpt), tmp_path, cfg)
+    assert sweep_mod.read_points(tmp_path) == []
 
 
 def test_eval_decodes_rows_with_objectness_as_the_repository_nms_does(repo_ckpt, micro_data):

@@ -64,6 +64,8 @@ def test_options_a_darknet_sweep_cannot_use_are_refused(labelled, tmp_path):
     cfg, weights, data = labelled
     with pytest.raises(EdgepruneError, match=r"--method, --global do not apply to .* \(a Darknet cfg\)"):
         sweep_mod.sweep(str(cfg), tmp_path, _cfg(data, weights, method="l2", global_pruning=True))
+    with pytest.raises(EdgepruneError, match=r"--head-ratio does not apply to .* \(a Darknet cfg\)"):
+        sweep_mod.sweep(str(cfg), tmp_path, _cfg(data, weights, head_ratio=0.0))
     assert read_points(tmp_path) == []
 
 

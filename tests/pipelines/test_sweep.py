@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from toolchain.pipelines import sweep as sweep_mod
 from toolchain.pipelines.executors import ray_executor
@@ -69,6 +70,31 @@ def test_pareto_front_is_over_accuracy_and_fps():
 def test_settings_key_separates_iterative_from_one_shot(baseline_pt, small_data):
     assert _cfg(small_data).settings_key(str(baseline_pt)) != _cfg(small_data, steps=3).settings_key(str(baseline_pt))
     assert _cfg(small_data).settings_key(str(baseline_pt)) == _cfg(small_data, ratios=(0.5,)).settings_key(str(baseline_pt))
+    keys = {_cfg(small_data, head_ratio=h).settings_key(str(baseline_pt)) for h in (None, 0.0, 0.3)}
+    assert len(keys) == 3  # a head share changes every point
+
+
+def test_head_ratio_reaches_every_point(baseline_pt, small_data, tmp_path):
+    """A sweep point is pruned with the head's own share: 0 leaves the Detect head's convs whole."""
+    from toolchain.models.contract import heads
+    from toolchain.models.loading import load_model
+    from toolchain.models.sources import source_for
+
+    def head_channels(path) -> int:
+        return sum(m.out_channels for h in heads(load_model(path).model) for m in h.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+
+    source = source_for(str(baseline_pt))
+    widths = {}
+    for head in (None, 0.0):
+        cfg = source.fit_sweep(Path(baseline_pt), _cfg(small_data, head_ratio=head, round_to=8))
+        here = tmp_path / f"h{head}"
+        here.mkdir()
+        model, _ = source.prune_point(Path(baseline_pt), here, 0.5, cfg)
+        widths[head] = head_channels(model)
+    assert widths[0.0] == head_channels(baseline_pt) > widths[None]
+    with pytest.raises(SweepError, match="--head-ratio"):
+        sweep_mod.sweep(str(baseline_pt), tmp_path / "bad", _cfg(small_data, head_ratio=1.0))
 
 
 @pytest.fixture(scope="module")

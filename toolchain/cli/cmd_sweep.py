@@ -135,6 +135,7 @@ def _counts(ctx, param, value):
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers.")
 @click.option("--round-to", type=click.IntRange(min=1), default=8, show_default=True,
               help="Keep channel counts multiples of this (1 = no rounding).")
+@head_ratio_option("each point's ratio")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--target", type=deploy_target_choice, default="openvino", show_default=True,
               help="Where latency and FPS are measured (FP32 artifact).")
@@ -165,7 +166,7 @@ def _counts(ctx, param, value):
               help="Fine-tune the finally chosen model for this many epochs and report it beside its point.")
 @strict_option
 @json_option
-def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs, target, refine, refine_steps, steps,
+def sweep(model, data, ratios, method, global_pruning, round_to, head_ratio, finetune_epochs, target, refine, refine_steps, steps,
           max_drop, imgsz, bench_iterations, device, train_device, executor, ray_address, out, weights, shortcuts,
           keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
@@ -193,7 +194,8 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     with stdout_to_stderr(as_json), progress("sweeping") as status:
         result = edgeprune.sweep(
             model, data, out, ratios=ratios, target=target, max_drop=max_drop, finetune_epochs=finetune_epochs,
-            method=method, global_pruning=global_pruning, round_to=round_to, steps=steps, imgsz=imgsz, refine=refine,
+            method=method, global_pruning=global_pruning, round_to=round_to, head_ratio=head_ratio, steps=steps,
+            imgsz=imgsz, refine=refine,
             refine_steps=refine_steps, bench_iterations=bench_iterations, device=device, train_device=train_device,
             weights=weights,
             shortcuts=shortcuts, keep=keep, shortcut_grid=shortcut_grid, finetune_chosen=finetune_chosen,
@@ -212,7 +214,9 @@ def sweep(model, data, ratios, method, global_pruning, round_to, finetune_epochs
     console().print(table("Pruning sweep", COLUMNS, table_rows(result.points, result.base_fps),
                           caption=f"optimal pruning point: {result.choice.ratio} — {result.choice.reason}\n"
                                   f"{result.computed} points measured, {result.resumed} resumed from {out}/sweep.jsonl"
-                                  f"\n{base}; FPS: inference only, batch 1, {result.config.target}"))
+                                  f"\n{base}; FPS: inference only, batch 1, {result.config.target}"
+                                  + (f"\nthe head's inner convs lose {result.config.head_ratio:g} of their channels "
+                                     "at every point" if result.config.head_ratio is not None else "")))
     if result.shortcut_points:
         console().print(table(f"Residual units removed at ratio {result.shortcut_points[0].ratio:g}",
                               ["shortcuts"] + COLUMNS[1:],

@@ -49,6 +49,8 @@ class SweepConfig:
         method: channel importance (see :mod:`toolchain.models.importance`).
         global_pruning: rank channels network-wide.
         round_to: keep channel counts multiples of this (None = no rounding; small models need it).
+        head_ratio: the task head's own share of every point's prune (None: the point's ratio; 0: the head
+            stays whole), as ``prune --head-ratio``; a sweep after ``sparsify --head-ratio`` needs the same.
         steps: prune iteratively in this many steps (1 = one-shot).
         finetune_epochs: epochs of fine-tuning after pruning (0 = none).
         target: deploy target measured for latency (openvino, onnx or torch).
@@ -76,6 +78,7 @@ class SweepConfig:
     method: str = "l1"
     global_pruning: bool = False
     round_to: int | None = 8
+    head_ratio: float | None = None
     steps: int = 1
     finetune_epochs: int = 0
     target: str = "openvino"
@@ -100,6 +103,8 @@ class SweepConfig:
             raise SweepError(f"sweep ratios must lie strictly between 0 and 1, got {list(self.ratios)}")
         if self.max_drop < 0:
             raise SweepError(f"--max-drop must be at least 0, got {self.max_drop}")
+        if self.head_ratio is not None and not 0.0 <= self.head_ratio < 1.0:
+            raise SweepError(f"--head-ratio must be at least 0 and below 1, got {self.head_ratio}")
         if any(n < 1 for n in self.shortcut_grid):
             raise SweepError(f"--shortcut-grid counts must be at least 1, got {list(self.shortcut_grid)}")
 
@@ -108,6 +113,8 @@ class SweepConfig:
         fields = {k: v for k, v in asdict(self).items()
                   if k not in ("ratios", "refine", "refine_steps", "max_drop", "train_device", "weights",
                                "shortcut_grid", "finetune_chosen")}
+        if self.head_ratio is None:  # the key of a sweep run before the option existed stays valid
+            del fields["head_ratio"]
         fields["model_sha256"] = _file_sha(model_path)
         if self.weights:
             fields["weights_sha256"] = _file_sha(self.weights)

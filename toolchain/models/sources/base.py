@@ -365,5 +365,5 @@ class ModelSource(abc.ABC):
             return model, None
         self.prune(path, model, PruneConfig(ratio=ratio, method=settings.method, global_pruning=settings.global_pruning,
                                             round_to=settings.round_to, steps=settings.steps, imgsz=settings.imgsz,
-                                            data=settings.data), evaluate=False)
+                                            data=settings.data, head_ratio=settings.head_ratio), evaluate=False)
         return model, None

@@ -219,7 +219,7 @@ class _DarknetOperations:
     def fit_sweep(self, path: Path, settings):
         defaults = type(settings)(data=settings.data)
         refuse(path, "a Darknet cfg", [{"global_pruning": "global"}.get(n, n)  # named as the CLI names them
-                                       for n in ("method", "global_pruning", "steps", "round_to")
+                                       for n in ("method", "global_pruning", "steps", "round_to", "head_ratio")
                                        if getattr(settings, n) != getattr(defaults, n)],
                "its sweep prunes with cfg-prune's global BN-gamma percent (and --shortcuts)")
         weights = self._start(path, settings.weights, "a sweep of")  # a sweep prunes trained weights

@@ -177,6 +177,8 @@ class _UltralyticsOperations:
                                                    if getattr(settings, n) != getattr(defaults, n)],
                "they are a Darknet cfg's")
         loaded = load_model(path)
+        if settings.head_ratio is not None and not loaded.is_yolo:
+            raise EdgepruneError(f"--head-ratio does not apply to {path}: it has no Ultralytics task head")
         check_model_fits_data(loaded, settings.data)
         return settings if settings.imgsz else replace(settings, imgsz=loaded.train_imgsz or DEFAULT_IMGSZ)
 

@@ -313,6 +313,8 @@ class YoloRepoSource(ModelSource):
         refuse(path, "a YOLOv5/YOLOv7 repository checkpoint",
                [n for n in ("weights", "shortcuts", "shortcut_grid", "keep") if getattr(settings, n) != getattr(defaults, n)],
                "they are a Darknet cfg's")
+        refuse(path, "a YOLOv5/YOLOv7 repository checkpoint", ["head_ratio"] if settings.head_ratio is not None else [],
+               "its head has no inner convolutions, only the prediction convs every prune keeps")
         loaded = load_repo_checkpoint(path)
         nc = read_data_yaml(settings.data)["nc"]
         if nc != loaded.nc:
