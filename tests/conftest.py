@@ -45,6 +45,12 @@ def synth_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def synth_data_416() -> Path:
+    """The same set drawn at 416 px (`make baseline-416`'s data): the seed users' resolution."""
+    return _cached_dataset("synth-416", imgsz=416)
+
+
+@pytest.fixture(scope="session")
 def baseline_pt() -> Path:
     """The committed yolov8n trained on :func:`synth_data`."""
     assert BASELINE.exists(), f"{BASELINE} is missing; run `make baseline` to reproduce it"

@@ -15,6 +15,7 @@ from toolchain.core.fileio import sha256_of
 from toolchain.models.training import CONVERGED_GAIN
 
 CONVERGED = Path(__file__).resolve().parents[2] / "assets" / "yolov8n-synth-converged.pt"
+CONVERGED_416 = CONVERGED.with_name("yolov8n-synth-416-converged.pt")
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +39,30 @@ def test_the_converged_baseline_scores_its_card_on_regenerated_data(card, baseli
     result = evaluate(str(CONVERGED), str(synth_data), imgsz=256)
     assert result.map50_95 == pytest.approx(card["val"]["map50_95"], abs=0.01)
     assert result.map50_95 > baseline_card["val"]["map50_95"] + 0.02  # converging gained something real
+
+
+@pytest.fixture(scope="module")
+def card_416() -> dict:
+    return json.loads(CONVERGED_416.with_suffix(".json").read_text())
+
+
+def test_the_416_baseline_continued_the_converged_one_until_the_same_criterion(card_416, card):
+    """`make baseline-416`: the converged 256 model, trained on the same set drawn at 416 until converged again."""
+    import torch
+
+    assert sha256_of(CONVERGED_416) == card_416["sha256"]
+    recipe = card_416["recipe"][-1]
+    assert "--converge 20" in recipe and "--imgsz 416" in recipe and f"--model assets/{CONVERGED.name}" in recipe
+    training = card_416["training"]
+    assert training["converged"] and training["gain_last_20_epochs"] < CONVERGED_GAIN
+    assert card_416["imgsz"] == 416 and card_416["synth"] == {**card["synth"], "imgsz": 416}
+    saved = torch.load(CONVERGED_416, map_location="cpu", weights_only=False)
+    assert saved["train_args"]["imgsz"] == 416  # every command's default size comes from the checkpoint
+
+
+@pytest.mark.full
+def test_the_416_baseline_scores_its_card_on_regenerated_data(card_416, synth_data_416):
+    from toolchain.models.validator import evaluate
+
+    result = evaluate(str(CONVERGED_416), str(synth_data_416), imgsz=416)
+    assert result.map50_95 == pytest.approx(card_416["val"]["map50_95"], abs=0.01)
