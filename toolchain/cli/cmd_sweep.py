@@ -166,9 +166,9 @@ def _counts(ctx, param, value):
               help="Fine-tune the finally chosen model for this many epochs and report it beside its point.")
 @strict_option
 @json_option
-def sweep(model, data, ratios, method, global_pruning, round_to, head_ratio, finetune_epochs, target, refine, refine_steps, steps,
-          max_drop, imgsz, bench_iterations, device, train_device, executor, ray_address, out, weights, shortcuts,
-          keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
+def sweep(model, data, ratios, method, global_pruning, round_to, head_ratio, finetune_epochs, target, refine,
+          refine_steps, steps, max_drop, imgsz, bench_iterations, device, train_device, executor, ray_address, out,
+          weights, shortcuts, keep, shortcut_grid, finetune_chosen, strict, as_json) -> None:
     """Prune MODEL at several ratios, measure each on TARGET and pick the optimal pruning point.
 
     MODEL is an Ultralytics checkpoint (ratio = Torch-Pruning's channel ratio) or a Darknet .cfg
