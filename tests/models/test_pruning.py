@@ -132,6 +132,27 @@ def test_a_higher_ratio_never_keeps_more_and_no_layer_is_skipped(random_yolo, gl
     assert macs[0] > macs[1], macs
 
 
+
+@pytest.mark.parametrize("ratio", [0.1, 0.7])
+def test_each_layer_keeps_the_multiple_nearest_the_ratio(random_yolo, ratio):
+    """Rounding down made a small ratio a large one: at 0.1 a 16-channel layer kept 8, a 32-channel one 24,
+    and "0.1" removed 40 % of yolov8n's MACs. Each layer keeps the multiple of 8 nearest width × (1 − ratio),
+    so no layer is more than half a multiple off (a C2f's split cv1 rounds each of its two halves)."""
+    from ultralytics.nn.modules.block import C2f
+
+    loaded = load_model(random_yolo("yolov8n.yaml"))
+    widths = {n: m.out_channels for n, m in loaded.model.named_modules() if isinstance(m, nn.Conv2d)}
+    split = {f"{n}.cv1.conv" for n, m in loaded.model.named_modules() if isinstance(m, C2f)}
+    protected = {id(m) for m in protected_layers(loaded.model)}
+    prunable = {n for n, m in loaded.model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in protected}
+    outcome = prune_structured(loaded, PruneConfig(ratio=ratio, method="l1", imgsz=128), torch.zeros(1, 3, 128, 128))
+    after = {n: m.out_channels for n, m in outcome.model.named_modules() if isinstance(m, nn.Conv2d)}
+    off = {n: (widths[n], after[n]) for n in prunable
+           if abs(after[n] - widths[n] * (1 - ratio)) > 4 * (2 if n in split else 1) + 1}
+    assert off == {}, off  # (width, kept) of each layer further than half a multiple from what the ratio asks
+    channel_share = (1 - ratio) ** 2  # a conv's MACs scale with its in- and out-channels
+    assert outcome.after.macs / outcome.before.macs == pytest.approx(channel_share, abs=0.1)
+
 def _head_widths(model: nn.Module) -> dict[str, int]:
     """Out channels of the Detect head's inner convs (its cv2/cv3 branches, not the prediction convs)."""
     protected = {id(m) for m in protected_layers(model)}
