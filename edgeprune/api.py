@@ -102,16 +102,7 @@ def prune(model: str, out: str, ratio: float | None = None, *, layers: int = 0, 
             report.notes += [f"dpu-friendly: {rewrite.describe()}", *rewrite.warnings]
     if found is not None:
         report.device_search = found.to_json()
-        last = min((p for p in found.probes if p.latency_ms <= found.target_ms and p.depth == found.depth),
-                   default=None, key=lambda p: p.scale)
-        report.notes.append(
-            f"pruned for {target} {device}: target {found.target_ms:.2f} ms "
-            + ("reached" if found.reached else "NOT reached even at the largest ratios")
-            + (f" ({last.latency_ms:.2f} ms, mean block ratio {last.mean_ratio:.2f}, channels rounded to "
-               f"{found.round_to}, {found.depth} residual units removed)" if last else "")
-            + f"; {len(found.probes)} probes measured on {found.device.get('cpu')}, "
-              f"{found.device.get('executed_precision')}"
-            + (f"; depth: {found.depth_choice}" if found.depth_choice else ""))
+        report.notes.append(f"pruned for {target} {device}: {found.describe()}")
     return report
 
 

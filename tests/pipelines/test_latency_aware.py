@@ -86,3 +86,17 @@ def test_goals_are_checked_before_any_work():
         la.DeviceGoal().validate()
     with pytest.raises(EdgepruneError, match="OpenVINO's per-layer performance counters"):
         la.DeviceGoal(target="onnx", speedup=2).validate()
+
+
+def test_a_missed_target_is_said_with_what_the_device_gave():
+    """optimize goes on at the largest ratios when --speedup is out of reach; its note must say so and give the
+    fastest latency measured, not leave the user to find it in the final table."""
+    base = {"speedup": 2.5, "over": {"label": "Ultralytics openvino FP16", "latency_ms": 4.0}}
+    probes = [la.Probe(0.3, 8, 0.3, 3.5, 600_000_000), la.Probe(0.6, 8, 0.55, 2.5, 300_000_000),
+              la.Probe(0.6, 8, 0.55, 2.4, 280_000_000, depth=2)]
+    missed = la.SearchResult(1.6, base, {}, {}, 8, False, probes, {"cpu": "some CPU", "executed_precision": "bf16"})
+    said = la.SearchResult.from_json(missed.to_json()).describe()  # what optimize keeps and reads back
+    assert "NOT reached" in said and "1.60 ms" in said and "Ultralytics openvino FP16" in said
+    assert "fastest probe ran 2.40 ms, 1.67x" in said and "up to 2 residual units" in said and "some CPU" in said
+    met = la.SearchResult(2.6, base, {}, {}, 8, True, probes, {"cpu": "some CPU"})
+    assert "reached (2.50 ms, mean block ratio 0.55" in met.describe() and "NOT" not in met.describe()

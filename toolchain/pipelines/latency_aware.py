@@ -109,6 +109,35 @@ class SearchResult:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict) -> "SearchResult":
+        return cls(**{**data, "probes": [Probe(**p) for p in data.get("probes", [])]})
+
+    def describe(self) -> str:
+        """What the search found, for a command's notes: the target, whether it was met, and what was measured.
+
+        Why spelled out when missed: the prune then goes on at the largest ratios the search allows, and the
+        user who asked for ``--speedup X`` must read what the device gave instead, not only the final table.
+        """
+        over = self.base.get("over")
+        goal = (f"{self.base['speedup']:g}x {over['label']} ({over['latency_ms']:.2f} ms): {self.target_ms:.2f} ms"
+                if over else f"{self.target_ms:.2f} ms")
+        where = (f"{len(self.probes)} probes measured on {self.device.get('cpu')}, "
+                 f"{self.device.get('executed_precision')}")
+        if self.reached:
+            chosen = min((p for p in self.probes if p.latency_ms <= self.target_ms and p.depth == self.depth),
+                         key=lambda p: p.scale)
+            return (f"target {goal} reached ({chosen.latency_ms:.2f} ms, mean block ratio {chosen.mean_ratio:.2f}, "
+                    f"channels rounded to {self.round_to}, {self.depth} residual units removed); {where}"
+                    + (f"; depth: {self.depth_choice}" if self.depth_choice else ""))
+        fastest = min(self.probes, key=lambda p: p.latency_ms)
+        reached = f", {over['latency_ms'] / fastest.latency_ms:.2f}x" if over else ""
+        return (f"target {goal} NOT reached at the largest ratios the search allows (blocks up to {MAX_RATIO}, up "
+                f"to {max(p.depth for p in self.probes)} residual units removed): the fastest probe ran "
+                f"{fastest.latency_ms:.2f} ms"
+                f"{reached} (mean block ratio {fastest.mean_ratio:.2f}, {fastest.depth} units removed); pruned at "
+                f"the largest ratios, {self.depth} units removed; {where}")
+
 
 def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float, dict]:
     """Median latency of an OpenVINO artifact on ``device``, and the conditions it was measured under."""

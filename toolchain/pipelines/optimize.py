@@ -40,7 +40,7 @@ from toolchain.models.training import TrainConfig, finetune
 from toolchain.models.validator import evaluate
 from toolchain.pipelines.bench import compare_with_ultralytics
 from toolchain.pipelines.deploy import deploy
-from toolchain.pipelines.latency_aware import DeviceGoal, search
+from toolchain.pipelines.latency_aware import DeviceGoal, SearchResult, search
 
 SPARSIFY_SHARE = 0.4  # of the epoch budget; the rest fine-tunes the pruned model
 # The task head's inner convs lose this share whatever --ratio is: cut with the body at 0.7, the converged
@@ -243,7 +243,8 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
     steps.run("compare", lambda: _compare(steps.done["deploy"], model, cfg, imgsz, log))
     result.steps = steps.done
     result.table = comparison_table(steps.done, base["map50_95"])
-    result.notes = list(sparse.get("notes", []))
+    result.notes = ([f"--speedup {cfg.speedup:g}: {SearchResult.from_json(search).describe()}"] if search else []) \
+        + list(sparse.get("notes", []))
     with atomic_output(out / "optimize.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
