@@ -132,7 +132,6 @@ def test_a_higher_ratio_never_keeps_more_and_no_layer_is_skipped(random_yolo, gl
     assert macs[0] > macs[1], macs
 
 
-
 @pytest.mark.parametrize("ratio", [0.1, 0.7])
 def test_each_layer_keeps_the_multiple_nearest_the_ratio(random_yolo, ratio):
     """Rounding down made a small ratio a large one: at 0.1 a 16-channel layer kept 8, a 32-channel one 24,
@@ -152,6 +151,7 @@ def test_each_layer_keeps_the_multiple_nearest_the_ratio(random_yolo, ratio):
     assert off == {}, off  # (width, kept) of each layer further than half a multiple from what the ratio asks
     channel_share = (1 - ratio) ** 2  # a conv's MACs scale with its in- and out-channels
     assert outcome.after.macs / outcome.before.macs == pytest.approx(channel_share, abs=0.1)
+
 
 def _head_widths(model: nn.Module) -> dict[str, int]:
     """Out channels of the Detect head's inner convs (its cv2/cv3 branches, not the prediction convs)."""
