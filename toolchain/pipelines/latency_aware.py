@@ -131,11 +131,10 @@ class SearchResult:
                     f"channels rounded to {self.round_to}, {self.depth} residual units removed); {where}"
                     + (f"; depth: {self.depth_choice}" if self.depth_choice else ""))
         fastest = min(self.probes, key=lambda p: p.latency_ms)
-        reached = f", {over['latency_ms'] / fastest.latency_ms:.2f}x" if over else ""
+        as_speedup = f", {over['latency_ms'] / fastest.latency_ms:.2f}x" if over else ""
         return (f"target {goal} NOT reached at the largest ratios the search allows (blocks up to {MAX_RATIO}, up "
                 f"to {max(p.depth for p in self.probes)} residual units removed): the fastest probe ran "
-                f"{fastest.latency_ms:.2f} ms"
-                f"{reached} (mean block ratio {fastest.mean_ratio:.2f}, {fastest.depth} units removed); pruned at "
+                f"{fastest.latency_ms:.2f} ms{as_speedup} (mean block ratio {fastest.mean_ratio:.2f}, {fastest.depth} units removed); pruned at "
                 f"the largest ratios, {self.depth} units removed; {where}")
 
 
