@@ -31,6 +31,7 @@ import cv2
 import edgeprune
 from targets.frame_sources import SyntheticSource
 from targets.ultralytics_exports import build_ultralytics_exports
+from toolchain.core.device import cpu_threads
 from toolchain.core.latency import cpu_name
 
 CONF, IOU = 0.25, 0.45
@@ -50,14 +51,15 @@ def make_video(path: Path, size_hw: tuple[int, int], seconds: float, seed: int) 
 
 def ultralytics_fps(export: str, videos: list[Path], imgsz: int) -> tuple[float, dict]:
     """Frames per second of Ultralytics' predict over ``videos`` (advanced in turn when several), and the
-    median of its own per-image stage times (``Results.speed``: preprocess, inference, postprocess ms)."""
+    median of its own per-image stage times (``Results.speed``: preprocess, inference, postprocess ms) with
+    the share of the cores the process kept busy (``cpu_busy``)."""
     from ultralytics import YOLO
 
     models = [YOLO(export, task="detect") for _ in videos]
     streams = [m.predict(str(v), stream=True, imgsz=imgsz, conf=CONF, iou=IOU, verbose=False, device="cpu")
                for m, v in zip(models, videos)]
     next(streams[0])  # the first call loads and compiles the model: not a frame rate
-    frames, start, speeds = 1, time.perf_counter(), []
+    frames, start, cpu, speeds = 1, time.perf_counter(), time.process_time(), []
     live = list(streams)
     while live:
         for stream in list(live):
@@ -66,14 +68,15 @@ def ultralytics_fps(export: str, videos: list[Path], imgsz: int) -> tuple[float,
                 frames += 1
             except StopIteration:
                 live.remove(stream)
-    fps = (frames - 1) / (time.perf_counter() - start)
-    return fps, {k: statistics.median(s[k] for s in speeds) for k in speeds[0]}
+    wall = time.perf_counter() - start
+    busy = (time.process_time() - cpu) / (wall * cpu_threads())
+    return (frames - 1) / wall, {**{k: statistics.median(s[k] for s in speeds) for k in speeds[0]}, "cpu_busy": busy}
 
 
-def edgeprune_fps(artifact: str, videos: list[Path], splice: int | None = None) -> tuple[float, str]:
+def edgeprune_fps(artifact: str, videos: list[Path], splice: int | None = None):
+    """Frames per second of ``edgeprune stream`` (its default requests) and its report (precision, CPU used)."""
     report = edgeprune.stream(artifact, [str(v) for v in videos], splice=splice, conf=CONF, iou=IOU)
-    frames = sum(s.frames_detected for s in report.streams)
-    return frames / report.wall_s, report.runner.get("executed_precision", "?")
+    return report.fps, report
 
 
 def main() -> None:
@@ -113,11 +116,17 @@ def main() -> None:
 
     runs: dict[str, list[float]] = {}
     executed: dict[str, str] = {}
-    stages: dict[str, dict] = {}  # Ultralytics' own stage medians per row
+    stages: dict[str, dict] = {}  # Ultralytics' own stage medians and CPU share per row (last round)
+    used: dict[str, object] = {}  # edgeprune's stream report per row (last round): the CPU it kept busy
 
     def record(key: str, fps: float) -> None:
         runs.setdefault(key, []).append(fps)
         print(f"  {key}: {fps:.1f} FPS", flush=True)
+
+    def ours(key: str, artifact: str, inputs: list[Path], splice: int | None = None) -> None:
+        fps, used[key] = edgeprune_fps(artifact, inputs, splice)
+        executed[key.split("|")[-1]] = used[key].runner.get("executed_precision", "?")
+        record(key, fps)
 
     for round_ in range(args.rounds):
         print(f"round {round_ + 1}/{args.rounds}", flush=True)
@@ -125,36 +134,37 @@ def main() -> None:
             for ref in exports:
                 fps, stages[f"{label}|ultralytics|{ref.label}"] = ultralytics_fps(ref.artifact, [video], side)
                 record(f"{label}|ultralytics|{ref.label}", fps)
-                fps, executed[ref.label] = edgeprune_fps(ref.artifact, [video])
-                record(f"{label}|edgeprune (a)|{ref.label}", fps)
+                ours(f"{label}|edgeprune (a)|{ref.label}", ref.artifact, [video])
             for precision, folder in pruned.items():
-                fps, executed[f"pruned {precision}"] = edgeprune_fps(folder, [video])
-                record(f"{label}|edgeprune (b)|pruned {precision}", fps)
+                ours(f"{label}|edgeprune (b)|pruned {precision}", folder, [video])
         for ref in exports:
             fps, stages[f"4x{side}|ultralytics|{ref.label}"] = ultralytics_fps(ref.artifact, four, side)
             record(f"4x{side}|ultralytics|{ref.label}", fps)
         for precision, folder in pruned.items():
-            record(f"4x{side}|edgeprune (b) separate|pruned {precision}", edgeprune_fps(folder, four)[0])
+            ours(f"4x{side}|edgeprune (b) separate|pruned {precision}", folder, four)
         for name, folder in spliced.items():
-            record(f"4x{side}|edgeprune splice {2 * side}|{name}", edgeprune_fps(folder, four, 2 * side)[0])
+            ours(f"4x{side}|edgeprune splice {2 * side}|{name}", folder, four, 2 * side)
 
-    # what bounds each edgeprune row: bench --e2e's stage medians on the same video, and the inference-only
-    # rate with the same requests (the ceiling no pipeline can pass)
-    bounds: dict[str, tuple[str, float]] = {}
+    # what bounds each row: for edgeprune the CPU its stream kept busy (a pipeline's stages overlap, so
+    # sequential stage times cannot say it) beside the inference-only rate with the same requests (the
+    # ceiling no pipeline can pass); for Ultralytics its own stage times, one after another on one thread
+    ceiling: dict[str, float] = {}
     artifacts = {**{ref.label: ref.artifact for ref in exports}, **{f"pruned {p}": f for p, f in pruned.items()}}
-    for label, video in videos.items():
-        for name, artifact in artifacts.items():
-            inference, e2e = edgeprune.bench(artifact, e2e=True, source=str(video), duration=3, hint="throughput",
-                                             requests=2)
-            bounds[f"{label}|{name}"] = (e2e.extra["bound_by"], inference.throughput_fps)
+    for name, artifact in artifacts.items():
+        inference, = edgeprune.bench(artifact, duration=3, hint="throughput",
+                                     requests=next(r.requests for k, r in used.items() if k.endswith(f"|{name}")))
+        ceiling[name] = inference.throughput_fps
 
     def bound(key: str) -> str:
         video, pipeline, model = key.split("|")
         if pipeline == "ultralytics":
-            speed = stages.get(key, {})
-            return "one thread: " + ", ".join(f"{k} {v:.1f} ms" for k, v in speed.items())
-        found = bounds.get(f"{video}|{model}")
-        return f"{found[0]}; inference alone {found[1]:.1f} FPS" if found else "-"
+            speed = dict(stages.get(key, {}))
+            busy = speed.pop("cpu_busy", 0.0)
+            return ("one thread: " + ", ".join(f"{k} {v:.1f} ms" for k, v in speed.items())
+                    + f"; {busy:.0%} of {cpu_threads()} core(s) busy")
+        report = used.get(key)
+        alone = f"; inference alone {ceiling[model]:.1f} FPS" if model in ceiling else ""
+        return f"{report.bound()}{alone}" if report else "-"
 
     mean = {key: statistics.mean(values) for key, values in runs.items()}
     rows = []
@@ -163,8 +173,10 @@ def main() -> None:
         best_ref = max((fps, key) for key, fps in entries.items() if key.startswith("ultralytics"))
         for key, fps in sorted(entries.items(), key=lambda kv: -kv[1]):
             rows.append((label, key, fps, fps / best_ref[0], key == best_ref[1], bound(f"{label}|{key}")))
+    requests = sorted({report.requests for report in used.values()})
     device = (f"{cpu_name()}, {os.cpu_count()} logical CPUs, OpenVINO CPU plugin (latency hint for Ultralytics' "
-              f"single request; edgeprune 2 requests in flight), batch 1, decode + pre/post-processing included")
+              f"single request; edgeprune's default, {'/'.join(map(str, requests))} requests in flight, throughput "
+              f"hint), batch 1, decode + pre/post-processing included")
     print(f"\n{device}; mean of {args.rounds} interleaved rounds, {args.seconds:g} s videos at 30 fps\n")
     print("| video | pipeline | model / export | FPS | vs best Ultralytics | bounded by |")
     print("|---|---|---|---|---|---|")
@@ -175,7 +187,9 @@ def main() -> None:
     (out / "e2e_vs_ultralytics.json").write_text(json.dumps(
         {"device": device, "platform": platform.platform(), "rounds": args.rounds, "seconds": args.seconds,
          "runs": runs, "mean": mean, "executed_precision": executed, "ultralytics_stage_ms": stages,
-         "edgeprune_bound": bounds}, indent=2))
+         "edgeprune_bound": {key: report.to_json()["bound_by"] for key, report in used.items()},
+         "edgeprune_requests": {key: report.requests for key, report in used.items()},
+         "inference_alone_fps": ceiling}, indent=2))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class StreamStats:
     frames_dropped: int = 0
     frames_detected: int = 0
     detections: int = 0
+    read_s: float = 0.0  # seconds its thread spent reading and decoding (a live source's wait for a frame included)
     ended: str | None = None  # "end of source", "failed: ...", or None (stopped while running)
 
     def to_json(self) -> dict:
@@ -84,7 +85,14 @@ class _Reader:
 
     def _run(self) -> None:
         try:
-            for when, frame in self.source.play():
+            frames = iter(self.source.play())
+            while True:
+                began = time.perf_counter()
+                item = next(frames, None)
+                self.stats.read_s += time.perf_counter() - began
+                if item is None:
+                    break
+                when, frame = item
                 if not self.queue.put((self.stats.frames_read, when, frame)):
                     return
                 self.stats.frames_read += 1
@@ -139,6 +147,8 @@ class StreamRunner:
         self._active: collections.deque = collections.deque()
         self._next: list | None = None
         self.wall_s = 0.0
+        self.cpu_s = 0.0  # CPU time of the whole process (decode threads and the runtime's included) during run()
+        self.work_s = 0.0  # this thread's seconds preparing inputs, post-processing and handing results to emit
 
     @property
     def stats(self) -> list[StreamStats]:
@@ -155,7 +165,7 @@ class StreamRunner:
         self._active = collections.deque(self.readers)
         for reader in self.readers:
             reader.thread.start()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             def keep_going(_started: int, _elapsed: float) -> bool:
                 if should_stop():
@@ -163,15 +173,26 @@ class StreamRunner:
                 self._next = self._gather()
                 return self._next is not None
 
+            def produce():
+                began = time.perf_counter()
+                try:
+                    return self._produce()
+                finally:
+                    self.work_s += time.perf_counter() - began
+
             def consume(outputs, token) -> None:
+                began = time.perf_counter()
                 for result in self._finish(outputs, token):
                     emit(result)
+                self.work_s += time.perf_counter() - began
 
-            self.detector.runner.pipeline(self._produce, consume, self.requests, keep_going)
+            self.work_s = 0.0
+            self.detector.runner.pipeline(produce, consume, self.requests, keep_going)
         finally:
             for reader in self.readers:
                 reader.stop()
             self.wall_s = time.perf_counter() - started
+            self.cpu_s = time.process_time() - cpu_started
         return self.stats
 
     def _gather(self) -> list | None:

@@ -193,6 +193,38 @@ def test_the_cli_writes_one_json_line_per_frame_and_reports_per_stream(deploy_ir
     assert len(decoded(tmp_path / "vid" / "stream0.avi")) == 6
 
 
+def test_the_default_keeps_two_requests_per_runtime_slot_and_the_report_says_the_cpu_it_used(deploy_ir, tmp_path):
+    video = write_video(tmp_path / "v.avi", shapes(8, 256), 30)
+    slots = open_runner(deploy_ir, BenchConfig(hint="throughput"), input_in_graph=True).default_requests()
+    outer = time.process_time()
+    report = run_stream(deploy_ir, [str(video)])
+    outer = time.process_time() - outer
+    assert report.requests == 2 * slots and report.frames == 8
+    assert 0 < report.cpu_s <= outer and 0 < report.cpu_busy <= 1.1  # process time, every thread counted
+    assert f"of {report.cores} core(s) busy" in report.bound()
+    # the serial stages' busy time is measured, and each is within the run
+    assert 0 < report.streams[0].read_s < report.wall_s and 0 < report.work_s < report.wall_s
+    assert run_stream(deploy_ir, [str(video)], requests=1).requests == 1
+
+
+@pytest.mark.parametrize("cpu_s, read_s, work_s, expected", [
+    (1.9, 0.5, 0.3, "the CPU (95% of 2 core(s) busy, 19.00 ms of CPU per frame)"),
+    (1.0, 0.5, 0.3, "waiting on the runtime or the device (50% of 2 core(s) busy"),
+    (1.5, 0.95, 0.3, "reading stream 1 (95% of the run on its thread), with 75% of 2 core(s) busy"),
+    (1.9, 0.2, 0.92, "pre/post-processing on the pipeline thread (92% of the run), on a saturated CPU (95%"),
+])
+def test_the_bound_is_the_busiest_serial_stage_else_the_cpu_when_the_cores_were_busy(cpu_s, read_s, work_s,
+                                                                                    expected):
+    from targets.stream import StreamStats
+    from toolchain.pipelines.stream import StreamReport
+
+    streams = [StreamStats("a.avi", frames_read=50, frames_detected=50, read_s=0.1),
+               StreamStats("b.avi", frames_read=50, frames_detected=50, read_s=read_s)]
+    report = StreamReport("ir", streams, wall_s=1.0, splice=832, requests=4, drop="never", runner={}, cpu_s=cpu_s,
+                          cores=2, work_s=work_s)
+    assert report.bound().startswith(expected) and report.to_json()["bound_by"] == report.bound()
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--splice", "512"], "static 256x256 IR; deploy with --dynamic-shape"),
     (["--show"], "DISPLAY is not set"),

@@ -24,8 +24,9 @@ from toolchain.cli.render import console, print_json, progress, stdout_to_stderr
               help="When decoded frames or results pile up: wait (never; files lose no frame) or drop the oldest "
                    "(cameras and URLs, which do not wait). Default: oldest when a source is live, else never.")
 @click.option("--requests", type=click.IntRange(min=1), default=None,
-              help="Inferences in flight through the runtime's queue (default 2: one computes while the previous "
-                   "is post-processed and the next prepared).")
+              help="Inferences in flight through the runtime's queue (default: two per request the runtime "
+                   "computes at once, so one computes while the other's frame is post-processed and the next "
+                   "prepared; 1 runs one at a time with the latency hint).")
 @click.option("--capacity", type=click.IntRange(min=1), default=4, show_default=True,
               help="Decoded frames each source may hold.")
 @click.option("--device", "-d", default="cpu", show_default=True, help="CPU, GPU (OpenVINO); cpu, cuda (ONNX Runtime).")
@@ -62,6 +63,7 @@ def stream(artifact, sources, splice, out, video_dir, show, drop, requests, capa
                f"{info.get('backend')} {info.get('executed_precision')} on {info.get('device')}, "
                f"{report.requests} request(s) in flight, drop policy {report.drop}"
                + (f", spliced into {report.splice}x{report.splice}" if report.splice else "")]
+    caption += [f"bounded by {report.bound()}"]
     caption += [f"detections: {report.detections_file}"] if report.detections_file else []
     caption += [f"annotated videos: {report.video_dir}"] if report.video_dir else []
     console().print(table("Stream", ["stream", "source", "read", "detected", "dropped", "boxes", "FPS", "ended"],
