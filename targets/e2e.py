@@ -132,13 +132,13 @@ def measure_streams(spliced: Detector, single: Detector, artifact: str, cfg: Ben
 
     Both modes include decode, splice/letterbox, inference and NMS (and the mapping back), and
     both run through the runner's request queue (:meth:`targets.base.Runner.pipeline`) with
-    ``cfg.requests`` in flight (default: the runtime's optimum for the throughput hint, 1 for
-    latency), so decoding the next frames and post-processing the last overlap with inference.
+    ``cfg.requests`` in flight (default: :meth:`~targets.runner.Runner.pipeline_requests` for the
+    throughput hint, 1 for latency), so decoding the next frames and post-processing the last overlap with inference.
     """
     cfg.validate()
     iters = [s.frames() for s in sources]
     grid = int(round(len(sources) ** 0.5))
-    requests = cfg.requests or (spliced.runner.default_requests() if cfg.hint == "throughput" else 1)
+    requests = cfg.requests or (spliced.runner.pipeline_requests() if cfg.hint == "throughput" else 1)
 
     def spliced_produce():
         return spliced.prepare(splice([next(it) for it in iters], tile, grid))

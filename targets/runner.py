@@ -75,6 +75,17 @@ class Runner(abc.ABC):
         """How many inferences to keep in flight when the user does not say (the runtime's optimum)."""
         return 1
 
+    def pipeline_requests(self) -> int:
+        """Inferences a pipeline (:meth:`pipeline`) keeps in flight by default: two per slot the runtime computes at once.
+
+        Why two and not the runtime's optimum (OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, one per
+        CPU stream): in a pipeline a finished request waits while Python post-processes it and prepares
+        the next frame, and its CPU stream idles meanwhile; a second request per stream keeps it fed.
+        Measured (``edgeprune stream``, 2-core Xeon with AMX, yolov8n at 416, 40 s video, 3 interleaved
+        rounds): 2 requests 219 FPS, 4 requests 237 FPS (the pruned model 333 -> 345); 6 gained nothing.
+        """
+        return 2 * max(1, self.default_requests())
+
     def pipeline(self, produce: Callable[[], tuple], consume: Callable[[list, object], None], requests: int,
                  keep_going: Callable[[int, float], bool]) -> tuple[list[float], float]:
         """Keep ``requests`` inferences in flight on inputs ``produce()`` makes; ``consume`` each one's outputs.

@@ -33,9 +33,39 @@ from typing import Callable
 import numpy as np
 
 from targets.e2e import Detector
+from toolchain.core.device import cpu_threads
 from toolchain.core.errors import EdgepruneError, library_reason
 from toolchain.core.dropqueue import DROP_POLICIES, DropQueue
 from toolchain.core.prepost import splice_fit, unsplice_to_frames
+
+def describe_bound(streams: list, wall_s: float, cpu_s: float, work_s: float, cores: int) -> str:
+    """What limited a pipelined run's frame rate, in words.
+
+    Why not from stage times: a pipeline's stages overlap, so their sequential medians (what
+    ``bench --e2e`` reports) cannot say which one holds the others up. Here each serial stage's
+    thread says how much of the run it was busy: a source's reader (decode, or a camera's pace)
+    or the pipeline thread (letterbox, box decoding, NMS, the consumer); one busy for 90 % of the
+    run or more is the bound. Beside it, the CPU the whole process used: near all the cores,
+    only less work per frame makes it faster.
+    """
+    frames = sum(s.frames_detected for s in streams) or 1
+    busy = cpu_s / (wall_s * cores) if wall_s else 0.0
+    used = f"{busy:.0%} of {cores} core(s) busy, {cpu_s * 1000 / frames:.2f} ms of CPU per frame"
+    wall = wall_s or float("inf")
+    reading = max(range(len(streams)), key=lambda i: streams[i].read_s, default=0)
+    read_share = streams[reading].read_s / wall if streams else 0.0
+    work_share = work_s / wall
+    if read_share >= 0.9:
+        stage = f"reading stream {reading} ({read_share:.0%} of the run on its thread)"
+    elif work_share >= 0.9:
+        stage = f"pre/post-processing on the pipeline thread ({work_share:.0%} of the run)"
+    elif busy >= 0.9:
+        return f"the CPU ({used}): only less work per frame makes it faster"
+    else:
+        return (f"waiting on the runtime or the device ({used}; reading {read_share:.0%}, pre/post-processing "
+                f"{work_share:.0%} of the run)")
+    return f"{stage}, on a saturated CPU ({used})" if busy >= 0.9 else f"{stage}, with {used}"
+
 
 @dataclass
 class StreamStats:
@@ -120,13 +150,14 @@ class StreamRunner:
         detector: the artifact's runner with its pre/post-processing; with ``splice`` its input is
             the spliced frame (``splice`` x ``splice``).
         splice: side of the square frame the streams are tiled into (None: one inference per frame).
-        requests: inferences in flight (the runtime's queue); 1 runs one at a time.
+        requests: inferences in flight (the runtime's queue); 1 runs one at a time; None: the
+            runner's :meth:`~targets.runner.Runner.pipeline_requests`.
         capacity: decoded frames each source may hold.
         drop: ``never`` or ``oldest`` (see the module); None: ``oldest`` when any source is live.
         keep_frames: hand each result its decoded frame (for an annotated video).
     """
 
-    def __init__(self, detector: Detector, sources: list, splice: int | None = None, requests: int = 1,
+    def __init__(self, detector: Detector, sources: list, splice: int | None = None, requests: int | None = None,
                  capacity: int = 4, drop: str | None = None, keep_frames: bool = False, names: dict | None = None):
         if not sources:
             raise EdgepruneError("give at least one source")
@@ -135,7 +166,8 @@ class StreamRunner:
             raise EdgepruneError(f"--drop must be one of {', '.join(DROP_POLICIES)}, got {drop!r}")
         if capacity < 1:
             raise EdgepruneError(f"a source's queue holds at least one frame, got {capacity}")
-        self.detector, self.splice, self.requests, self.keep = detector, splice, max(1, requests), keep_frames
+        self.detector, self.splice, self.keep = detector, splice, keep_frames
+        self.requests = max(1, requests) if requests else detector.runner.pipeline_requests()
         self.names = names or {}
         self.grid = math.ceil(math.sqrt(len(sources))) if splice else 1
         if splice and detector.size != (splice, splice):
@@ -149,10 +181,15 @@ class StreamRunner:
         self.wall_s = 0.0
         self.cpu_s = 0.0  # CPU time of the whole process (decode threads and the runtime's included) during run()
         self.work_s = 0.0  # this thread's seconds preparing inputs, post-processing and handing results to emit
+        self.cores = cpu_threads()
 
     @property
     def stats(self) -> list[StreamStats]:
         return [r.stats for r in self.readers]
+
+    def bound(self) -> str:
+        """What limited the last :meth:`run` (:func:`describe_bound`)."""
+        return describe_bound(self.stats, self.wall_s, self.cpu_s, self.work_s, self.cores)
 
     def run(self, emit: Callable[[FrameResult], None], should_stop: Callable[[], bool] = lambda: False,
             ) -> list[StreamStats]:

@@ -128,6 +128,8 @@ def test_benchmark_app_style_options_and_csv(deploy_ir, tmp_path):
         assert row["executed_precision"] == run["executed_precision"] and row["cpu"] == run["cpu"]
     assert rows[0]["includes_pre_post"] == "False" and rows[1]["includes_pre_post"] == "True"
     assert int(rows[0]["requests"]) == 2  # -nireq reached the inference-only measurement
+    pipelined = runs[1]["extra"]  # ... and the pipelined e2e run, which says what bounded it
+    assert pipelined["pipelined_requests"] == 2 and "core(s) busy" in pipelined["pipelined_bound_by"]
 
 
 def test_batch_4_with_csv(deploy_ir, deploy_onnx, tmp_path):

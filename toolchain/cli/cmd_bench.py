@@ -87,8 +87,8 @@ def _render(results) -> None:
         if r.mode == "e2e":
             stages = ", ".join(f"{k} {v:.2f} ms" for k, v in r.extra["stage_median_ms"].items())
             pipelined = (f"; pipelined as `edgeprune stream` runs it ({r.extra['pipelined_requests']} requests in "
-                         f"flight, decode on its own thread): {r.extra['pipelined_fps']:.1f} FPS"
-                         if "pipelined_fps" in r.extra else "")
+                         f"flight, decode on its own thread): {r.extra['pipelined_fps']:.1f} FPS, bound by "
+                         f"{r.extra['pipelined_bound_by']}" if "pipelined_fps" in r.extra else "")
             console().print(f"e2e stages (median): {stages}; bound by {r.extra['bound_by']}; one frame after another: "
                             f"{r.extra['effective_fps']:.1f} FPS (frame interval {r.extra['frame_interval']})"
                             f"{pipelined}; source: {r.extra['source']}")

@@ -105,13 +105,13 @@ def _pipelined(detector: Detector, cfg: BenchConfig, source) -> dict:
     """Frames per second through :class:`targets.stream.StreamRunner` (decode thread, request queue)."""
     from targets.stream import StreamRunner
 
-    requests = cfg.requests or 2
-    stream = StreamRunner(detector, [source], requests=requests, drop="never")
+    stream = StreamRunner(detector, [source], requests=cfg.requests, drop="never")
     started = time.perf_counter()
     limit = (lambda: stream.stats[0].frames_detected >= cfg.iterations) if cfg.iterations else \
         (lambda: time.perf_counter() - started >= cfg.duration)
     stream.run(lambda result: None, should_stop=limit)
-    return {"pipelined_fps": stream.stats[0].frames_detected / stream.wall_s, "pipelined_requests": requests}
+    return {"pipelined_fps": stream.stats[0].frames_detected / stream.wall_s, "pipelined_requests": stream.requests,
+            "pipelined_bound_by": stream.bound()}
 
 
 @dataclass

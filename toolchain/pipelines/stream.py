@@ -25,14 +25,11 @@ from targets.artifacts import read_metadata, resolve_artifact
 from targets.bench import BenchConfig
 from targets.e2e import Detector
 from targets.frame_sources import open_source
-from targets.stream import FrameResult, StreamRunner, StreamStats
-from toolchain.core.device import cpu_threads
+from targets.stream import FrameResult, StreamRunner, StreamStats, describe_bound
 from toolchain.core.dropqueue import DropQueue
 from toolchain.core.errors import EdgepruneError
 from toolchain.core.fileio import atomic_output, staged_folder
 from toolchain.pipelines.bench import class_count, open_runner
-
-REQUESTS_PER_SLOT = 2  # per slot the runtime can compute at once: one computing, one prepared or post-processed
 
 
 def open_stream(artifact: str | Path, sources: list[str], splice: int | None = None, requests: int | None = None,
@@ -50,7 +47,6 @@ def open_stream(artifact: str | Path, sources: list[str], splice: int | None = N
     cfg = BenchConfig(device=device, threads=threads, hint="latency" if requests == 1 else "throughput",
                       requests=requests)
     runner = open_runner(artifact, cfg, (splice, splice) if splice else None, input_in_graph=True)
-    requests = requests or default_stream_requests(runner)
     side = int(runner.info.input_shape[-1])
     opened = [open_source(spec, side, seed=i) for i, spec in enumerate(sources)]
     nc = class_count(artifact, runner)
@@ -59,18 +55,6 @@ def open_stream(artifact: str | Path, sources: list[str], splice: int | None = N
     names = {int(k): str(v) for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
     return StreamRunner(detector, opened, splice=splice, requests=requests, capacity=capacity, drop=drop,
                         keep_frames=keep_frames, names=names)
-
-
-def default_stream_requests(runner) -> int:
-    """Inferences a stream keeps in flight when the user does not say: two per slot the runtime computes at once.
-
-    Why two and not the runtime's optimum (OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, one per
-    CPU stream): in a pipeline a finished request waits while Python post-processes it and prepares
-    the next frame, and its CPU stream idles meanwhile; a second request per stream keeps it fed.
-    Measured (2-core Xeon with AMX, yolov8n at 416, 40 s video, 3 interleaved rounds): 2 requests
-    219 FPS, 4 requests 237 FPS (the pruned model 333 → 345); more than two per slot gained nothing.
-    """
-    return REQUESTS_PER_SLOT * max(1, runner.default_requests())
 
 
 class Stream:
@@ -182,31 +166,8 @@ class StreamReport:
         return self.cpu_s / (self.wall_s * self.cores) if self.wall_s else 0.0
 
     def bound(self) -> str:
-        """What limits the frame rate, in words.
-
-        Why not from stage times: a pipeline's stages overlap, so their sequential medians (what
-        ``bench --e2e`` reports) cannot say which one holds the others up. Here each serial stage's
-        thread says how much of the run it was busy: a source's reader (decode, or a camera's pace)
-        or the pipeline thread (letterbox, box decoding, NMS, the consumer); one busy for 90 % of the
-        run or more is the bound. Beside it, the CPU the whole process used: near all the cores,
-        only less work per frame makes it faster.
-        """
-        used = (f"{self.cpu_busy:.0%} of {self.cores} core(s) busy, {self.cpu_s * 1000 / (self.frames or 1):.2f} ms "
-                f"of CPU per frame")
-        wall = self.wall_s or float("inf")
-        reading = max(range(len(self.streams)), key=lambda i: self.streams[i].read_s, default=0)
-        read_share = self.streams[reading].read_s / wall if self.streams else 0.0
-        work_share = self.work_s / wall
-        if read_share >= 0.9:
-            stage = f"reading stream {reading} ({read_share:.0%} of the run on its thread)"
-        elif work_share >= 0.9:
-            stage = f"pre/post-processing on the pipeline thread ({work_share:.0%} of the run)"
-        elif self.cpu_busy >= 0.9:
-            return f"the CPU ({used}): only less work per frame makes it faster"
-        else:
-            return (f"waiting on the runtime or the device ({used}; reading {read_share:.0%}, pre/post-processing "
-                    f"{work_share:.0%} of the run)")
-        return f"{stage}, on a saturated CPU ({used})" if self.cpu_busy >= 0.9 else f"{stage}, with {used}"
+        """What limited the frame rate, in words (:func:`targets.stream.describe_bound`)."""
+        return describe_bound(self.streams, self.wall_s, self.cpu_s, self.work_s, self.cores)
 
     def notes(self) -> list[str]:
         return [f"stream {i} ({s.source}) ended: {s.ended}" for i, s in enumerate(self.streams)
@@ -261,7 +222,7 @@ def run_stream(artifact: str | Path, sources: list[str], *, out: str | Path | No
             lines.close()
     return StreamReport(str(artifact), stats, runner.wall_s, runner.splice, runner.requests, runner.drop,
                         runner.detector.runner.info.to_json(), str(out) if out else None,
-                        str(video_dir) if video_dir else None, runner.cpu_s, cpu_threads(), runner.work_s)
+                        str(video_dir) if video_dir else None, runner.cpu_s, runner.cores, runner.work_s)
 
 
 def annotate(result: FrameResult) -> np.ndarray:
