@@ -133,7 +133,8 @@ def measure_streams(spliced: Detector, single: Detector, artifact: str, cfg: Ben
     Both modes include decode, splice/letterbox, inference and NMS (and the mapping back), and
     both run through the runner's request queue (:meth:`targets.base.Runner.pipeline`) with
     ``cfg.requests`` in flight (default: :meth:`~targets.runner.Runner.pipeline_requests` for the
-    throughput hint, 1 for latency), so decoding the next frames and post-processing the last overlap with inference.
+    throughput hint, 1 for latency), so decoding the next frames and post-processing the last
+    overlap with inference.
     """
     cfg.validate()
     iters = [s.frames() for s in sources]

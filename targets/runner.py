@@ -76,7 +76,7 @@ class Runner(abc.ABC):
         return 1
 
     def pipeline_requests(self) -> int:
-        """Inferences a pipeline (:meth:`pipeline`) keeps in flight by default: two per slot the runtime computes at once.
+        """Inferences :meth:`pipeline` keeps in flight by default: two per slot the runtime computes at once.
 
         Why two and not the runtime's optimum (OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, one per
         CPU stream): in a pipeline a finished request waits while Python post-processes it and prepares
