@@ -30,6 +30,7 @@ import cv2
 
 import edgeprune
 from targets.frame_sources import SyntheticSource
+from targets.stream import cpu_share
 from targets.ultralytics_exports import build_ultralytics_exports
 from toolchain.core.device import cpu_threads
 from toolchain.core.latency import cpu_name
@@ -69,7 +70,7 @@ def ultralytics_fps(export: str, videos: list[Path], imgsz: int) -> tuple[float,
             except StopIteration:
                 live.remove(stream)
     wall = time.perf_counter() - start
-    busy = (time.process_time() - cpu) / (wall * cpu_threads())
+    busy = cpu_share(time.process_time() - cpu, wall, cpu_threads())
     return (frames - 1) / wall, {**{k: statistics.median(s[k] for s in speeds) for k in speeds[0]}, "cpu_busy": busy}
 
 

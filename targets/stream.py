@@ -38,6 +38,12 @@ from toolchain.core.errors import EdgepruneError, library_reason
 from toolchain.core.dropqueue import DROP_POLICIES, DropQueue
 from toolchain.core.prepost import splice_fit, unsplice_to_frames
 
+
+def cpu_share(cpu_s: float, wall_s: float, cores: int) -> float:
+    """The share of ``cores`` a process kept busy: its CPU seconds over the wall seconds times the cores."""
+    return cpu_s / (wall_s * cores) if wall_s else 0.0
+
+
 def describe_bound(streams: list, wall_s: float, cpu_s: float, work_s: float, cores: int) -> str:
     """What limited a pipelined run's frame rate, in words.
 
@@ -49,7 +55,7 @@ def describe_bound(streams: list, wall_s: float, cpu_s: float, work_s: float, co
     only less work per frame makes it faster.
     """
     frames = sum(s.frames_detected for s in streams) or 1
-    busy = cpu_s / (wall_s * cores) if wall_s else 0.0
+    busy = cpu_share(cpu_s, wall_s, cores)
     used = f"{busy:.0%} of {cores} core(s) busy, {cpu_s * 1000 / frames:.2f} ms of CPU per frame"
     wall = wall_s or float("inf")
     reading = max(range(len(streams)), key=lambda i: streams[i].read_s, default=0)

@@ -25,7 +25,7 @@ from targets.artifacts import read_metadata, resolve_artifact
 from targets.bench import BenchConfig
 from targets.e2e import Detector
 from targets.frame_sources import open_source
-from targets.stream import FrameResult, StreamRunner, StreamStats, describe_bound
+from targets.stream import FrameResult, StreamRunner, StreamStats, cpu_share, describe_bound
 from toolchain.core.dropqueue import DropQueue
 from toolchain.core.errors import EdgepruneError
 from toolchain.core.fileio import atomic_output, staged_folder
@@ -163,7 +163,7 @@ class StreamReport:
     @property
     def cpu_busy(self) -> float:
         """The share of the cores' time the run used: near 1, the cores bound the frame rate, not the pipeline."""
-        return self.cpu_s / (self.wall_s * self.cores) if self.wall_s else 0.0
+        return cpu_share(self.cpu_s, self.wall_s, self.cores)
 
     def bound(self) -> str:
         """What limited the frame rate, in words (:func:`targets.stream.describe_bound`)."""
