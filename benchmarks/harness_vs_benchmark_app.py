@@ -6,7 +6,7 @@ Usage:
 
 Both tools run the same IR with the same settings (device CPU, hint, inference precision,
 number of requests = the plugin's optimum for the hint, which is what benchmark_app uses by
-default) in alternating rounds, in this one process tree. benchmark_app's "Throughput" line
+default, the same input array) in alternating rounds, in this one process tree. benchmark_app's "Throughput" line
 is parsed; the ratio edgeprune / benchmark_app is printed (target: within 5%).
 Without --ir, the committed baseline is exported to a temporary FP32 IR first.
 """
@@ -22,19 +22,22 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from targets.bench import BenchConfig, measure_inference  # noqa: E402
+from targets.bench import BenchConfig, bench_input, measure_inference  # noqa: E402
 from toolchain.pipelines.bench import open_runner  # noqa: E402
 from toolchain.core.latency import cpu_name  # noqa: E402
 
 
-def benchmark_app(xml: Path, hint: str, seconds: float, precision: str, nireq: int) -> tuple[float, str]:
+def benchmark_app(xml: Path, hint: str, seconds: float, precision: str, nireq: int, input_npy: Path
+                  ) -> tuple[float, str]:
     exe = Path(sys.executable).with_name("benchmark_app")
     cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(int(seconds)), "-api", "async",
-           "-infer_precision", precision, "-nireq", str(nireq)]
+           "-infer_precision", precision, "-nireq", str(nireq), "-ip", "f32", "-i", str(input_npy)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     match = re.search(r"Throughput:\s+([\d.]+)\s+FPS", proc.stdout)
     if not match:
@@ -65,10 +68,13 @@ def main() -> None:
     runner = open_runner(xml, cfg)
     nireq = runner.default_requests() if args.hint == "throughput" else 1
     cfg = BenchConfig(hint=args.hint, precision=args.precision, duration=args.seconds, warmup=10, requests=nireq)
+    # the same input for both (benchmark_app's own fill, noise in [0, 255], changes a YOLO IR's run time)
+    input_npy = Path(tempfile.mkdtemp(prefix="vs-bapp-input-")) / "input.npy"
+    np.save(input_npy, bench_input(runner.info.input_shape))
     ours, theirs = [], []
     command = ""
     for _ in range(args.rounds):
-        fps, command = benchmark_app(xml, args.hint, args.seconds, args.precision, nireq)
+        fps, command = benchmark_app(xml, args.hint, args.seconds, args.precision, nireq, input_npy)
         theirs.append(fps)
         result = measure_inference(runner, str(xml), cfg)
         ours.append(result.throughput_fps)

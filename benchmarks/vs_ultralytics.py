@@ -9,7 +9,7 @@ Built in this run: Ultralytics' OpenVINO exports of the unpruned baseline at FP3
 INT8 (its own exporter, calibrated on DATA), and edgeprune's FP32 and INT8 IRs of every recipe
 checkpoint. Measured in this run, in interleaved rounds (every artifact once per round, then
 again): OpenVINO's own benchmark_app as the independent referee (device CPU, batch 1, inference
-only, latency hint with 1 request and throughput hint with the plugin's optimum, the precision
+only, fed a real validation image as the models take it, latency hint with 1 request and throughput hint with the plugin's optimum, the precision
 the plugin picks), and the Ultralytics validator's mAP50-95 on each artifact. Each speed is
 divided by the fastest Ultralytics export under the same hint; the drop is in mAP50-95 points
 against that fastest export's own mAP50-95 (latency hint), by the same validator.
@@ -33,9 +33,36 @@ sys.path.insert(0, str(REPO))
 HINTS = ("latency", "throughput")
 
 
-def benchmark_app(xml: Path, hint: str, seconds: float) -> dict:
+def referee_input(data: str, imgsz: int, folder: Path) -> Path:
+    """The first validation image, letterboxed and scaled to [0, 1] as the models were trained, as a .npy.
+
+    Why not benchmark_app's own fill: it is uniform noise in [0, 255], outside the [0, 1] a YOLO IR
+    takes, and the IR's run time depends on the values. Measured on the 2-core AMX Xeon, Ultralytics'
+    FP32 IR of yolov8n at 416 executed bf16, latency hint, benchmark_app medians: 5.50-5.61 ms on its
+    own fill against 4.40 ms on this image (+25 %); in process, the 0.7-pruned IR 2.94 ms on [0, 255]
+    noise against 2.72 ms on [0, 1] noise (+8 %). The fill made the unpruned base look slower than it
+    runs on images, and every ratio to it larger.
+    """
+    import cv2
+    import numpy as np
+
+    from toolchain.core.prepost import letterbox, to_input
+    from toolchain.models.imagedata import image_files
+
+    image_path = image_files(data, "val")[0]
+    image = cv2.imread(str(image_path))
+    if image is None:
+        raise RuntimeError(f"{image_path}: not an image OpenCV can read")
+    path = folder / "referee-input.npy"
+    np.save(path, to_input([letterbox(image, imgsz)[0]]))
+    return path
+
+
+def benchmark_app(xml: Path, hint: str, seconds: float, input_npy: Path) -> dict:
     exe = Path(sys.executable).with_name("benchmark_app")
-    cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(int(seconds))]
+    cmd = [str(exe), "-m", str(xml), "-d", "CPU", "-hint", hint, "-t", str(int(seconds)),
+           # -ip f32: with -i, benchmark_app would otherwise make the input uint8 (an image) and convert it in the graph
+           "-ip", "f32", "-i", str(input_npy)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     fps = re.search(r"Throughput:\s+([\d.]+)\s+FPS", out)
     precision = re.search(r"INFERENCE_PRECISION_HINT:\s+<Type: '(\w+)'>", out) or re.search(
@@ -91,12 +118,13 @@ def main() -> None:
             rows.append((f"edgeprune {name}, {precision.upper()} IR", res.artifact, False))
             print(f"built {rows[-1][0]}", flush=True)
 
+    input_npy = referee_input(args.data, imgsz, work)
     speeds = {(label, hint): [] for label, _, _ in rows for hint in HINTS}
     executed = {}
     for r in range(args.rounds):
         for label, artifact, _ in rows:
             for hint in HINTS:
-                got = benchmark_app(xml_of(artifact), hint, args.seconds)
+                got = benchmark_app(xml_of(artifact), hint, args.seconds, input_npy)
                 speeds[(label, hint)].append(got["fps"])
                 # benchmark_app reports the float precision hint; an INT8 IR runs its quantized ops in int8
                 executed[label] = ("int8 + " if "INT8" in label else "") + got["precision"]
@@ -110,6 +138,8 @@ def main() -> None:
              f"Ultralytics {ultralytics.__version__} validator on each artifact.", "",
              "| artifact | executed | latency hint FPS | × best export | throughput hint FPS | × best export "
              "| mAP50-95 | drop (pts) |", "|---|---|---|---|---|---|---|---|"]
+    lines[0] += (" Input: the first validation image letterboxed to [0, 1] (benchmark_app -i), not benchmark_app's "
+                 "[0, 255] noise.")
     for label, _, _ in rows:
         lat, thr = median[(label, "latency")], median[(label, "throughput")]
         lines.append(f"| {label} | {executed[label]} | {lat:.1f} | {lat / best['latency'][0]:.2f}× | {thr:.1f} | "

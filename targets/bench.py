@@ -130,13 +130,23 @@ def measure_artifact(target, artifact: str, device: str, seconds: float) -> Benc
     return measure_inference(target.open(Path(artifact), device), str(artifact), cfg)
 
 
+def bench_input(shape) -> np.ndarray:
+    """What the inference-only measurement feeds: seeded noise in [0, 1], the range the models take.
+
+    Not benchmark_app's fill (noise in [0, 255]): a YOLO IR's run time depends on the values, and on
+    the 2-core AMX Xeon Ultralytics' FP32 IR of yolov8n at 416 ran 25 % slower on [0, 255] than on
+    [0, 1] or a real image (benchmarks/vs_ultralytics.py).
+    """
+    return np.random.default_rng(0).random(shape, dtype=np.float32)
+
+
 def measure_inference(runner: Runner, artifact: str, cfg: BenchConfig) -> BenchResult:
     """Inference-only throughput and latency (no pre/post-processing in the timed loop)."""
 
     cfg.validate()
     step(f"measuring {Path(artifact).name}: " + (f"{cfg.iterations} iterations" if cfg.iterations
                                                    else f"{cfg.duration:g} s") + f" after {cfg.warmup} warm-up runs")
-    x = np.random.default_rng(0).random(runner.info.input_shape, dtype=np.float32)
+    x = bench_input(runner.info.input_shape)
     t0 = time.perf_counter()
     runner(x)
     first_ms = (time.perf_counter() - t0) * 1000
