@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from toolchain.models.training import CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train
+from toolchain.models.training import (CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train,
+                                       training_trend)
 
 
 def _feed(watch: Convergence, maps: list[float], epochs: int = 100) -> SimpleNamespace:
@@ -40,6 +41,28 @@ def test_convergence_ignores_the_final_validation_of_best():
     trainer.epoch, trainer.metrics = 3, {"metrics/mAP50-95(B)": 0.9}  # the trainer validates best.pt at epochs+1
     watch._epoch(trainer)
     assert watch.maps == [0.1, 0.2, 0.3]
+
+
+def _results_csv(folder, maps: list[float]):
+    """A results.csv laid out as Ultralytics writes it (padded column names, one row per epoch)."""
+    folder.mkdir()
+    lines = ["                  epoch,         train/box_loss,   metrics/mAP50(B),metrics/mAP50-95(B)"]
+    lines += [f"{i + 1:>20},{1.0:>20},{m + 0.05:>20.5f},{m:>20.5f}" for i, m in enumerate(maps)]
+    (folder / "results.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_trend_of_a_finished_run_says_whether_more_epochs_would_help(tmp_path):
+    """Read from the run's results.csv: the gain over its last 10 epochs (at most half the run) against the criterion."""
+    rising = training_trend(_results_csv(tmp_path / "rising", [0.80 + 0.002 * i for i in range(24)]))
+    assert "gained 2.00 points over the last 10 of 24 epochs" in rising and "still rising" in rising
+    assert "best 0.8460" in rising
+    # a noisy plateau: the best is 15 epochs old, the last 10 add nothing
+    flat = training_trend(_results_csv(tmp_path / "flat", [0.9, 0.93, 0.95] + [0.948, 0.949] * 8 + [0.94] * 5))
+    assert "gained 0.00 points" in flat and "levelled off" in flat
+    short = training_trend(_results_csv(tmp_path / "short", [0.5]))
+    assert short.startswith("1 training epoch(s): too few")
+    assert training_trend(tmp_path / "no-run") is None
 
 
 def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):

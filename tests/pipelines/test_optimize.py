@@ -46,6 +46,8 @@ def test_steps_chain_compare_with_the_best_ultralytics_export_and_resume(baselin
     assert [r["model"] for r in first.table if r["is_base"]] == [fastest["label"]]
     assert {r["model"] for r in first.table if not r["is_reference"]} == {"pruned FP32", "pruned INT8"}
     assert json.loads((out / "optimize.json").read_text())["table"] == first.table
+    # whether more epochs would help, read from the fine-tuning run's own results.csv (1 epoch: it cannot tell)
+    assert "fine-tuning (1 of the 2 --budget-epochs): 1 training epoch(s): too few to tell" in " ".join(first.notes)
 
     # a rerun does no work; an interrupted run resumes at the step it was in
     said.clear()

@@ -9,6 +9,7 @@ override ``get_model`` to train the loaded module object itself, keeping its arc
 from __future__ import annotations
 
 import copy
+import csv
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -275,6 +276,39 @@ def _check_epochs(cfg: TrainConfig) -> None:
 CONVERGED_GAIN = 0.003  # mAP50-95 gained over the window below which a run counts as converged
 
 
+def gain_over(maps: list[float], window: int) -> float | None:
+    """The best mAP50-95 so far minus the best ``window`` epochs ago; None when the run is not longer than that."""
+    if window < 1 or len(maps) <= window:
+        return None
+    return max(maps) - max(maps[:-window])
+
+
+TREND_WINDOW = 10  # epochs (at most half the run) over which a finished run's last gain is read
+
+
+def training_trend(run_dir: str | Path) -> str | None:
+    """Whether a finished run was still gaining when its epochs ran out, in one sentence (None without results.csv).
+
+    Why: fine-tuning a pruned model is where the epoch budget decides the accuracy, and a final table
+    cannot say whether more epochs would help. At 416 the 0.7-pruned yolov8n scored 0.906 after 24
+    fine-tuning epochs (+2.9 points over its last 10) and 0.947 after 60 more.
+    """
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        maps = [float(value) for row in csv.DictReader(f) for key, value in row.items()
+                if key and key.strip() == "metrics/mAP50-95(B)"]
+    window = min(TREND_WINDOW, len(maps) // 2)
+    gain = gain_over(maps, window)
+    if gain is None:
+        return f"{len(maps)} training epoch(s): too few to tell whether more would raise mAP50-95"
+    said = f"mAP50-95 gained {100 * gain:.2f} points over the last {window} of {len(maps)} epochs (best {max(maps):.4f})"
+    if gain < CONVERGED_GAIN:
+        return f"{said}: levelled off (< {100 * CONVERGED_GAIN:.1f}), more epochs alone are unlikely to recover more"
+    return f"{said}: still rising, more epochs should recover more"
+
+
 class Convergence:
     """Stop training once the validator's mAP50-95 has gained less than :data:`CONVERGED_GAIN` over ``window`` epochs.
 
@@ -289,9 +323,7 @@ class Convergence:
         self.converged_at: int | None = None
 
     def gain(self) -> float | None:
-        if len(self.maps) <= self.window:
-            return None
-        return max(self.maps) - max(self.maps[:-self.window])
+        return gain_over(self.maps, self.window)
 
     def attach(self, yolo) -> None:
         yolo.add_callback("on_fit_epoch_end", self._epoch)
@@ -383,4 +415,5 @@ def finetune(checkpoint: str, data: str, out: str | Path, cfg: TrainConfig, teac
         yolo.add_callback("on_train_start", lambda trainer: install(trainer, teacher_model, distill_weight))
     trainer_cls = _keep_architecture_trainer(loaded.task)
     result = run_staged(yolo, out, cfg.resume, trainer=trainer_cls, data=str(data), **recovery_overrides(cfg))
-    return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes)})
+    trend = training_trend(result.run_dir)
+    return TrainResult(**{**asdict(result), "teacher": teacher, "notes": tuple(notes + ([trend] if trend else []))})
