@@ -53,7 +53,7 @@ def _results_csv(folder, maps: list[float]):
 
 
 def test_the_trend_of_a_finished_run_says_whether_more_epochs_would_help(tmp_path):
-    """Read from the run's results.csv: the gain over its last 10 epochs (at most half the run) against the criterion."""
+    """From the run's results.csv: the gain over its last 10 epochs (at most half the run) against the criterion."""
     rising = training_trend(_results_csv(tmp_path / "rising", [0.80 + 0.002 * i for i in range(24)]))
     assert "gained 2.00 points over the last 10 of 24 epochs" in rising and "still rising" in rising
     assert "best 0.8460" in rising

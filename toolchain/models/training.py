@@ -303,7 +303,8 @@ def training_trend(run_dir: str | Path) -> str | None:
     gain = gain_over(maps, window)
     if gain is None:
         return f"{len(maps)} training epoch(s): too few to tell whether more would raise mAP50-95"
-    said = f"mAP50-95 gained {100 * gain:.2f} points over the last {window} of {len(maps)} epochs (best {max(maps):.4f})"
+    said = (f"mAP50-95 gained {100 * gain:.2f} points over the last {window} of {len(maps)} epochs "
+            f"(best {max(maps):.4f})")
     if gain < CONVERGED_GAIN:
         return f"{said}: levelled off (< {100 * CONVERGED_GAIN:.1f}), more epochs alone are unlikely to recover more"
     return f"{said}: still rising, more epochs should recover more"
