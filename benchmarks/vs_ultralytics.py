@@ -10,9 +10,10 @@ INT8 (its own exporter, calibrated on DATA), and edgeprune's FP32 and INT8 IRs o
 checkpoint. Measured in this run, in interleaved rounds (every artifact once per round, then
 again): OpenVINO's own benchmark_app as the independent referee (device CPU, batch 1, inference
 only, fed a real validation image as the models take it, latency hint with 1 request and
-throughput hint with the plugin's optimum, the precision the plugin picks), and the Ultralytics validator's mAP50-95 on each artifact. Each speed is
-divided by the fastest Ultralytics export under the same hint; the drop is in mAP50-95 points
-against that fastest export's own mAP50-95 (latency hint), by the same validator.
+throughput hint with the plugin's optimum, the precision the plugin picks), and the Ultralytics
+validator's mAP50-95 on each artifact. Each speed is divided by the fastest Ultralytics export
+under the same hint; the drop is in mAP50-95 points against that fastest export's own mAP50-95
+(latency hint), by the same validator.
 """
 
 from __future__ import annotations
