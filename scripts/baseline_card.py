@@ -11,7 +11,6 @@ epochs it trained and what it gained over the last 20: whether a claim's baselin
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
@@ -38,13 +37,11 @@ def _darknet_scores(best: str, data: str, imgsz: int):
 
 def _training(best: str) -> dict | None:
     """Epochs trained and the mAP50-95 gained over the last 20 (train --converge's criterion), from results.csv."""
-    from toolchain.models.training import CONVERGED_GAIN, gain_over
+    from toolchain.models.training import CONVERGED_GAIN, epoch_maps, gain_over
 
-    results = Path(best).parents[1] / "results.csv"
-    if not results.exists():
+    maps = epoch_maps(Path(best).parents[1])
+    if maps is None:
         return None
-    with results.open() as f:
-        maps = [float(row["metrics/mAP50-95(B)"]) for row in csv.DictReader(f, skipinitialspace=True)]
     gain = gain_over(maps, 20)
     return {"epochs": len(maps), "best_map50_95": max(maps), "gain_last_20_epochs": gain,
             "converged": gain is not None and gain < CONVERGED_GAIN}

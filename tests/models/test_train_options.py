@@ -63,6 +63,10 @@ def test_the_trend_of_a_finished_run_says_whether_more_epochs_would_help(tmp_pat
     short = training_trend(_results_csv(tmp_path / "short", [0.5]))
     assert short.startswith("1 training epoch(s): too few")
     assert training_trend(tmp_path / "no-run") is None
+    unscored = tmp_path / "unscored"  # label-free distillation without --data: no mAP column
+    unscored.mkdir()
+    (unscored / "results.csv").write_text("epoch,train/kd_loss\n1,0.5\n2,0.4\n")
+    assert training_trend(unscored) is None
 
 
 def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):

@@ -283,6 +283,18 @@ def gain_over(maps: list[float], window: int) -> float | None:
     return max(maps) - max(maps[:-window])
 
 
+def epoch_maps(run_dir: str | Path) -> list[float] | None:
+    """The validator's mAP50-95 after each epoch, from the run's results.csv (None when nothing scored the run)."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = csv.DictReader(f, skipinitialspace=True)
+        if "metrics/mAP50-95(B)" not in (rows.fieldnames or []):
+            return None  # e.g. label-free distillation without --data
+        return [float(row["metrics/mAP50-95(B)"]) for row in rows]
+
+
 TREND_WINDOW = 10  # epochs (at most half the run) over which a finished run's last gain is read
 
 
@@ -293,12 +305,9 @@ def training_trend(run_dir: str | Path) -> str | None:
     cannot say whether more epochs would help. At 416 the 0.7-pruned yolov8n scored 0.906 after 24
     fine-tuning epochs (+2.9 points over its last 10) and 0.947 after 60 more.
     """
-    path = Path(run_dir) / "results.csv"
-    if not path.is_file():
+    maps = epoch_maps(run_dir)
+    if maps is None:
         return None
-    with open(path, newline="") as f:
-        maps = [float(value) for row in csv.DictReader(f) for key, value in row.items()
-                if key and key.strip() == "metrics/mAP50-95(B)"]
     window = min(TREND_WINDOW, len(maps) // 2)
     gain = gain_over(maps, window)
     if gain is None:

@@ -36,7 +36,7 @@ from toolchain.models.loading import check_model_fits_data, load_model
 from toolchain.models.prune_job import prune_file
 from toolchain.models.pruning import PruneConfig
 from toolchain.models.sparsity import SparsityConfig, sparsify
-from toolchain.models.training import TrainConfig, finetune, training_trend
+from toolchain.models.training import TrainConfig, finetune
 from toolchain.models.validator import evaluate
 from toolchain.pipelines.bench import compare_with_ultralytics
 from toolchain.pipelines.deploy import deploy
@@ -245,9 +245,9 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
     result.table = comparison_table(steps.done, base["map50_95"])
     result.notes = ([f"--speedup {cfg.speedup:g}: {SearchResult.from_json(search).describe()}"] if search else []) \
         + list(sparse.get("notes", []))
-    trend = training_trend(tuned["run_dir"])
-    if trend:
-        result.notes.append(f"fine-tuning ({finetune_epochs} of the {cfg.budget_epochs} --budget-epochs): {trend}")
+    # finetune's own notes: its teacher, and whether it was still rising when the budget ran out
+    result.notes += [f"fine-tuning ({finetune_epochs} of the {cfg.budget_epochs} --budget-epochs): {note}"
+                     for note in tuned.get("notes", [])]
     with atomic_output(out / "optimize.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
