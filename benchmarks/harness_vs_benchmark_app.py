@@ -69,7 +69,8 @@ def main() -> None:
     nireq = runner.default_requests() if args.hint == "throughput" else 1
     cfg = BenchConfig(hint=args.hint, precision=args.precision, duration=args.seconds, warmup=10, requests=nireq)
     # the same input for both (benchmark_app's own fill, noise in [0, 255], changes a YOLO IR's run time)
-    input_npy = Path(tempfile.mkdtemp(prefix="vs-bapp-input-")) / "input.npy"
+    scratch = tempfile.TemporaryDirectory(prefix="vs-bapp-input-")  # removed at exit
+    input_npy = Path(scratch.name) / "input.npy"
     np.save(input_npy, bench_input(runner.info.input_shape))
     ours, theirs = [], []
     command = ""
