@@ -43,6 +43,32 @@ def test_convergence_ignores_the_final_validation_of_best():
     assert watch.maps == [0.1, 0.2, 0.3]
 
 
+def test_a_continued_run_counts_its_checkpoint_as_epoch_0():
+    """A restarted learning rate first costs points: the dip must not be called converged at a best below the start."""
+    dip = [0.948] + [0.93, 0.92, 0.935, 0.94] * 6  # never back to the 0.957 it started from
+    watch = Convergence(20, start=0.957)
+    assert _feed(watch, dip).stop and watch.converged_at == 20
+    assert "no epoch beat the checkpoint it continued (0.9570, counted as epoch 0)" in watch.note()
+    unaware = Convergence(20)  # without the start the same run stops a epoch later, "converged" at its dip
+    assert _feed(unaware, dip).stop and "best 0.9480" in unaware.note() and "0.957" not in unaware.note()
+
+    recovering = [0.93 + 0.002 * i for i in range(30)]  # above its 0.957 from epoch 15 on, still rising
+    watch = Convergence(20, start=0.957)
+    assert not _feed(watch, recovering).stop
+    assert "NOT converged after 30 epochs" in watch.note() and "(the checkpoint it continued: 0.9570" in watch.note()
+
+
+@pytest.mark.slow
+def test_train_to_convergence_scores_the_checkpoint_it_continues(baseline_pt, small_data, tmp_path):
+    from toolchain.models.validator import evaluate
+
+    cfg = TrainConfig(epochs=2, imgsz=128, workers=0)
+    start = evaluate(str(baseline_pt), str(small_data), imgsz=128, batch=cfg.batch).map50_95
+    assert start > 0.05  # a trained checkpoint: a start worth keeping
+    result = train(str(small_data), str(baseline_pt), tmp_path / "continued", cfg, converge=1)
+    assert f"{start:.4f}" in result.notes[-1] and "counted as epoch 0" in result.notes[-1]
+
+
 def _results_csv(folder, maps: list[float]):
     """A results.csv laid out as Ultralytics writes it (padded column names, one row per epoch)."""
     folder.mkdir()

@@ -22,6 +22,7 @@ from toolchain.core.fileio import atomic_output, staged_folder
 from toolchain.models.datasets import prepare_dataset
 from toolchain.models.distill import install, load_teacher, recorded_teacher
 from toolchain.models.loading import check_model_fits_data, check_stride, load_model, read_data_yaml
+from toolchain.models.validator import evaluate
 
 
 class _KeepArchitecture:
@@ -325,15 +326,20 @@ class Convergence:
     Why: an accuracy claim against a baseline that was still improving measures extra training,
     not pruning. The gain compares the best mAP50-95 so far with the best ``window`` epochs ago,
     so one noisy epoch neither stops a run nor keeps it going. ``epochs`` stays the cap.
+
+    ``start`` is the mAP50-95 of the checkpoint the run continues, counted as its epoch 0. Without it a
+    continued run whose restarted learning rate first costs a few points would compare its dip with
+    its own first epoch and be called converged at a best below where it started.
     """
 
-    def __init__(self, window: int):
+    def __init__(self, window: int, start: float | None = None):
         self.window = window
+        self.start = start
         self.maps: list[float] = []
         self.converged_at: int | None = None
 
     def gain(self) -> float | None:
-        return gain_over(self.maps, self.window)
+        return gain_over(([] if self.start is None else [self.start]) + self.maps, self.window)
 
     def attach(self, yolo) -> None:
         yolo.add_callback("on_fit_epoch_end", self._epoch)
@@ -350,11 +356,18 @@ class Convergence:
     def note(self) -> str:
         gain = self.gain()
         if self.converged_at is not None:
-            return (f"converged at epoch {self.converged_at}: mAP50-95 gained {100 * gain:.2f} points over the last "
+            note = (f"converged at epoch {self.converged_at}: mAP50-95 gained {100 * gain:.2f} points over the last "
                     f"{self.window} epochs (< {100 * CONVERGED_GAIN:.1f}), best {max(self.maps):.4f}")
-        shown = "n/a" if gain is None else f"{100 * gain:.2f} points"
-        return (f"NOT converged after {len(self.maps)} epochs: mAP50-95 gained {shown} over the last {self.window} "
-                f"epochs (the criterion is < {100 * CONVERGED_GAIN:.1f}); raise --epochs")
+        else:
+            shown = "n/a" if gain is None else f"{100 * gain:.2f} points"
+            note = (f"NOT converged after {len(self.maps)} epochs: mAP50-95 gained {shown} over the last {self.window} "
+                    f"epochs (the criterion is < {100 * CONVERGED_GAIN:.1f}); raise --epochs")
+        if self.start is None:
+            return note
+        if self.maps and max(self.maps) < self.start:
+            return (f"{note}; no epoch beat the checkpoint it continued ({self.start:.4f}, counted as epoch 0): "
+                    "that checkpoint, not this run's best.pt, is the better model")
+        return f"{note} (the checkpoint it continued: {self.start:.4f}, counted as epoch 0)"
 
 
 def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: int = 0,
@@ -362,7 +375,8 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     """Train ``model`` (a yaml such as ``yolov8n.yaml``, or a checkpoint) on ``data``.
 
     With ``converge`` = N > 0 training stops early once mAP50-95 gained less than 0.3 points over N
-    epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not.
+    epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not. A
+    checkpoint is validated first: its score is the run's epoch 0 (see :class:`Convergence`).
     With ``scratch`` a checkpoint's own architecture (a pruned one too) is trained from fresh weights.
     """
 
@@ -386,7 +400,10 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
         raise EdgepruneError(f"model {model} is neither a file nor an Ultralytics model yaml") from None
     if not converge:
         return run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
-    watch = Convergence(converge)
+    # a checkpoint's own score is the run's epoch 0 (from scratch there is none to keep)
+    start = None if scratch or not str(model).endswith(".pt") else evaluate(
+        model, data, imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device).map50_95
+    watch = Convergence(converge, start)
     watch.attach(yolo)
     result = run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     return replace(result, epochs=len(watch.maps), notes=(*result.notes, watch.note()))
