@@ -62,7 +62,7 @@ def test_a_continued_run_counts_its_checkpoint_as_epoch_0():
 def test_train_to_convergence_scores_the_checkpoint_it_continues(baseline_pt, small_data, tmp_path):
     from toolchain.models.validator import evaluate
 
-    cfg = TrainConfig(epochs=2, imgsz=128, workers=0)
+    cfg = TrainConfig(epochs=1, imgsz=128, workers=0)
     start = evaluate(str(baseline_pt), str(small_data), imgsz=128, batch=cfg.batch).map50_95
     assert start > 0.05  # a trained checkpoint: a start worth keeping
     result = train(str(small_data), str(baseline_pt), tmp_path / "continued", cfg, converge=1)
