@@ -49,7 +49,7 @@ def test_a_continued_run_counts_its_checkpoint_as_epoch_0():
     watch = Convergence(20, start=0.957)
     assert _feed(watch, dip).stop and watch.converged_at == 20
     assert "no epoch beat the checkpoint it continued (0.9570, counted as epoch 0)" in watch.note()
-    unaware = Convergence(20)  # without the start the same run stops a epoch later, "converged" at its dip
+    unaware = Convergence(20)  # without the start the same run stops one epoch later, "converged" at its dip
     assert _feed(unaware, dip).stop and "best 0.9480" in unaware.note() and "0.957" not in unaware.note()
 
     recovering = [0.93 + 0.002 * i for i in range(30)]  # above its 0.957 from epoch 15 on, still rising

@@ -385,7 +385,8 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
         raise EdgepruneError(f"--converge must be a number of epochs, got {converge}")
     read_data_yaml(data)  # fail early, with our message, on a bad data file
     extra = {}
-    if str(model).endswith(".pt"):
+    checkpoint = str(model).endswith(".pt")
+    if checkpoint:
         loaded = load_model(model)
         check_model_fits_data(loaded, data)
         if scratch:
@@ -401,7 +402,7 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     if not converge:
         return run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     # a checkpoint's own score is the run's epoch 0 (from scratch there is none to keep)
-    start = None if scratch or not str(model).endswith(".pt") else evaluate(
+    start = None if scratch or not checkpoint else evaluate(
         model, data, imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device).map50_95
     watch = Convergence(converge, start)
     watch.attach(yolo)
