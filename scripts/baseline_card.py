@@ -5,8 +5,9 @@ Usage (see `make baseline`, `make baseline-640`, `make darknet-baseline`):
     python scripts/baseline_card.py BEST.weights DATA.yaml OUT.weights [IMGSZ [RECIPE_LINE ...]]
 (a Darknet run's BEST.weights is scored with the BEST.cfg beside it, by edgeprune's pipeline).
 The card (OUT.json) records how the model was made and what it scores, so tests can check
-the committed file against a regenerated data set, and (from the run's results.csv) how many
-epochs it trained and what it gained over the last 20: whether a claim's baseline was converged.
+the committed file against a regenerated data set, and (from the run's results.csv and, for a run
+that continued a checkpoint, the start its convergence.json counted as epoch 0) how many epochs it
+trained and what it gained over the last 20: whether a claim's baseline was converged.
 """
 
 from __future__ import annotations
@@ -36,15 +37,14 @@ def _darknet_scores(best: str, data: str, imgsz: int):
 
 
 def _training(best: str) -> dict | None:
-    """Epochs trained and the mAP50-95 gained over the last 20 (train --converge's criterion), from results.csv."""
-    from toolchain.models.training import CONVERGED_GAIN, epoch_maps, gain_over
+    """Epochs trained and the mAP50-95 gained over the last 20, by train --converge's criterion (start = epoch 0)."""
+    from toolchain.models.training import run_convergence
 
-    maps = epoch_maps(Path(best).parents[1])
-    if maps is None:
+    run = run_convergence(Path(best).parents[1], 20)
+    if run is None:
         return None
-    gain = gain_over(maps, 20)
-    return {"epochs": len(maps), "best_map50_95": max(maps), "gain_last_20_epochs": gain,
-            "converged": gain is not None and gain < CONVERGED_GAIN}
+    return {"epochs": run["epochs"], "start_map50_95": run["start"], "best_map50_95": run["best"],
+            "gain_last_20_epochs": run["gain"], "converged": run["converged"]}
 
 
 def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from toolchain.models.training import (CONVERGED_GAIN, Convergence, TrainConfig, reinitialise, train,
-                                       training_trend)
+from toolchain.models.training import (CONVERGED_GAIN, CONVERGENCE_FILE, Convergence, TrainConfig, reinitialise,
+                                       run_convergence, train, training_trend)
 
 
 def _feed(watch: Convergence, maps: list[float], epochs: int = 100) -> SimpleNamespace:
@@ -67,6 +68,9 @@ def test_train_to_convergence_scores_the_checkpoint_it_continues(baseline_pt, sm
     assert start > 0.05  # a trained checkpoint: a start worth keeping
     result = train(str(small_data), str(baseline_pt), tmp_path / "continued", cfg, converge=1)
     assert f"{start:.4f}" in result.notes[-1] and "counted as epoch 0" in result.notes[-1]
+    kept = json.loads((tmp_path / "continued" / CONVERGENCE_FILE).read_text())  # the run's folder keeps its start
+    assert kept["start_map50_95"] == pytest.approx(start) and kept["window"] == 1
+    assert run_convergence(tmp_path / "continued", 1)["start"] == pytest.approx(start)
 
 
 def _results_csv(folder, maps: list[float]):
@@ -93,6 +97,25 @@ def test_the_trend_of_a_finished_run_says_whether_more_epochs_would_help(tmp_pat
     unscored.mkdir()
     (unscored / "results.csv").write_text("epoch,train/kd_loss\n1,0.5\n2,0.4\n")
     assert training_trend(unscored) is None
+
+
+def test_a_finished_run_is_judged_with_the_start_its_watch_kept(tmp_path):
+    """A card read from a run folder later (scripts/baseline_card.py) counts the continued checkpoint as epoch 0."""
+    dip = [0.948] + [0.93, 0.92, 0.935, 0.94] * 5  # 21 epochs, never back to its 0.957 start
+    run = _results_csv(tmp_path / "continued", dip)
+    alone = run_convergence(run, 20)  # results.csv alone: the dip looks like a run that gained nothing
+    assert alone["start"] is None and alone["converged"] and alone["best"] == 0.948
+    watch = Convergence(20, start=0.957)
+    _feed(watch, dip)
+    watch.save(run)
+    judged = run_convergence(run, 20)
+    assert judged["start"] == 0.957 and judged["converged"] and judged["gain"] == 0.0
+    assert "no epoch beat the checkpoint" in json.loads((run / CONVERGENCE_FILE).read_text())["note"]
+    rising = _results_csv(tmp_path / "rising", [0.93 + 0.002 * i for i in range(21)])
+    assert run_convergence(rising, 20)["gain"] == pytest.approx(0.97 - 0.93)  # vs the best of epoch 1
+    Convergence(20, start=0.96).save(rising)
+    assert run_convergence(rising, 20)["gain"] == pytest.approx(0.97 - 0.96)  # vs the best of epochs 0..1
+    assert run_convergence(tmp_path / "never-ran", 20) is None
 
 
 def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -275,6 +276,7 @@ def _check_epochs(cfg: TrainConfig) -> None:
 
 
 CONVERGED_GAIN = 0.003  # mAP50-95 gained over the window below which a run counts as converged
+CONVERGENCE_FILE = "convergence.json"  # what a --converge run counted, beside its results.csv
 
 
 def gain_over(maps: list[float], window: int) -> float | None:
@@ -369,6 +371,33 @@ class Convergence:
                     "that checkpoint, not this run's best.pt, is the better model")
         return f"{note} (the checkpoint it continued: {self.start:.4f}, counted as epoch 0)"
 
+    def save(self, run_dir: str | Path) -> None:
+        """Write the watch into the run's folder (:data:`CONVERGENCE_FILE`): the start it counted stays with the run.
+
+        Why: results.csv has no row for the checkpoint a run continued; a card read from the folder
+        later (``scripts/baseline_card.py``) must judge convergence as this run did.
+        """
+        record = {"window": self.window, "criterion": CONVERGED_GAIN, "start_map50_95": self.start,
+                  "converged_at": self.converged_at, "note": self.note()}
+        with atomic_output(Path(run_dir) / CONVERGENCE_FILE) as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def run_convergence(run_dir: str | Path, window: int) -> dict | None:
+    """Epochs, best and gain over ``window`` epochs of a finished run, by :class:`Convergence`'s criterion.
+
+    The start a ``--converge`` run counted as epoch 0 comes from its :data:`CONVERGENCE_FILE`;
+    None when nothing scored the run.
+    """
+    maps = epoch_maps(run_dir)
+    if maps is None:
+        return None
+    record = Path(run_dir) / CONVERGENCE_FILE
+    start = json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None
+    gain = gain_over(([] if start is None else [start]) + maps, window)
+    return {"epochs": len(maps), "start": start, "best": max(maps), "gain": gain,
+            "converged": gain is not None and gain < CONVERGED_GAIN}
+
 
 def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: int = 0,
           scratch: bool = False) -> TrainResult:
@@ -407,6 +436,7 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     watch = Convergence(converge, start)
     watch.attach(yolo)
     result = run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
+    watch.save(result.run_dir)
     return replace(result, epochs=len(watch.maps), notes=(*result.notes, watch.note()))
 
 
