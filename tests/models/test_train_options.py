@@ -44,6 +44,21 @@ def test_convergence_ignores_the_final_validation_of_best():
     assert watch.maps == [0.1, 0.2, 0.3]
 
 
+def test_a_resumed_run_keeps_counting_the_epochs_before_it(tmp_path):
+    """--resume starts a new watch at the killed run's next epoch: its earlier epochs come from results.csv."""
+    plateau = [0.80 + 0.01 * i for i in range(10)] + [0.89] * 12  # converges 5 epochs after epoch 10
+    whole = Convergence(5)
+    _feed(whole, plateau)
+    run = _results_csv(tmp_path / "run", plateau[:8])  # killed after epoch 8
+    resumed, trainer = Convergence(5), SimpleNamespace(epochs=100, stop=False, save_dir=run)
+    for epoch in range(8, len(plateau)):
+        trainer.epoch, trainer.metrics = epoch, {"metrics/mAP50-95(B)": plateau[epoch]}
+        resumed._epoch(trainer)
+        if trainer.stop:
+            break
+    assert resumed.maps == pytest.approx(whole.maps) and resumed.converged_at == whole.converged_at == 15
+
+
 def test_a_continued_run_counts_its_checkpoint_as_epoch_0():
     """A restarted learning rate first costs points: the dip must not be called converged at a best below the start."""
     dip = [0.948] + [0.93, 0.92, 0.935, 0.94] * 6  # never back to the 0.957 it started from

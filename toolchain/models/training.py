@@ -349,6 +349,8 @@ class Convergence:
     def _epoch(self, trainer) -> None:
         if self.converged_at is not None or trainer.epoch + 1 <= len(self.maps) or trainer.epoch + 1 > trainer.epochs:
             return  # the trainer's final validation of best.pt, not an epoch
+        if trainer.epoch > len(self.maps):  # a resumed run: the epochs before it are in its results.csv
+            self.maps = (epoch_maps(trainer.save_dir) or [])[:trainer.epoch]
         self.maps.append(float((trainer.metrics or {}).get("metrics/mAP50-95(B)", 0.0)))
         gain = self.gain()
         if gain is not None and gain < CONVERGED_GAIN and self.converged_at is None:
