@@ -131,6 +131,7 @@ def test_a_finished_run_is_judged_with_the_start_its_watch_kept(tmp_path):
     Convergence(20, start=0.96).save(rising)
     assert run_convergence(rising, 20)["gain"] == pytest.approx(0.97 - 0.96)  # vs the best of epochs 0..1
     assert run_convergence(tmp_path / "never-ran", 20) is None
+    assert run_convergence(_results_csv(tmp_path / "killed-in-epoch-1", []), 20) is None  # a header, no epoch
 
 
 def test_reinitialise_gives_fresh_weights_in_the_same_architecture(pruned50):

@@ -389,10 +389,10 @@ def run_convergence(run_dir: str | Path, window: int) -> dict | None:
     """Epochs, best and gain over ``window`` epochs of a finished run, by :class:`Convergence`'s criterion.
 
     The start a ``--converge`` run counted as epoch 0 comes from its :data:`CONVERGENCE_FILE`;
-    None when nothing scored the run.
+    None when nothing scored the run (no results.csv, no mAP column, no epoch).
     """
     maps = epoch_maps(run_dir)
-    if maps is None:
+    if not maps:
         return None
     record = Path(run_dir) / CONVERGENCE_FILE
     start = json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None
