@@ -395,9 +395,10 @@ def run_convergence(run_dir: str | Path, window: int) -> dict | None:
     if not maps:
         return None
     record = Path(run_dir) / CONVERGENCE_FILE
-    start = json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None
-    gain = gain_over(([] if start is None else [start]) + maps, window)
-    return {"epochs": len(maps), "start": start, "best": max(maps), "gain": gain,
+    watch = Convergence(window, json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None)
+    watch.maps = maps
+    gain = watch.gain()
+    return {"epochs": len(maps), "start": watch.start, "best": max(maps), "gain": gain,
             "converged": gain is not None and gain < CONVERGED_GAIN}
 
 
