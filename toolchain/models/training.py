@@ -343,6 +343,11 @@ class Convergence:
     def gain(self) -> float | None:
         return gain_over(([] if self.start is None else [self.start]) + self.maps, self.window)
 
+    def converged(self) -> bool:
+        """Whether the epochs seen so far meet the criterion (the one place it is spelled)."""
+        gain = self.gain()
+        return gain is not None and gain < CONVERGED_GAIN
+
     def attach(self, yolo) -> None:
         yolo.add_callback("on_fit_epoch_end", self._epoch)
 
@@ -352,8 +357,7 @@ class Convergence:
         if trainer.epoch > len(self.maps):  # a resumed run: the epochs before it are in its results.csv
             self.maps = (epoch_maps(trainer.save_dir) or [])[:trainer.epoch]
         self.maps.append(float((trainer.metrics or {}).get("metrics/mAP50-95(B)", 0.0)))
-        gain = self.gain()
-        if gain is not None and gain < CONVERGED_GAIN and self.converged_at is None:
+        if self.converged():
             self.converged_at = len(self.maps)
             trainer.stop = True
 
@@ -397,9 +401,8 @@ def run_convergence(run_dir: str | Path, window: int) -> dict | None:
     record = Path(run_dir) / CONVERGENCE_FILE
     watch = Convergence(window, json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None)
     watch.maps = maps
-    gain = watch.gain()
-    return {"epochs": len(maps), "start": watch.start, "best": max(maps), "gain": gain,
-            "converged": gain is not None and gain < CONVERGED_GAIN}
+    return {"epochs": len(maps), "start": watch.start, "best": max(maps), "gain": watch.gain(),
+            "converged": watch.converged()}
 
 
 def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: int = 0,
