@@ -51,6 +51,12 @@ def synth_data_416() -> Path:
 
 
 @pytest.fixture(scope="session")
+def synth_data_640() -> Path:
+    """The same set drawn at 640 px (`make baseline-640-converged`'s data), the resolution most users run."""
+    return _cached_dataset("synth-640", imgsz=640)
+
+
+@pytest.fixture(scope="session")
 def baseline_pt() -> Path:
     """The committed yolov8n trained on :func:`synth_data`."""
     assert BASELINE.exists(), f"{BASELINE} is missing; run `make baseline` to reproduce it"
