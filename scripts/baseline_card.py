@@ -53,9 +53,9 @@ def _training(run_dir: Path) -> dict | None:
             "gain_last_20_epochs": run["gain"], "converged": run["converged"]}
 
 
-def _continued(best: str, continuation: Path) -> tuple[str, dict]:
-    """The model to install and the card's training entry when ``continuation`` continued ``best``'s run."""
-    first, then = _training(Path(best).parents[1]), _training(continuation)
+def _continued(best: str, first: dict | None, continuation: Path) -> tuple[str, dict]:
+    """The model to install and the card's training entry when ``continuation`` continued ``best``'s run (``first``)."""
+    then = _training(continuation)
     if then is None or then["start_map50_95"] is None:
         raise SystemExit(f"{continuation} is no `train --converge` run that continued a checkpoint")
     beaten = then["best_map50_95"] > then["start_map50_95"]
@@ -69,7 +69,7 @@ def main(best: str, data: str, out: str, imgsz: str = "256", *recipe: str, conti
     darknet = best.endswith(".weights")
     training = None if darknet else _training(Path(best).parents[1])
     if continued_by:
-        best, training = _continued(best, Path(continued_by))
+        best, training = _continued(best, training, Path(continued_by))
     result = _darknet_scores(best, data, int(imgsz)) if darknet else evaluate(best, data, imgsz=int(imgsz))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best, out)
