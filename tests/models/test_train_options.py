@@ -74,6 +74,30 @@ def test_a_continued_run_counts_its_checkpoint_as_epoch_0():
     assert "NOT converged after 30 epochs" in watch.note() and "(the checkpoint it continued: 0.9570" in watch.note()
 
 
+def test_the_start_is_measured_once_per_run_and_kept_for_a_resume(tmp_path):
+    """The checkpoint is validated when the run starts; a --resume of that run reads the start from its folder."""
+    measured = []
+
+    def measure():
+        measured.append(0.957)
+        return 0.957
+
+    run = tmp_path / "stage"
+    run.mkdir()
+    first = Convergence(20, measure_start=measure)
+    first._begin(SimpleNamespace(save_dir=run))
+    assert measured == [0.957] and first.start == 0.957
+    assert json.loads((run / CONVERGENCE_FILE).read_text())["start_map50_95"] == 0.957  # before any epoch
+    resumed = Convergence(20, measure_start=measure)  # a new process: the killed run's watch is gone
+    resumed._begin(SimpleNamespace(save_dir=run))
+    assert measured == [0.957] and resumed.start == 0.957
+    fresh = tmp_path / "other"
+    fresh.mkdir()
+    scratch = Convergence(20)  # nothing to measure: no start, still recorded
+    scratch._begin(SimpleNamespace(save_dir=fresh))
+    assert scratch.start is None and json.loads((fresh / CONVERGENCE_FILE).read_text())["start_map50_95"] is None
+
+
 @pytest.mark.slow
 def test_train_to_convergence_scores_the_checkpoint_it_continues(baseline_pt, small_data, tmp_path):
     from toolchain.models.validator import evaluate

@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -331,14 +332,17 @@ class Convergence:
 
     ``start`` is the mAP50-95 of the checkpoint the run continues, counted as its epoch 0. Without it a
     continued run whose restarted learning rate first costs a few points would compare its dip with
-    its own first epoch and be called converged at a best below where it started.
+    its own first epoch and be called converged at a best below where it started. ``measure_start``
+    gives it when training starts instead, once per run: the start is written into the run folder
+    then, and a ``--resume``d run reads it from there rather than validating the checkpoint again.
     """
 
-    def __init__(self, window: int, start: float | None = None):
+    def __init__(self, window: int, start: float | None = None, measure_start: Callable[[], float] | None = None):
         self.window = window
         self.start = start
         self.maps: list[float] = []
         self.converged_at: int | None = None
+        self._measure_start = measure_start
 
     def gain(self) -> float | None:
         return gain_over(([] if self.start is None else [self.start]) + self.maps, self.window)
@@ -349,7 +353,16 @@ class Convergence:
         return gain is not None and gain < CONVERGED_GAIN
 
     def attach(self, yolo) -> None:
+        yolo.add_callback("on_pretrain_routine_start", self._begin)
         yolo.add_callback("on_fit_epoch_end", self._epoch)
+
+    def _begin(self, trainer) -> None:
+        record = Path(trainer.save_dir) / CONVERGENCE_FILE
+        if record.is_file():  # a resumed run: its first part measured the start
+            self.start = json.loads(record.read_text()).get("start_map50_95")
+        elif self._measure_start is not None:
+            self.start = self._measure_start()
+        self.save(trainer.save_dir)  # before the first epoch, so that a killed run keeps it
 
     def _epoch(self, trainer) -> None:
         if self.converged_at is not None or trainer.epoch + 1 <= len(self.maps) or trainer.epoch + 1 > trainer.epochs:
@@ -411,7 +424,8 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
 
     With ``converge`` = N > 0 training stops early once mAP50-95 gained less than 0.3 points over N
     epochs (``cfg.epochs`` is the cap); the result's notes say at which epoch, or that it did not. A
-    checkpoint is validated first: its score is the run's epoch 0 (see :class:`Convergence`).
+    checkpoint is validated as training starts, once per run (a resumed run reads the score its first part
+    saved): its score is the run's epoch 0 (see :class:`Convergence`).
     With ``scratch`` a checkpoint's own architecture (a pruned one too) is trained from fresh weights.
     """
 
@@ -437,9 +451,9 @@ def train(data: str, model: str, out: str | Path, cfg: TrainConfig, converge: in
     if not converge:
         return run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     # a checkpoint's own score is the run's epoch 0 (from scratch there is none to keep)
-    start = None if scratch or not checkpoint else evaluate(
-        model, data, imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device).map50_95
-    watch = Convergence(converge, start)
+    measure = None if scratch or not checkpoint else (
+        lambda: evaluate(model, data, imgsz=cfg.imgsz, batch=cfg.batch, device=cfg.device).map50_95)
+    watch = Convergence(converge, measure_start=measure)
     watch.attach(yolo)
     result = run_staged(yolo, out, cfg.resume, data=str(data), **extra, **cfg.overrides())
     watch.save(result.run_dir)
