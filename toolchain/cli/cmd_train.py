@@ -129,7 +129,7 @@ def _split_source(source: str, data: str | None, model: str | None) -> tuple[str
 @click.option("--converge", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop once mAP50-95 gained less than 0.3 points over N epochs (--epochs is then the cap); "
                    "the result says at which epoch, or that it did not converge. A checkpoint as --model is "
-                   "validated first and counts as epoch 0.")
+                   "validated as training starts and counts as epoch 0 (--resume reuses that score).")
 @click.option("--from-scratch", is_flag=True,
               help="With a checkpoint as --model: train its architecture (a pruned one too) from fresh weights.")
 @_train_options
