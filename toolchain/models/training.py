@@ -376,7 +376,9 @@ class Convergence:
 
     def note(self) -> str:
         gain = self.gain()
-        if self.converged_at is not None:
+        if not self.maps:  # the record written as training starts
+            note = f"no epoch finished yet (stops at < {100 * CONVERGED_GAIN:.1f} points over {self.window} epochs)"
+        elif self.converged_at is not None:
             note = (f"converged at epoch {self.converged_at}: mAP50-95 gained {100 * gain:.2f} points over the last "
                     f"{self.window} epochs (< {100 * CONVERGED_GAIN:.1f}), best {max(self.maps):.4f}")
         else:
