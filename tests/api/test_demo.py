@@ -13,14 +13,25 @@ import edgeprune
 from edgeprune import demo as demo_module
 
 
-@pytest.mark.parametrize("budget, fast", [(None, False), (None, True), (95, False)])
-def test_demo_optimizes_the_baseline_and_splices_the_int8_ir(monkeypatch, tmp_path, budget, fast):
+def _compared(fp32: float, int8: float) -> dict:
+    """optimize's compare step as it records it: Ultralytics' base, then the deployed IRs, ratio to the base."""
+    return {"rows": [{"artifact": "u/fp16", "is_reference": True, "mode": "inference", "ratio_to_base": 1.0},
+                     {"artifact": "a/fp32", "is_reference": False, "mode": "inference", "ratio_to_base": fp32},
+                     {"artifact": "a/int8", "is_reference": False, "mode": "inference", "ratio_to_base": int8}]}
+
+
+@pytest.mark.parametrize("budget, fast, compare, spliced", [
+    (None, False, _compared(1.8, 1.3), "a/fp32"),  # an AMX Xeon: the FP32 IR, run in bf16, is the faster
+    (None, True, _compared(2.1, 2.3), "a/int8"),  # an AVX-512 EPYC: INT8
+    (95, False, None, "a/int8"),  # no comparison: the INT8 IR
+])
+def test_demo_optimizes_the_baseline_and_splices_the_faster_ir(monkeypatch, tmp_path, budget, fast, compare, spliced):
     calls = {}
 
     def fake_optimize(model, data, out, **options):
         calls["optimize"] = (model, data, out, options)
         deploy = {"artifacts": [{"precision": "fp32", "artifact": "a/fp32"}, {"precision": "int8", "artifact": "a/int8"}]}
-        return SimpleNamespace(steps={"deploy": deploy}, table=[], to_json=lambda: {})
+        return SimpleNamespace(steps={"deploy": deploy, "compare": compare}, table=[], to_json=lambda: {})
 
     def fake_bench(artifact, **options):
         calls["bench"] = (artifact, options)
@@ -30,7 +41,7 @@ def test_demo_optimizes_the_baseline_and_splices_the_int8_ir(monkeypatch, tmp_pa
     monkeypatch.setattr(edgeprune, "bench", fake_bench)
     (tmp_path / "run" / "data").mkdir(parents=True)
     (tmp_path / "run" / "data" / "data.yaml").write_text("nc: 3\n")
-    demo_module.run_demo(tmp_path / "run", fast=fast, budget=budget, log=lambda _msg: None)
+    result = demo_module.run_demo(tmp_path / "run", fast=fast, budget=budget, log=lambda _msg: None)
 
     model, data, out, options = calls["optimize"]
     assert model == str(tmp_path / "run" / "baseline.pt")
@@ -40,4 +51,5 @@ def test_demo_optimizes_the_baseline_and_splices_the_int8_ir(monkeypatch, tmp_pa
     expected = budget or (demo_module.FAST_BUDGET if fast else demo_module.DEMO_BUDGET)
     assert options["budget_epochs"] == expected
     artifact, bench = calls["bench"]
-    assert artifact == "a/int8" and bench["streams"] == 4 and bench["splice"] == 832
+    assert artifact == spliced and bench["streams"] == 4 and bench["splice"] == 832
+    assert result.spliced["artifact"] == spliced and result.spliced["precision"] == spliced[2:]

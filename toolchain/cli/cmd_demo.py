@@ -44,6 +44,7 @@ def demo(out, ratio, budget, as_json) -> None:
         console().print(
             f"4 streams spliced into {streams['spliced_input'][0]}: {streams['spliced']['aggregate_fps']:.1f} FPS "
             f"aggregate vs {streams['separate']['aggregate_fps']:.1f} FPS as 4 separate "
-            f"{streams['separate_input'][0]} inferences (pruned INT8 IR, decode and NMS included)"
+            f"{streams['separate_input'][0]} inferences (pruned {result.spliced['precision'].upper()} IR, "
+            "the faster in the comparison; decode and NMS included)"
         )
     console().print(f"artifacts and JSON results in {result.out}")
