@@ -30,7 +30,8 @@ def test_demo_optimizes_the_baseline_and_splices_the_faster_ir(monkeypatch, tmp_
 
     def fake_optimize(model, data, out, **options):
         calls["optimize"] = (model, data, out, options)
-        deploy = {"artifacts": [{"precision": "fp32", "artifact": "a/fp32"}, {"precision": "int8", "artifact": "a/int8"}]}
+        deploy = {"artifacts": [{"precision": "fp32", "artifact": "a/fp32"},
+                                {"precision": "int8", "artifact": "a/int8"}]}
         return SimpleNamespace(steps={"deploy": deploy, "compare": compare}, table=[], to_json=lambda: {})
 
     def fake_bench(artifact, **options):
