@@ -357,9 +357,9 @@ class Convergence:
         yolo.add_callback("on_fit_epoch_end", self._epoch)
 
     def _begin(self, trainer) -> None:
-        record = Path(trainer.save_dir) / CONVERGENCE_FILE
-        if record.is_file():  # a resumed run: its first part measured the start
-            self.start = json.loads(record.read_text()).get("start_map50_95")
+        record = _convergence_record(trainer.save_dir)
+        if record is not None:  # a resumed run: its first part measured the start
+            self.start = record.get("start_map50_95")
         elif self._measure_start is not None:
             self.start = self._measure_start()
         self.save(trainer.save_dir)  # before the first epoch, so that a killed run keeps it
@@ -404,6 +404,12 @@ class Convergence:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
+def _convergence_record(run_dir: str | Path) -> dict | None:
+    """What :meth:`Convergence.save` wrote into ``run_dir``; None when it holds none."""
+    record = Path(run_dir) / CONVERGENCE_FILE
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
 def run_convergence(run_dir: str | Path, window: int) -> dict | None:
     """Epochs, best and gain over ``window`` epochs of a finished run, by :class:`Convergence`'s criterion.
 
@@ -413,8 +419,7 @@ def run_convergence(run_dir: str | Path, window: int) -> dict | None:
     maps = epoch_maps(run_dir)
     if not maps:
         return None
-    record = Path(run_dir) / CONVERGENCE_FILE
-    watch = Convergence(window, json.loads(record.read_text()).get("start_map50_95") if record.is_file() else None)
+    watch = Convergence(window, (_convergence_record(run_dir) or {}).get("start_map50_95"))
     watch.maps = maps
     return {"epochs": len(maps), "start": watch.start, "best": max(maps), "gain": watch.gain(),
             "converged": watch.converged()}
