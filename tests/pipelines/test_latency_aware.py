@@ -3,6 +3,7 @@ the least pruning that meets the target (measurements faked for the search, real
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,37 @@ def test_depth_wins_where_layer_count_costs_the_time(baseline_pt, tmp_path, monk
 
     assert identities(tmp_path / "fast.pt") - identities(baseline_pt) == found["depth"]  # units, not other Identity
     assert report.after.params < report.before.params
+
+
+@pytest.mark.parametrize("fastest", ["int8", "fp16"])
+def test_probes_run_in_the_precision_of_the_fastest_reference(fastest, baseline_pt, synth_data, monkeypatch):
+    """Where Ultralytics' INT8 export is the fastest (an AVX-512 EPYC), the pruned model will be deployed as INT8
+    too: FP32 probes would have to meet the target by pruning more than the INT8 IR needs. So the probes are
+    exported (really, calibrated on the data) in the fastest reference's precision; an FP16 one means FP32 IRs."""
+    from targets.ultralytics_exports import ReferenceExport
+
+    refs = [ReferenceExport(f"Ultralytics openvino {p.upper()}", "openvino", p, f"ref-{p}") for p in ("fp32", "fp16",
+                                                                                                     "int8")]
+    monkeypatch.setattr(la, "build_ultralytics_exports", lambda *args, **kwargs: refs)
+    exported = []
+
+    def fake_ms(artifact, device, seconds=2.0):
+        if artifact.startswith("ref-"):  # the references: the one named fastest, by 20 %
+            return (8.0 if artifact == f"ref-{fastest}" else 10.0), {"cpu": "fake"}
+        exported.append(json.loads((Path(artifact) / "deploy.json").read_text())["precision"])
+        return 1.0, {"cpu": "fake", "executed_precision": "whatever it was"}  # every probe meets the target
+
+    monkeypatch.setattr(la, "_measure_ms", fake_ms)
+    monkeypatch.setattr(la, "SEARCH_STEPS", 1)
+    monkeypatch.setattr(la, "ROUND_TO_CANDIDATES", (8,))
+    monkeypatch.setattr(la, "DEPTH_CANDIDATES", (0,))
+    goal = la.DeviceGoal(speedup=2.0, data=str(synth_data))
+    found = la.search(str(baseline_pt), goal, PruneConfig(ratio=0.5, imgsz=128))
+    expected = "int8" if fastest == "int8" else "fp32"
+    assert found.reached and found.target_ms == 4.0 and found.base["over"]["precision"] == fastest
+    assert exported and set(exported) == {expected} and found.precision == expected
+    assert f"as {expected.upper()} IRs" in found.describe()
+    assert la.SearchResult.from_json(json.loads(json.dumps(found.to_json()))).precision == expected
 
 
 def test_goals_are_checked_before_any_work():
