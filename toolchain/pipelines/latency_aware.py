@@ -109,7 +109,11 @@ class SearchResult:
     device: dict = field(default_factory=dict)
     depth: int = 0  # residual units to remove before the channels (prune_file's ``layers``)
     depth_choice: str = ""  # why this depth: the MACs kept by each depth that met the target
-    precision: str = "fp32"  # what the probes were exported as: the fastest reference's precision
+
+    @property
+    def precision(self) -> str:
+        """What the probes were exported as (derived from ``base``, so results saved before it load alike)."""
+        return probe_precision(self.base)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,6 +145,12 @@ class SearchResult:
                 f"to {max(p.depth for p in self.probes)} residual units removed): the fastest probe ran "
                 f"{fastest.latency_ms:.2f} ms{as_speedup} (mean block ratio {fastest.mean_ratio:.2f}, {fastest.depth} units removed); pruned at "
                 f"the largest ratios, {self.depth} units removed; {where}")
+
+
+def probe_precision(base: dict) -> str:
+    """The precision to export probes in: the fastest reference's, INT8 or else FP32 (a CPU runs FP16 IRs as it runs
+    FP32 ones); FP32 for a latency target, which has no reference."""
+    return "int8" if base.get("over", {}).get("precision") == "int8" else "fp32"
 
 
 def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float, dict]:
@@ -208,7 +218,6 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
     say = progress or (lambda message: None)
     say("profiling the unpruned model on the device")
     block_ms = block_latencies(model_path, imgsz, goal.device)
-    precision = "fp32"
     if goal.speedup is not None:
         refs = []
         for ref in build_ultralytics_exports(model_path, "openvino", imgsz, goal.data, progress=say):
@@ -217,9 +226,9 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
                          "latency_ms": _measure_ms(ref.artifact, goal.device)[0]})
         best = min(refs, key=lambda r: r["latency_ms"])
         target_ms, base = best["latency_ms"] / goal.speedup, {"speedup": goal.speedup, "over": best, "all": refs}
-        precision = "int8" if best["precision"] == "int8" else "fp32"  # a CPU runs FP16 IRs as it runs FP32 ones
     else:
         target_ms, base = goal.latency_ms, {"latency_ms": goal.latency_ms}
+    precision = probe_precision(base)
     probes: list[Probe] = []
     device: dict = {}
 
@@ -271,13 +280,12 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
         met = {depth: bisect(depth) for depth in depths}
     reached = {depth: p for depth, p in met.items() if p is not None}
     if not reached:
-        return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, top), round_to, False, probes, device,
-                            precision=precision)
+        return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, top), round_to, False, probes, device)
     depth, best = max(reached.items(), key=lambda kv: (kv[1].macs, -kv[0]))
     why = "; ".join(f"{d} units removed: {p.macs / 1e6:.1f} M MACs kept" if p else f"{d} units removed: not reached"
                     for d, p in met.items())
     return SearchResult(target_ms, base, block_ms, block_ratios(block_ms, best.scale), round_to, True, probes, device,
-                        depth, f"the target met keeping the most MACs ({why})", precision)
+                        depth, f"the target met keeping the most MACs ({why})")
 
 
 def _residual_unit_count(model_path: str) -> int:
