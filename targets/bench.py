@@ -130,6 +130,22 @@ def measure_artifact(target, artifact: str, device: str, seconds: float) -> Benc
     return measure_inference(target.open(Path(artifact), device), str(artifact), cfg)
 
 
+def measure_interleaved(target, artifacts: list[str], device: str, rounds: int,
+                        seconds: float) -> list[list[BenchResult]]:
+    """:func:`measure_artifact` of every artifact once per round, ``rounds`` times (``[round][artifact]``).
+
+    Why interleaved: on a shared or throttling host the speed drifts by ±20 % within a minute (measured on a
+    2-core cloud EPYC); a ratio of two artifacts measured in alternation sees the same drift on both sides,
+    one measured a minute after the other does not. Each artifact is compiled once, before the first round.
+    """
+    from pathlib import Path
+
+    cfg = BenchConfig(device=device, duration=seconds, warmup=5)
+    runners = [target.open(Path(artifact), device) for artifact in artifacts]
+    return [[measure_inference(runner, str(artifact), cfg) for runner, artifact in zip(runners, artifacts)]
+            for _ in range(rounds)]
+
+
 def bench_input(shape) -> np.ndarray:
     """What the inference-only measurement feeds: seeded noise in [0, 1], the range the models take.
 

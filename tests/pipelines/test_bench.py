@@ -207,3 +207,21 @@ def test_video_and_folder_sources(tmp_path):
     assert values == [0, 100, 0]
     with pytest.raises(EdgepruneError, match="not 'synthetic', a camera index"):
         open_source(str(tmp_path / "missing.mp4"))
+
+
+def test_interleaved_rounds_time_each_artifact_once_per_round_after_one_compile(deployed, monkeypatch):
+    """What the latency-aware search's speedup rests on: the probe and the reference timed alternately, so host
+    drift hits both; each is compiled once (a compile per round would time the warm-up of a new one)."""
+    from targets.bench import measure_interleaved
+    from targets.registry import get_target
+
+    target = get_target("openvino")
+    opened, real_open = [], target.open
+    monkeypatch.setattr(target, "open", lambda artifact, device: opened.append(str(artifact))
+                        or real_open(artifact, device))
+    fp32, int8 = deployed("openvino", "fp32").artifact, deployed("openvino", "int8").artifact
+    rounds = measure_interleaved(target, [fp32, int8], "CPU", rounds=3, seconds=0.2)
+    assert opened == [fp32, int8]
+    assert [[r.artifact for r in row] for row in rounds] == [[fp32, int8]] * 3
+    assert [r.artifact_precision for r in rounds[0]] == ["fp32", "int8"]
+    assert all(r.iterations >= 2 and r.latency.median_ms > 0 and r.hint == "latency" for row in rounds for r in row)
