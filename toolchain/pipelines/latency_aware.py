@@ -186,9 +186,7 @@ def _measure_ms(artifact: str, device: str, seconds: float = 2.0) -> tuple[float
     """Median latency of an OpenVINO artifact on ``device``, and the conditions it was measured under."""
 
     result = measure_artifact(get_target("openvino"), artifact, device, seconds)
-    return result.latency.median_ms, {"cpu": result.cpu, "executed_precision": result.executed_precision,
-                                      "threads": result.threads, "backend_version": result.backend_version,
-                                      "hint": result.hint, "batch": result.batch, "includes_pre_post": False}
+    return result.latency.median_ms, _conditions(result)
 
 
 def _measure_beside(artifact: str, reference: str, device: str) -> tuple[float, float, dict]:
@@ -196,12 +194,16 @@ def _measure_beside(artifact: str, reference: str, device: str) -> tuple[float, 
     timed in :data:`BESIDE_ROUNDS` interleaved rounds), and the conditions ``artifact`` was measured under."""
 
     rounds = measure_interleaved(get_target("openvino"), [artifact, reference], device, BESIDE_ROUNDS, BESIDE_SECONDS)
-    result = rounds[-1][0]
     ms = statistics.median(r[0].latency.median_ms for r in rounds)
     speedup = statistics.median(r[1].latency.median_ms / r[0].latency.median_ms for r in rounds)
-    return ms, speedup, {"cpu": result.cpu, "executed_precision": result.executed_precision,
-                         "threads": result.threads, "backend_version": result.backend_version, "hint": result.hint,
-                         "batch": result.batch, "includes_pre_post": False}
+    return ms, speedup, _conditions(rounds[-1][0])
+
+
+def _conditions(result) -> dict:
+    """What a probe's timing was measured under, for the search's record."""
+    return {"cpu": result.cpu, "executed_precision": result.executed_precision, "threads": result.threads,
+            "backend_version": result.backend_version, "hint": result.hint, "batch": result.batch,
+            "includes_pre_post": False}
 
 
 def _export(model_path: str, out: Path, imgsz: int, precision: str = "fp32", data: str | None = None) -> str:
@@ -305,25 +307,22 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
         fastest = min(_cost(p) for p in mid)
         round_to = min((p for p in mid if _cost(p) <= fastest * 1.02), key=lambda p: p.round_to or 1).round_to
 
-        def met_by(p: Probe) -> bool:
-            return meets(p, base, target_ms)
-
         def bisect(depth: int) -> Probe | None:
             """The probe at the smallest scale meeting the target with ``depth`` units removed (None: unreachable)."""
             first = next((p for p in mid if p.round_to == round_to), None) if depth == 0 else probe(top / 2, round_to,
                                                                                                   depth)
             low, high, best = 0.0, top, None
-            if met_by(first):
+            if meets(first, base, target_ms):
                 high, best = top / 2, first
             else:
                 low = top / 2
                 best = probe(top, round_to, depth)
-                if not met_by(best):
+                if not meets(best, base, target_ms):
                     return None
             for _ in range(SEARCH_STEPS - 1):
                 middle = (low + high) / 2
                 tried = probe(middle, round_to, depth)
-                if met_by(tried):
+                if meets(tried, base, target_ms):
                     high, best = middle, tried
                 else:
                     low = middle
