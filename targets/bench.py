@@ -124,10 +124,7 @@ def _base_fields(runner: Runner, artifact: str, cfg: BenchConfig, requests: int)
 def measure_artifact(target, artifact: str, device: str, seconds: float) -> BenchResult:
     """Inference-only measurement of ``artifact`` opened by ``target`` on ``device``: latency hint, batch 1,
     the precision the runtime picks, ``seconds`` after 5 warm-up runs (what automatic choices compare)."""
-    from pathlib import Path
-
-    cfg = BenchConfig(device=device, duration=seconds, warmup=5)
-    return measure_inference(target.open(Path(artifact), device), str(artifact), cfg)
+    return measure_interleaved(target, [artifact], device, 1, seconds)[0][0]
 
 
 def measure_interleaved(target, artifacts: list[str], device: str, rounds: int,
@@ -138,8 +135,6 @@ def measure_interleaved(target, artifacts: list[str], device: str, rounds: int,
     2-core cloud EPYC); a ratio of two artifacts measured in alternation sees the same drift on both sides,
     one measured a minute after the other does not. Each artifact is compiled once, before the first round.
     """
-    from pathlib import Path
-
     cfg = BenchConfig(device=device, duration=seconds, warmup=5)
     runners = [target.open(Path(artifact), device) for artifact in artifacts]
     return [[measure_inference(runner, str(artifact), cfg) for runner, artifact in zip(runners, artifacts)]

@@ -294,9 +294,9 @@ def search(model_path: str, goal: DeviceGoal, prune_cfg, progress=None) -> Searc
             found = Probe(scale, round_to, round(statistics.mean(ratios.values()), 4), ms, report.after.macs, depth,
                           None if speedup is None else round(speedup, 4))
             probes.append(found)
-            said = (f"{ms:.2f} ms, target {target_ms:.2f} ms" if speedup is None else
-                    f"{ms:.2f} ms, {speedup:.2f}x the reference timed beside it, target {goal.speedup:g}x")
-            say(f"depth -{depth}, scale {scale:.3f} (mean ratio {found.mean_ratio:.2f}, round to {round_to}): {said}")
+            wanted = f"{target_ms:.2f} ms" if speedup is None else f"{goal.speedup:g}x"
+            say(f"depth -{depth}, scale {scale:.3f} (mean ratio {found.mean_ratio:.2f}, round to {round_to}): "
+                f"{ms:.2f} ms{_as_speedup(found, None)}, target {wanted}")
             return found
 
         # twice the scale at which the slowest block reaches the cap: blocks with at least a quarter of its
