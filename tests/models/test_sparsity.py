@@ -31,6 +31,22 @@ def _prediction_diff(reference, candidate, x) -> float:
     return float((ref - got).abs().max() / ref.abs().max())
 
 
+def _saved_models_diff(reference: str, candidate: str) -> float:
+    """:func:`_prediction_diff` of two checkpoints on a real synthetic image at 128 px.
+
+    Why beside the validator's mAP: a sparsity run of a few optimizer steps on the small set can end near
+    mAP 0, where "the same mAP" holds for any prune; equal predictions cannot.
+    """
+    import numpy as np
+
+    from toolchain.core.synth import render_scene
+    from toolchain.models.loading import load_model
+
+    image, _labels = render_scene(np.random.default_rng(7), 128, 3, 6)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    return _prediction_diff(load_model(reference).model.float().eval(), load_model(candidate).model.float().eval(), x)
+
+
 def _zero_planned(model, plan: dict[str, list[int]]):
     """A float copy of ``model`` with the planned BatchNorm channels' scale and shift at zero (what sparsify ends with)."""
     zeroed = copy.deepcopy(model).float().eval()
@@ -69,6 +85,42 @@ def test_zeroing_the_planned_channels_makes_the_bn_prune_lossless(baseline_pt, g
     # the same prune of the untouched model changes its predictions: zeroing is what made it lossless
     untouched = prune_structured(loaded, cfg, x).model
     assert _prediction_diff(loaded.model.float().eval(), untouched, x) > 1e-2
+
+
+def test_a_plan_with_residual_units_makes_the_depth_and_width_prune_lossless(baseline_pt, tmp_path):
+    """``prune --layers 2 --ratio 0.5`` of a model whose planned BNs are zero (units included) changes no output.
+
+    The control zeroes the same channel plan but leaves the units' last BN alone: removing live units
+    then changes the predictions, which is what made the --speedup recipe's prune lossy.
+    """
+    from toolchain.models.checkpoint import save_model
+    from toolchain.models.layer_prune import unit_output_bn, units_to_remove
+    from toolchain.models.loading import load_model
+    from toolchain.models.prune_job import prune_file
+    from toolchain.models.sparsity import plan_prune
+
+    loaded = load_model(baseline_pt)
+    x = torch.rand(1, 3, 256, 256)
+    cfg = PruneConfig(ratio=0.5, method="bn", imgsz=128)
+    units = [u.name for u in units_to_remove(loaded.model, 2)]
+    plan = plan_prune(loaded, loaded.model, cfg, units)
+    modules = dict(loaded.model.named_modules())
+    for name in units:
+        assert plan[unit_output_bn(name)] == list(range(modules[unit_output_bn(name)].num_features))
+    results = {}
+    for case, zeroed_plan in {"units zeroed": plan,
+                              "units live": {k: v for k, v in plan.items() if k not in map(unit_output_bn, units)}
+                              }.items():
+        zeroed = _zero_planned(loaded.model, zeroed_plan)
+        source = save_model(loaded, zeroed, tmp_path / f"{case}.pt")
+        report = prune_file(str(source), str(tmp_path / f"{case}-pruned.pt"), cfg, layers=2, evaluate=False)
+        assert report.mode == "layers+structured" and report.after.macs < 0.6 * report.before.macs
+        if case == "units zeroed":  # the planned units are the ones removed (the control's rank differently)
+            assert all(name in " ".join(report.notes) for name in units)
+        pruned = load_model(tmp_path / f"{case}-pruned.pt").model.float().eval()
+        results[case] = _prediction_diff(zeroed, pruned, x)
+    assert results["units zeroed"] < 1e-4
+    assert results["units live"] > 1e-2
 
 
 def test_a_global_prune_of_a_sparsified_model_removes_what_its_ratio_says(baseline_pt):
@@ -140,7 +192,32 @@ def test_prune_with_the_same_settings_keeps_the_sparsified_map(sparse_run, small
     assert report.after.macs < 0.6 * report.before.macs
     assert report.before.map50_95 is not None and report.after.map50_95 is not None
     assert abs(report.after.map50_95 - report.before.map50_95) < 0.01
+    assert _saved_models_diff(result.weights, str(tmp_path / "p.pt")) < 1e-4
     assert not any("not sparse" in note for note in report.notes)
+
+
+def test_sparsify_with_layers_turns_the_units_prune_layers_removes_into_identities(baseline_pt, small_data, tmp_path):
+    """After ``sparsify --layers 2`` the two units' last BN is exactly zero, and ``prune --layers 2 --ratio 0.5``
+    (depth, then width) keeps the sparsified model's mAP with no fine-tuning."""
+    from toolchain.models.layer_prune import unit_output_bn
+    from toolchain.models.loading import load_model
+    from toolchain.models.prune_job import prune_file
+
+    cfg = PruneConfig(ratio=0.5, method="bn")
+    result = sparsify(str(baseline_pt), str(small_data), tmp_path / "run",
+                      SparsityConfig(prune=cfg, hold=0.5, layers=2, train=TINY))
+    assert len(result.units) == 2
+    assert json.loads((tmp_path / "run" / "sparsity.json").read_text())["units"] == list(result.units)
+    modules = dict(load_model(result.weights).model.named_modules())
+    for name in result.units:
+        bn = modules[unit_output_bn(name)]
+        assert not bn.weight.any() and not bn.bias.any()
+    report = prune_file(result.weights, str(tmp_path / "p.pt"), dataclasses.replace(cfg, imgsz=128, data=str(small_data)),
+                        layers=2)
+    assert all(name in " ".join(report.notes) for name in result.units)
+    assert report.after.macs < 0.6 * report.before.macs
+    assert abs(report.after.map50_95 - report.before.map50_95) < 0.01
+    assert _saved_models_diff(result.weights, str(tmp_path / "p.pt")) < 1e-4
 
 
 def test_prune_bn_on_dense_gammas_says_it_acts_like_random(baseline_pt, tmp_path):

@@ -58,3 +58,45 @@ def test_steps_chain_compare_with_the_best_ultralytics_export_and_resume(baselin
     resumed = optimize(str(baseline_pt), out, cfg, log=said.append)
     assert [line for line in said if "running" in line] == ["compare: running"]
     assert resumed.steps["finetune"] == steps["finetune"]
+
+
+def test_the_depth_the_search_chose_is_sparsified_so_its_prune_keeps_the_map(baseline_pt, small_data, tmp_path,
+                                                                             monkeypatch):
+    """With ``--speedup`` the searched units are driven to identity in ``sparsify``: the prune that removes them
+    (and the searched channels) scores what the sparsified model scored. The search itself (minutes of timing)
+    is given as its finished step record; the run is stopped after the prune."""
+    import torch
+
+    import toolchain.pipelines.optimize as recipe
+    from toolchain.models.contract import flat_tensors
+    from toolchain.models.loading import load_model
+    from toolchain.pipelines.latency_aware import SearchResult
+
+    out = tmp_path / "run"
+    (out / "steps").mkdir(parents=True)
+    ratios = {str(block): 0.5 for block in range(22)}
+    searched = SearchResult(target_ms=1.0, base={"speedup": 2.0}, block_ms={}, layer_ratios=ratios, round_to=8,
+                            reached=True, depth=2, depth_choice="given by the test")
+    (out / "steps" / "search.json").write_text(json.dumps(searched.to_json()))
+
+    class Stop(Exception):
+        pass
+
+    def stop(*_args, **_kwargs):
+        raise Stop
+
+    monkeypatch.setattr(recipe, "finetune", stop)
+    cfg = OptimizeConfig(data=str(small_data), speedup=2.0, budget_epochs=2, imgsz=128, workers=0)
+    with pytest.raises(Stop):
+        optimize(str(baseline_pt), out, cfg, log=lambda _m: None)
+    sparse = json.loads((out / "steps" / "sparsify.json").read_text())
+    pruned = json.loads((out / "steps" / "prune.json").read_text())
+    assert len(sparse["units"]) == 2 and pruned["mode"] == "layers+structured"
+    assert all(name in " ".join(pruned["notes"]) for name in sparse["units"])
+    assert pruned["after"]["map50_95"] == pytest.approx(sparse["map50_95"], abs=0.01)
+    # a few optimizer steps on the small set can end near mAP 0, where any prune "keeps" it: same predictions
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        before = flat_tensors(load_model(sparse["weights"]).model.float().eval()(x))[0]
+        after = flat_tensors(load_model(out / "pruned.pt").model.float().eval()(x))[0]
+    assert float((before - after).abs().max() / before.abs().max()) < 1e-4

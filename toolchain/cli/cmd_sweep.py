@@ -51,6 +51,9 @@ def _ratios(ctx, param, value):
 @click.option("--hold", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Final fraction of the run with those channels held at zero (the network adapts to their "
                    "absence). [default: 0.4]")
+@click.option("--layers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Residual units the prune also removes (as `prune --layers`): their last BatchNorm goes to zero "
+                   "too, so each unit computes its input and removing it changes nothing.")
 @click.option("--s", "strength", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Darknet cfgs: L1 strength on BatchNorm gamma, as a proximal step after each SGD step "
                    "[default: 1e-3].")
@@ -72,15 +75,16 @@ def _ratios(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True, help="Darknet cfgs: seed of the data order.")
 @strict_option
 @json_option
-def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, hold, strength, epochs, imgsz, batch,
-             workers, lr0, warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
+def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, hold, layers, strength, epochs, imgsz,
+             batch, workers, lr0, warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
     """Sparsity-train MODEL so that the prune you will run removes only dead channels.
 
     The BatchNorm scale and shift of exactly the channels `prune --ratio R --method bn` (with the
     same --global, --round-to and --head-ratio) would remove are ramped to zero while the rest of the
     network trains, then held at zero for the last --hold of the run; each epoch prints the share of
     gammas below 1e-3/1e-2/0.1 and the mAP50-95. Prune OUT/weights/last.pt with those settings
-    and `--method bn`: no output changes. A Darknet .cfg trains from --weights (default: the
+    and `--method bn`: no output changes. With --layers N the N residual units `prune --layers N`
+    removes are driven to identity as well. A Darknet .cfg trains from --weights (default: the
     .weights beside it) with the L1 penalty --s instead; prune its OUT/weights/last.cfg +
     last.weights with `cfg-prune --global-percent`.
     """
@@ -90,8 +94,8 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, h
     imgsz = resolve_imgsz(model, imgsz, fallback=640)
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
-                                    round_to=round_to, head_ratio=head_ratio, hold=hold, strength=strength,
-                                    epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, lr0=lr0,
+                                    round_to=round_to, head_ratio=head_ratio, hold=hold, layers=layers,
+                                    strength=strength, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, lr0=lr0,
                                     warmup_epochs=warmup_epochs, device=device, weights=weights, burn_in=burn_in,
                                     seed=seed, cache=cache, resume=resume, strict=strict,
                                     on_epoch=_epoch_printer(as_json))
@@ -104,7 +108,8 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, h
     caption = [f"weights: {result.weights}", f"histograms and sparsity.json in {result.run_dir}"]
     if result.prune:
         caption.insert(0, f"{result.channels:,} BatchNorm channels driven to zero for `prune --ratio "
-                          f"{result.prune['ratio']} --method bn{' --global' if result.prune['global_pruning'] else ''}`;"
+                          f"{result.prune['ratio']} --method bn{' --global' if result.prune['global_pruning'] else ''}"
+                          f"{f' --layers {len(result.units)}' if result.units else ''}`;"
                           f" mAP50-95 {result.start_map50_95:.3f} -> {result.map50_95:.3f}")
     else:
         caption.insert(0, f"L1 penalty s = {result.strength:g} on every BatchNorm gamma")

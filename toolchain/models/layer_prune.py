@@ -43,8 +43,8 @@ def residual_units(model: nn.Module) -> list[ResidualUnit]:
     return sorted(units, key=lambda u: (u.score, u.name))
 
 
-def remove_residual_units(model: nn.Module, count: int) -> tuple[nn.Module, list[ResidualUnit]]:
-    """A copy of ``model`` with its ``count`` least important residual units replaced by ``nn.Identity``.
+def units_to_remove(model: nn.Module, count: int) -> list[ResidualUnit]:
+    """The ``count`` least important residual units of ``model``: what a prune with ``--layers count`` removes.
 
     Raises:
         PruningError: ``count`` is not positive or larger than the number of residual units.
@@ -52,9 +52,33 @@ def remove_residual_units(model: nn.Module, count: int) -> tuple[nn.Module, list
     units = residual_units(model)
     if not 0 < count <= len(units):
         raise PruningError(f"--layers must be between 1 and {len(units)} (the model's residual units), got {count}")
+    return units[:count]
+
+
+def without_units(model: nn.Module, names: list[str]) -> nn.Module:
+    """A copy of ``model`` with the residual units called ``names`` replaced by ``nn.Identity``."""
     pruned = copy.deepcopy(model)
-    removed = units[:count]
-    for unit in removed:
-        parent_name, _, child = unit.name.rpartition(".")
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
         setattr(pruned.get_submodule(parent_name), child, nn.Identity())
-    return pruned, removed
+    return pruned
+
+
+def unit_output_bn(name: str) -> str:
+    """The BatchNorm whose output is the unit's ``f(x)``: with its scale and shift at zero the unit is ``x``.
+
+    Why: ``f(x)`` ends in SiLU(BN(conv)), and SiLU(0) = 0; so a unit whose last BN is all zero is
+    removed without changing any output (sparsity training drives it there, see
+    :mod:`toolchain.models.sparsity`).
+    """
+    return f"{name}.cv2.bn"
+
+
+def remove_residual_units(model: nn.Module, count: int) -> tuple[nn.Module, list[ResidualUnit]]:
+    """A copy of ``model`` with its ``count`` least important residual units replaced by ``nn.Identity``.
+
+    Raises:
+        PruningError: ``count`` is not positive or larger than the number of residual units.
+    """
+    removed = units_to_remove(model, count)
+    return without_units(model, [u.name for u in removed]), removed

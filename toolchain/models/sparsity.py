@@ -21,6 +21,13 @@ zero a channel outputs SiLU(0) = 0 everywhere, so ``prune --method bn`` with the
 (or a lower ratio) removes only dead channels and changes no output: the plateau the seed users saw after
 300 epochs, reached in the epochs given, whatever optimizer runs.
 
+A prune that also removes residual units (``prune --layers N``, the depth the ``--speedup`` search
+chooses) is prepared the same way: the N units it would remove are chosen when training starts,
+the last BatchNorm of each (:func:`toolchain.models.layer_prune.unit_output_bn`) ramps to zero with
+the channels, so the unit computes ``x + SiLU(0) = x``, and the channel plan is made on the model
+without those units, as the prune makes it. Without this, removing 4 of yolov8n's 6 units after
+sparsity training took mAP50-95 from 0.807 to 0.152 (416 px, ``benchmarks/recovery.md``).
+
 Recorded after each epoch for the saved (EMA) model: the fraction of gammas below 1e-3, 1e-2
 and 0.1 and the validator's mAP50-95, printed as they come and written to ``sparsity.json``
 with a histogram per range of epochs. The criterion stated and checked at the end: the planned
@@ -33,7 +40,6 @@ used by the Darknet trainer's ``--s``.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -46,7 +52,8 @@ from toolchain.core.device import open_yolo
 from toolchain.core.errors import EdgepruneError, ModelMismatchError
 from toolchain.core.fileio import atomic_output
 from toolchain.models.importance import list_importances, needs_gradients
-from toolchain.models.loading import check_model_fits_data, load_model
+from toolchain.models.layer_prune import unit_output_bn, units_to_remove, without_units
+from toolchain.models.loading import LoadedModel, check_model_fits_data, load_model
 from toolchain.models.pruning import PruneConfig, plan_channels
 from toolchain.models.training import (TrainConfig, TrainResult, _check_epochs, _keep_architecture_trainer,
                                       recovery_overrides, run_staged)
@@ -67,11 +74,13 @@ class SparsityConfig:
             per-layer ratios, as ``edgeprune prune`` takes them); its channels are driven to zero.
             Gradient criteria (taylor) are not available: the plan is recomputed every epoch.
         hold: final fraction of the run during which the planned channels are held at zero.
+        layers: residual units the prune also removes (``prune --layers``); 0: channels only.
         train: epochs, image size, batch... of the Ultralytics trainer.
     """
 
     prune: PruneConfig = field(default_factory=lambda: PruneConfig(ratio=0.5))
     hold: float = 0.4
+    layers: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     thresholds: tuple[float, ...] = THRESHOLDS
 
@@ -81,6 +90,8 @@ class SparsityConfig:
             raise EdgepruneError(f"--ratio must be between 0 and 1 (exclusive), got {cfg.ratio}")
         if not 0 <= self.hold < 1:
             raise EdgepruneError(f"--hold must be in [0, 1), got {self.hold}")
+        if self.layers < 0:
+            raise EdgepruneError(f"--layers must be 0 or more, got {self.layers}")
         if cfg.method not in list_importances() or needs_gradients(cfg.method):
             usable = [m for m in list_importances() if not needs_gradients(m)]
             raise EdgepruneError(f"sparsify chooses channels with one of {', '.join(usable)}; got --method {cfg.method}")
@@ -118,6 +129,7 @@ class SparsityResult:
     start_map50_95: float | None
     notes: tuple[str, ...] = ()
     strength: float | None = None  # the L1 penalty's ``s`` (Darknet cfgs)
+    units: tuple[str, ...] = ()  # residual units driven to identity, for ``prune --layers len(units)``
 
     @property
     def final(self) -> GammaSnapshot:
@@ -130,7 +142,7 @@ class SparsityResult:
 
     def to_json(self) -> dict:
         return {"weights": self.weights, "run_dir": self.run_dir, "prune": self.prune, "channels": self.channels,
-                "strength": self.strength, "train": self.train.to_json(),
+                "units": list(self.units), "strength": self.strength, "train": self.train.to_json(),
                 "snapshots": [s.to_json() for s in self.snapshots], "histograms": self.histograms,
                 "start_map50_95": self.start_map50_95, "map50_95": self.map50_95, "notes": list(self.notes)}
 
@@ -163,6 +175,22 @@ def prox_l1_(model: nn.Module, tau: float) -> None:
     with torch.no_grad():
         for bn in bn_layers(model):
             bn.weight.copy_(torch.sign(bn.weight) * (bn.weight.abs() - tau).clamp_min(0))
+
+
+def plan_prune(loaded: LoadedModel, model: nn.Module, prune_cfg: PruneConfig, units: list[str]) -> dict[str, list[int]]:
+    """The BatchNorm channels of ``model`` that removing ``units`` and then pruning with ``prune_cfg`` makes dead.
+
+    The channel plan is made on ``model`` without ``units`` (the order ``prune_file`` works in:
+    depth first, then width); each removed unit adds every channel of its last BatchNorm.
+    ``loaded`` gives the model's kind; ``model`` (its current weights, any device) is not modified.
+    """
+    current = without_units(model, units).float().cpu().eval()
+    example = torch.zeros(1, 3, prune_cfg.imgsz, prune_cfg.imgsz)
+    planned = plan_channels(replace(loaded, model=current), prune_cfg, example)
+    modules = dict(model.named_modules())
+    for name in units:
+        planned[unit_output_bn(name)] = list(range(modules[unit_output_bn(name)].num_features))
+    return planned
 
 
 class ChannelRamp:
@@ -296,14 +324,9 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     out = Path(out).resolve()
     imgsz = cfg.train.imgsz or loaded.train_imgsz
     start_map = evaluate(checkpoint, data, imgsz=imgsz, device=cfg.train.device).map50_95
-    prune_cfg = cfg.plan_config()
-    example = torch.zeros(1, 3, PLAN_IMGSZ, PLAN_IMGSZ)
-
-    def plan(model: nn.Module) -> dict[str, list[int]]:
-        current = copy.deepcopy(model).float().cpu().eval()
-        return plan_channels(replace(loaded, model=current), prune_cfg, example)
-
-    ramp = ChannelRamp(cfg, plan)
+    # chosen once: the ranking (mean |gamma| of the last BN) only confirms a unit on its way to identity
+    units = [u.name for u in units_to_remove(loaded.model, cfg.layers)] if cfg.layers else []
+    ramp = ChannelRamp(cfg, lambda model: plan_prune(loaded, model, cfg.plan_config(), units))
     history: list[tuple[int, torch.Tensor]] = [(0, gammas(loaded.model))]
     snapshots = [snapshot(loaded.model, 0, cfg.thresholds, start_map)]
 
@@ -331,7 +354,7 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     last = Path(trained.weights).with_name("last.pt")
     weights = str(last) if last.exists() else trained.weights
     result = SparsityResult(weights, str(out), asdict(cfg.prune), channels, trained, snapshots, [str(p) for p in histograms],
-                            start_map, tuple(_verdict(snapshots, start_map, zeroed)))
+                            start_map, tuple(_verdict(snapshots, start_map, zeroed)), units=tuple(units))
     with atomic_output(out / "sparsity.json") as tmp:
         tmp.write_text(json.dumps(result.to_json(), indent=2))
     return result

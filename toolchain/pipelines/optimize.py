@@ -7,8 +7,8 @@ single command runs, with the settings the next step needs:
 1. **eval** — the unpruned model's mAP50-95 (Ultralytics validator): what every drop is against.
 2. **search** (``speedup`` only) — per-block ratios, depth and channel multiple measured on the
    target device (:mod:`toolchain.pipelines.latency_aware`); with ``ratio`` the prune is that ratio.
-3. **sparsify** — the channels that prune removes are ramped to zero while the rest trains
-   (:mod:`toolchain.models.sparsity`), a share of the epoch budget.
+3. **sparsify** — the channels that prune removes (and the residual units the search removes) are
+   ramped to zero while the rest trains (:mod:`toolchain.models.sparsity`), a share of the epoch budget.
 4. **prune** — ``--method bn`` with the same settings: only dead channels go, so its mAP right
    after pruning equals the sparsified model's (both are recorded). The task head's inner convs
    lose their own, smaller share (:data:`HEAD_RATIO`) in steps 3 and 4.
@@ -222,17 +222,18 @@ def optimize(model: str, out: str | Path, cfg: OptimizeConfig, log: Callable[[st
     if cfg.speedup is not None:
         search = steps.run("search", lambda: _search(model, cfg, imgsz, log))
     prune_cfg = _prune_config(cfg, search, imgsz)
+    depth = int(search["depth"]) if search else 0  # residual units the prune removes: sparsify drives them to x
 
     sparse = steps.run("sparsify", lambda: sparsify(
-        model, cfg.data, out / "sparsify", SparsityConfig(prune=prune_cfg, train=_train_config(cfg, sparsify_epochs,
-                                                                                                imgsz, out / "sparsify")),
+        model, cfg.data, out / "sparsify", SparsityConfig(prune=prune_cfg, layers=depth,
+                                                          train=_train_config(cfg, sparsify_epochs, imgsz,
+                                                                              out / "sparsify")),
         on_epoch=lambda s: log(f"sparsify epoch {s.epoch}: {s.below.get('0.01', 0):.1%} of gamma below 0.01, "
                                f"mAP50-95 {s.map50_95 if s.map50_95 is not None else float('nan'):.3f}")))
 
     from dataclasses import replace
 
     pruned = out / "pruned.pt"
-    depth = int(search["depth"]) if search else 0
     steps.run("prune", lambda: prune_file(sparse["weights"], str(pruned), replace(prune_cfg, data=cfg.data), layers=depth))
 
     teacher = {"unpruned": model, "sparsified": sparse["weights"], None: None}[cfg.teacher]

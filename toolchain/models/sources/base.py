@@ -222,6 +222,7 @@ class SparsifyRequest:
     head_ratio: float | None = None
     hold: float | None = None
     strength: float | None = None
+    layers: int = 0  # residual units the prune also removes (Ultralytics)
 
 
 REPO_MODULE = "models.yolo"  # the module every YOLOv5/YOLOv7 repository checkpoint pickles its model class from

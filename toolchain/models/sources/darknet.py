@@ -182,6 +182,7 @@ class _DarknetOperations:
         prune_options = [name for name in ("ratio", "method", "round_to", "head_ratio", "hold")
                          if getattr(request, name) is not None]
         prune_options += ["global"] if request.global_pruning else []
+        prune_options += ["layers"] if request.layers else []
         refuse(path, "a Darknet cfg", prune_options, "a cfg is sparsity-trained with the L1 penalty --s, then pruned "
                                                      "with `cfg-prune --global-percent`")
         strength = 1e-3 if request.strength is None else request.strength

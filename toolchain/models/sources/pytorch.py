@@ -143,7 +143,7 @@ class _UltralyticsOperations:
                             round_to=None if request.round_to == 1 else (request.round_to or 8),
                             head_ratio=request.head_ratio)
         hold = 0.4 if request.hold is None else request.hold
-        return sparsify(str(path), data, out, SparsityConfig(prune=prune, hold=hold,
+        return sparsify(str(path), data, out, SparsityConfig(prune=prune, hold=hold, layers=request.layers,
                                                              train=_train_config(path, request.train)),
                         on_epoch=on_epoch)
 
