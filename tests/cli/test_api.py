@@ -117,7 +117,10 @@ def test_every_command_goes_through_the_api(monkeypatch, synth_data, tmp_path):
     assert kw["ratio"] == 0.6 and kw["global_pruning"] is True and kw["method"] is None and kw["strength"] is None
     args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--ratio", "0.6", "--head-ratio",
                                                     "0", "--out", str(tmp_path / "sp")])
-    assert kw["head_ratio"] == 0.0
+    assert kw["head_ratio"] == 0.0 and kw["layers"] == 0
+    args, kw = _cli_calls(monkeypatch, "sparsify", ["sparsify", pt, "--data", data, "--layers", "2", "--out",
+                                                    str(tmp_path / "sp")])
+    assert kw["layers"] == 2
     (tmp_path / "run").mkdir()
     args, kw = _cli_calls(monkeypatch, "report", ["report", str(tmp_path / "run"), "--no-curves"])
     assert args == (str(tmp_path / "run"),) and kw["curves"] is False

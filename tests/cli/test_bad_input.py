@@ -261,6 +261,8 @@ CASES = [
     case("train-images-missing", "train {data_missing} --epochs 1 --imgsz 64 --out {out}", "images/train"),
     case("finetune-images-empty", "finetune {model} --data {data_empty} --epochs 1 --imgsz 64 --out {out}",
          "no images"),
+    case("sparsify-too-many-layers", "sparsify {model} --data {data} --epochs 1 --layers 99 --out {out}",
+         "--layers must be between 1 and 6", "got 99"),
     case("sparsify-strict", "sparsify {model} --data {data_jpeg} --epochs 1 --imgsz 64 --out {out} --strict",
          "not a readable image"),
     case("deploy-int8-images-empty", "deploy onnx {model} --out {out} --precision int8 --data {data_empty} "

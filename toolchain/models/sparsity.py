@@ -321,11 +321,11 @@ def sparsify(checkpoint: str, data: str, out: str | Path, cfg: SparsityConfig,
     if not loaded.is_yolo:
         raise ModelMismatchError(f"{checkpoint} is a plain nn.Module; sparsify works on Ultralytics checkpoints")
     check_model_fits_data(loaded, data)
+    # chosen once: the ranking (mean |gamma| of the last BN) only confirms a unit on its way to identity
+    units = [u.name for u in units_to_remove(loaded.model, cfg.layers)] if cfg.layers else []
     out = Path(out).resolve()
     imgsz = cfg.train.imgsz or loaded.train_imgsz
     start_map = evaluate(checkpoint, data, imgsz=imgsz, device=cfg.train.device).map50_95
-    # chosen once: the ranking (mean |gamma| of the last BN) only confirms a unit on its way to identity
-    units = [u.name for u in units_to_remove(loaded.model, cfg.layers)] if cfg.layers else []
     ramp = ChannelRamp(cfg, lambda model: plan_prune(loaded, model, cfg.plan_config(), units))
     history: list[tuple[int, torch.Tensor]] = [(0, gammas(loaded.model))]
     snapshots = [snapshot(loaded.model, 0, cfg.thresholds, start_map)]
