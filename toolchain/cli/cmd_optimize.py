@@ -52,8 +52,9 @@ def optimize(model, data, ratio, speedup, budget_epochs, method, global_pruning,
     """Make MODEL faster at the same accuracy, and show it against Ultralytics' own best export.
 
     Runs, each as the library function of the single command: eval (the unpruned mAP) → [search on
-    the device, with --speedup] → sparsify (the channels to go are ramped to zero while the rest
-    trains) → prune --method bn (only dead channels go) → finetune (distilled) → deploy FP32 and
+    the device, with --speedup] → sparsify (the channels to go, and the residual units the search
+    removes, are ramped to zero while the rest trains) → prune --method bn (only dead channels and
+    units go) → finetune (distilled) → deploy FP32 and
     INT8 → compare with Ultralytics' FP32/FP16/INT8 exports of MODEL in one run. Every finished
     step is kept in OUT/steps/; rerun the same command to resume.
     """
