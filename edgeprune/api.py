@@ -171,9 +171,8 @@ def finetune(checkpoint: str, data: str | None, out: str, *, epochs: int = 15, i
 def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, method: str | None = None,
              global_pruning: bool = False, round_to: int | None = None, head_ratio: float | None = None,
              hold: float | None = None, strength: float | None = None, layers: int = 0, epochs: int = 10,
-             imgsz: int | None = None,
-             batch: int = 16, workers: int = 2, lr0: float | None = None, warmup_epochs: float | None = None,
-             device: str = "auto",
+             imgsz: int | None = None, batch: int = 16, workers: int = 2, lr0: float | None = None,
+             warmup_epochs: float | None = None, device: str = "auto",
              weights: str | None = None, burn_in: int | None = None, seed: int = 0, cache: bool = False,
              resume: bool = False, strict: bool = False, on_epoch: Callable | None = None):
     """Sparsity-train ``model`` so that the prune that follows removes only dead channels.
@@ -182,8 +181,8 @@ def sparsify(model: str, data: str, out: str, *, ratio: float | None = None, met
     ``global_pruning`` / ``round_to`` (8) / ``head_ratio`` (as ``prune``'s) describe: the BatchNorm scale
     and shift of exactly the channels that prune removes are ramped to zero while the rest trains, and
     held there for the last ``hold`` (0.4) of the run; with ``layers`` the ``layers`` residual units
-    ``prune --layers`` removes are driven to identity the same way. A Darknet ``.cfg`` is trained from ``weights``
-    (default: beside it) with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
+    ``prune --layers`` removes are driven to identity the same way. A Darknet ``.cfg`` is trained from
+    ``weights`` (default: beside it) with the L1 penalty ``strength`` (default 1e-3) as a proximal step. Returns
     :class:`toolchain.models.sparsity.SparsityResult` (γ snapshots and mAP per epoch, histograms);
     ``on_epoch`` gets each epoch's record; ``resume`` as in :func:`train` (the γ record then starts
     at the resumed epoch).

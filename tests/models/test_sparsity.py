@@ -212,8 +212,8 @@ def test_sparsify_with_layers_turns_the_units_prune_layers_removes_into_identiti
     for name in result.units:
         bn = modules[unit_output_bn(name)]
         assert not bn.weight.any() and not bn.bias.any()
-    report = prune_file(result.weights, str(tmp_path / "p.pt"), dataclasses.replace(cfg, imgsz=128, data=str(small_data)),
-                        layers=2)
+    report = prune_file(result.weights, str(tmp_path / "p.pt"),
+                        dataclasses.replace(cfg, imgsz=128, data=str(small_data)), layers=2)
     assert all(name in " ".join(report.notes) for name in result.units)
     assert report.after.macs < 0.6 * report.before.macs
     assert abs(report.after.map50_95 - report.before.map50_95) < 0.01

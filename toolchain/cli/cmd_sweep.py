@@ -76,7 +76,8 @@ def _ratios(ctx, param, value):
 @strict_option
 @json_option
 def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, hold, layers, strength, epochs, imgsz,
-             batch, workers, lr0, warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict, as_json) -> None:
+             batch, workers, lr0, warmup_epochs, device, cache, resume, out, weights, burn_in, seed, strict,
+             as_json) -> None:
     """Sparsity-train MODEL so that the prune you will run removes only dead channels.
 
     The BatchNorm scale and shift of exactly the channels `prune --ratio R --method bn` (with the
@@ -95,8 +96,8 @@ def sparsify(model, data, ratio, method, global_pruning, round_to, head_ratio, h
     with stdout_to_stderr(as_json), progress(f"sparsity training, {epochs} epochs"):
         result = edgeprune.sparsify(model, data, out, ratio=ratio, method=method, global_pruning=global_pruning,
                                     round_to=round_to, head_ratio=head_ratio, hold=hold, layers=layers,
-                                    strength=strength, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers, lr0=lr0,
-                                    warmup_epochs=warmup_epochs, device=device, weights=weights, burn_in=burn_in,
+                                    strength=strength, epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
+                                    lr0=lr0, warmup_epochs=warmup_epochs, device=device, weights=weights, burn_in=burn_in,
                                     seed=seed, cache=cache, resume=resume, strict=strict,
                                     on_epoch=_epoch_printer(as_json))
     if as_json:
