@@ -38,7 +38,7 @@ def export_onnx(source, path: Path, opset: int | None = None) -> int:
     opset = opset or best_onnx_opset(onnx)
     dynamic = None
     if source.dynamic:  # YOLO heads: (B, 4 + nc, anchors); Darknet maps: (B, C, H, W); Darknet rows: (N, 5 + nc)
-        rows = bool(source.head and source.head.get("format") == "darknet-rows")  # one image's rows: batch 1
+        rows = not source.dynamic_batch  # one image's rows: batch 1
         dynamic = {"images": {2: "height", 3: "width"} if rows else {0: "batch", 2: "height", 3: "width"}}
         for name in source.output_names:
             dynamic[name] = {0: "rows"} if rows else \

@@ -298,6 +298,8 @@ class OpenVINOTarget(Target):
         shape = list(source.example.shape)
         if source.dynamic:
             shape[2:] = [-1, -1]
+        if source.dynamic_batch:
+            shape[0] = -1
         model = ov.convert_model(source.module, example_input=source.example, input=[ov.PartialShape(shape)])
         model.inputs[0].get_tensor().set_names({"images"})
         for port, name in zip(model.outputs, source.output_names):

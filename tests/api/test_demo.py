@@ -32,13 +32,19 @@ def test_demo_optimizes_the_baseline_and_splices_the_faster_ir(monkeypatch, tmp_
         calls["optimize"] = (model, data, out, options)
         deploy = {"artifacts": [{"precision": "fp32", "artifact": "a/fp32"},
                                 {"precision": "int8", "artifact": "a/int8"}]}
-        return SimpleNamespace(steps={"deploy": deploy, "compare": compare}, table=[], to_json=lambda: {})
+        return SimpleNamespace(steps={"finetune": {"weights": "ft/best.pt"}, "deploy": deploy, "compare": compare},
+                               table=[], to_json=lambda: {})
+
+    def fake_deploy(model, target, out, **options):
+        calls["deploy"] = (model, target, out, options)
+        return SimpleNamespace(artifact=out)
 
     def fake_bench(artifact, **options):
         calls["bench"] = (artifact, options)
         return []
 
     monkeypatch.setattr(edgeprune, "optimize", fake_optimize)
+    monkeypatch.setattr(edgeprune, "deploy", fake_deploy)
     monkeypatch.setattr(edgeprune, "bench", fake_bench)
     (tmp_path / "run" / "data").mkdir(parents=True)
     (tmp_path / "run" / "data" / "data.yaml").write_text("nc: 3\n")
@@ -51,6 +57,21 @@ def test_demo_optimizes_the_baseline_and_splices_the_faster_ir(monkeypatch, tmp_
     assert options["ratio"] == demo_module.DEMO_RATIO
     expected = budget or (demo_module.FAST_BUDGET if fast else demo_module.DEMO_BUDGET)
     assert options["budget_epochs"] == expected
+    # the splice runs the fine-tuned model deployed dynamic (it runs at 832 and at 416), in the fastest precision
+    weights, target, folder, deployed = calls["deploy"]
+    assert (weights, target, folder) == ("ft/best.pt", "openvino", str(tmp_path / "run" / "splice"))
+    assert deployed["dynamic"] and deployed["precision"] == spliced[2:]
+    assert deployed["data"] == data
     artifact, bench = calls["bench"]
-    assert artifact == spliced and bench["streams"] == 4 and bench["splice"] == 832
-    assert result.spliced["artifact"] == spliced and result.spliced["precision"] == spliced[2:]
+    assert artifact == folder and bench["streams"] == 4 and bench["splice"] == 832
+    assert result.spliced == {"artifact": folder, "precision": spliced[2:]}
+
+
+def test_a_rerun_reuses_the_splice_artifact_an_earlier_demo_deployed(monkeypatch, tmp_path):
+    folder = tmp_path / "splice"
+    folder.mkdir()
+    (folder / "deploy.json").write_text("{}")
+    monkeypatch.setattr(edgeprune, "deploy", lambda *a, **k: pytest.fail("deployed again"))
+    said = []
+    got = demo_module.splice_artifact(SimpleNamespace(steps={}), "int8", "d.yaml", folder, said.append)
+    assert got == str(folder) and "earlier run" in said[0]

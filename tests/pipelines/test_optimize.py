@@ -4,6 +4,7 @@ Ultralytics export, and resumes where an interrupted run stopped."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,11 @@ def test_steps_chain_compare_with_the_best_ultralytics_export_and_resume(baselin
     assert steps["compare"]["base"] == fastest["label"]
     assert [r["model"] for r in first.table if r["is_base"]] == [fastest["label"]]
     assert {r["model"] for r in first.table if not r["is_reference"]} == {"pruned FP32", "pruned INT8"}
+    # the shipped IRs are static at the model's size, as Ultralytics' own (a dynamic one runs slower elsewhere)
+    import openvino as ov
+    for built in steps["deploy"]["artifacts"]:
+        shape = ov.Core().read_model(next(Path(built["artifact"]).glob("*.xml"))).inputs[0].get_partial_shape()
+        assert not shape.is_dynamic and list(shape.to_shape()) == [1, 3, 64, 64]
     assert json.loads((out / "optimize.json").read_text())["table"] == first.table
     # whether more epochs would help, read from the fine-tuning run's own results.csv (1 epoch: it cannot tell)
     assert "fine-tuning (1 of the 2 --budget-epochs): 1 training epoch(s): too few to tell" in " ".join(first.notes)

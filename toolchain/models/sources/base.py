@@ -111,6 +111,12 @@ class ExportSource:
         return w if h == w else [h, w]
 
     @property
+    def dynamic_batch(self) -> bool:
+        """A dynamic export leaves the batch free too, as Ultralytics' own do (its predictor then batches a
+        list of images); not for a head that emits one image's rows (OpenCV's Darknet decode)."""
+        return self.dynamic and not (self.head and self.head.get("format") == "darknet-rows")
+
+    @property
     def stem(self) -> str:
         return Path(self.path).stem
 
