@@ -266,9 +266,9 @@ def _deploy(weights: str, cfg: OptimizeConfig, imgsz: int, folder: Path) -> dict
 
     built = []
     # Static at the model's size, as Ultralytics exports: a runtime that compiles the IR as it is (benchmark_app,
-    # Ultralytics' AutoBackend) runs a dynamic-input YOLO IR 20-30 % slower (its anchors and splits are computed
-    # per inference; measured in benchmarks/recovery.md, "The shipped IR was dynamic"). A splice of streams into a
-    # larger frame gets its own artifact deployed at that size (edgeprune.demo does so).
+    # Ultralytics' AutoBackend) runs a dynamic-input YOLO IR 7-40 % slower (its anchors and splits are computed
+    # per inference; benchmarks/recovery.md, "The shipped IR was dynamic"). A splice of streams into a larger
+    # frame needs its own artifact, deployed with a dynamic input (edgeprune.demo does so).
     for precision in ("fp32", "int8"):
         res = deploy(cfg.target, weights, folder / precision, ExportConfig(precision=precision, imgsz=imgsz,
                                                                           data=cfg.data, device=cfg.device))
